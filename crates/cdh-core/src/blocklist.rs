@@ -7,8 +7,22 @@ use crate::field::{FieldKind, IdentifierField};
 
 /// Raw values (compared trimmed and case-insensitively) that mean "no value" in any field.
 pub const BUILT_IN_PLACEHOLDERS: &[&str] = &[
-    "null", "(null)", "undefined", "0", "none", "n/a", "#n/a", "na", "nil", "nan", "-", "--",
-    "unknown", "test", "no", "not available",
+    "null",
+    "(null)",
+    "undefined",
+    "0",
+    "none",
+    "n/a",
+    "#n/a",
+    "na",
+    "nil",
+    "nan",
+    "-",
+    "--",
+    "unknown",
+    "test",
+    "no",
+    "not available",
 ];
 
 /// Email addresses (after normalisation) that stand for "no email" rather than a person.
@@ -134,7 +148,11 @@ impl Blocklist {
         if kind == FieldKind::Email && BUILT_IN_EMAILS.contains(&normalized) {
             return Some(BlockReason::Placeholder);
         }
-        if !self.excluded.is_empty() && self.excluded.contains(&(field.clone(), normalized.to_owned())) {
+        if !self.excluded.is_empty()
+            && self
+                .excluded
+                .contains(&(field.clone(), normalized.to_owned()))
+        {
             return Some(BlockReason::Excluded);
         }
         None
@@ -148,7 +166,11 @@ mod tests {
     #[test]
     fn every_placeholder_is_blocked_in_any_case() {
         for p in BUILT_IN_PLACEHOLDERS {
-            assert_eq!(Blocklist::built_in_raw(p), Some(BlockReason::Placeholder), "{p}");
+            assert_eq!(
+                Blocklist::built_in_raw(p),
+                Some(BlockReason::Placeholder),
+                "{p}"
+            );
             assert_eq!(
                 Blocklist::built_in_raw(&p.to_uppercase()),
                 Some(BlockReason::Placeholder),
@@ -161,14 +183,37 @@ mod tests {
 
     #[test]
     fn repeated_and_sequential_phones_are_blocked() {
-        assert_eq!(Blocklist::built_in_phone("0000000000"), Some(BlockReason::RepeatedDigits));
-        assert_eq!(Blocklist::built_in_phone("09-9999-9999"), None, "0 then 9s is not one digit");
-        assert_eq!(Blocklist::built_in_phone("1111-111-111"), Some(BlockReason::RepeatedDigits));
-        assert_eq!(Blocklist::built_in_phone("0123456789"), Some(BlockReason::SequentialDigits));
-        assert_eq!(Blocklist::built_in_phone("+1 234-567-890"), Some(BlockReason::SequentialDigits));
-        assert_eq!(Blocklist::built_in_phone("987654321"), Some(BlockReason::SequentialDigits));
+        assert_eq!(
+            Blocklist::built_in_phone("0000000000"),
+            Some(BlockReason::RepeatedDigits)
+        );
+        assert_eq!(
+            Blocklist::built_in_phone("09-9999-9999"),
+            None,
+            "0 then 9s is not one digit"
+        );
+        assert_eq!(
+            Blocklist::built_in_phone("1111-111-111"),
+            Some(BlockReason::RepeatedDigits)
+        );
+        assert_eq!(
+            Blocklist::built_in_phone("0123456789"),
+            Some(BlockReason::SequentialDigits)
+        );
+        assert_eq!(
+            Blocklist::built_in_phone("+1 234-567-890"),
+            Some(BlockReason::SequentialDigits)
+        );
+        assert_eq!(
+            Blocklist::built_in_phone("987654321"),
+            Some(BlockReason::SequentialDigits)
+        );
         assert_eq!(Blocklist::built_in_phone("0912-345-678"), None);
-        assert_eq!(Blocklist::built_in_phone("11111"), None, "too short to judge");
+        assert_eq!(
+            Blocklist::built_in_phone("11111"),
+            None,
+            "too short to judge"
+        );
     }
 
     #[test]
@@ -179,15 +224,26 @@ mod tests {
             list.check_normalized(&email, FieldKind::Email, "test@test.com"),
             Some(BlockReason::Placeholder)
         );
-        assert_eq!(list.check_normalized(&email, FieldKind::Email, "a@b.co"), None);
+        assert_eq!(
+            list.check_normalized(&email, FieldKind::Email, "a@b.co"),
+            None
+        );
         list.exclude_normalized(IdentifierField::DisplayMobile, "+886223456789".into());
         assert_eq!(
-            list.check_normalized(&IdentifierField::DisplayMobile, FieldKind::Phone, "+886223456789"),
+            list.check_normalized(
+                &IdentifierField::DisplayMobile,
+                FieldKind::Phone,
+                "+886223456789"
+            ),
             Some(BlockReason::Excluded)
         );
         // An exclusion is per field: the same text in another field still merges.
         assert_eq!(
-            list.check_normalized(&IdentifierField::CustomerId, FieldKind::Exact, "+886223456789"),
+            list.check_normalized(
+                &IdentifierField::CustomerId,
+                FieldKind::Exact,
+                "+886223456789"
+            ),
             None
         );
     }

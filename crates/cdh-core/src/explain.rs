@@ -32,7 +32,9 @@ impl Chain {
 
     /// The contacts along the chain, in order.
     pub fn contacts(&self) -> Vec<ContactIdx> {
-        std::iter::once(self.start).chain(self.hops.iter().map(|&(_, c)| c)).collect()
+        std::iter::once(self.start)
+            .chain(self.hops.iter().map(|&(_, c)| c))
+            .collect()
     }
 }
 
@@ -79,8 +81,8 @@ impl TieGraph<'_> {
         'outer: while let Some(c) = queue.pop_front() {
             let mut found = Vec::new();
             self.neighbours(c, |tie, other| {
-                if !reached.contains_key(&other) {
-                    reached.insert(other, Some((tie, c)));
+                if let std::collections::hash_map::Entry::Vacant(e) = reached.entry(other) {
+                    e.insert(Some((tie, c)));
                     found.push(other);
                 }
             });
@@ -92,7 +94,11 @@ impl TieGraph<'_> {
                 }
             }
         }
-        Search { start, reached, order }
+        Search {
+            start,
+            reached,
+            order,
+        }
     }
 
     /// The shortest chain from `a` to `b`, or `None` when nothing ties them.

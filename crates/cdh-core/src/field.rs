@@ -147,7 +147,14 @@ mod tests {
         let err = IdentifierField::parse("phone", &["vip_no".into()]).unwrap_err();
         assert_eq!(
             err.valid,
-            ["line_uid", "display_mobile", "display_email", "customer_id", "connect_id", "vip_no"]
+            [
+                "line_uid",
+                "display_mobile",
+                "display_email",
+                "customer_id",
+                "connect_id",
+                "vip_no"
+            ]
         );
     }
 }

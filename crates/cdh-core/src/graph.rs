@@ -26,7 +26,10 @@ pub struct Slot {
 #[derive(Clone, Debug)]
 pub struct KeyGraph {
     slots: Vec<Slot>,
-    interner: ValueInterner,
+    /// Value shards: value `v` is local id `v - bases[s]` of shard `s`, the last with
+    /// `bases[s] <= v`. Graphs built one contact at a time have one shard.
+    shards: Vec<ValueInterner>,
+    bases: Vec<u32>,
     /// `values[offsets[c]..offsets[c + 1]]` are contact `c`'s values.
     offsets: Vec<u32>,
     values: Vec<ValueId>,
@@ -38,7 +41,8 @@ impl KeyGraph {
         assert!(slots.len() < 256, "at most 255 key slots");
         Self {
             slots,
-            interner: ValueInterner::default(),
+            shards: vec![ValueInterner::default()],
+            bases: vec![0],
             offsets: vec![0],
             values: Vec::new(),
         }
@@ -47,38 +51,67 @@ impl KeyGraph {
     /// An empty graph with room for `n_contacts` and `n_values` distinct values.
     pub fn with_capacity(slots: Vec<Slot>, n_contacts: usize, n_values: usize) -> Self {
         let mut g = Self::new(slots);
-        g.interner = ValueInterner::with_capacity(n_values);
+        g.shards = vec![ValueInterner::with_capacity(n_values)];
         g.offsets.reserve(n_contacts);
         g.values.reserve(n_contacts * 2);
         g
     }
 
-    /// Builds a graph from parts made elsewhere (for example by a parallel loader): the
-    /// interner, and per contact its value ids in compressed rows.
-    pub fn from_parts(slots: Vec<Slot>, interner: ValueInterner, offsets: Vec<u32>, values: Vec<ValueId>) -> Self {
+    /// Builds a graph from parts made elsewhere (for example by a parallel loader): value
+    /// shards, and per contact its value ids in compressed rows, where shard `s`'s local id
+    /// `i` is global id `i + (sum of the sizes of the shards before s)`, and shard `s` holds
+    /// exactly the keys whose [`crate::interner::shard_of`] is `s`.
+    pub fn from_shards(
+        slots: Vec<Slot>,
+        shards: Vec<ValueInterner>,
+        offsets: Vec<u32>,
+        values: Vec<ValueId>,
+    ) -> Self {
         assert_eq!(offsets.first(), Some(&0));
         assert_eq!(*offsets.last().unwrap_or(&0) as usize, values.len());
+        let mut bases = Vec::with_capacity(shards.len());
+        let mut total = 0u32;
+        for shard in &shards {
+            bases.push(total);
+            total += shard.len() as u32;
+        }
         Self {
             slots,
-            interner,
+            shards,
+            bases,
             offsets,
             values,
         }
     }
 
+    /// The global ids where each shard starts (see [`Self::from_shards`]).
+    pub fn shard_bases(&self) -> &[u32] {
+        &self.bases
+    }
+
     /// Adds a contact in `scope` with `(slot, normalised value)` pairs; returns its index.
     /// A value repeated within one contact is kept once.
-    pub fn add_contact<'a>(&mut self, scope: ScopeId, values: impl IntoIterator<Item = (u8, &'a str)>) -> ContactIdx {
+    pub fn add_contact<'a>(
+        &mut self,
+        scope: ScopeId,
+        values: impl IntoIterator<Item = (u8, &'a str)>,
+    ) -> ContactIdx {
         let start = self.values.len();
         for (slot, value) in values {
             debug_assert!((slot as usize) < self.slots.len());
-            let (id, _) = self.interner.intern(scope, slot, value);
+            assert_eq!(
+                self.shards.len(),
+                1,
+                "contacts are added one by one only to unsharded graphs"
+            );
+            let (id, _) = self.shards[0].intern(scope, slot, value);
             if !self.values[start..].contains(&id) {
                 self.values.push(id);
             }
         }
         let idx = self.offsets.len() - 1;
-        self.offsets.push(u32::try_from(self.values.len()).expect("more than 4 billion key values"));
+        self.offsets
+            .push(u32::try_from(self.values.len()).expect("more than 4 billion key values"));
         ContactIdx::try_from(idx).expect("more than 4 billion contacts")
     }
 
@@ -89,7 +122,7 @@ impl KeyGraph {
 
     /// How many distinct values.
     pub fn n_values(&self) -> usize {
-        self.interner.len()
+        self.shards.iter().map(ValueInterner::len).sum()
     }
 
     /// The slots, by slot number.
@@ -103,20 +136,40 @@ impl KeyGraph {
         &self.values[self.offsets[c] as usize..self.offsets[c + 1] as usize]
     }
 
+    /// The scope, slot number and text of a value.
+    pub fn raw_value(&self, v: ValueId) -> (ScopeId, u8, &str) {
+        let s = self.bases.partition_point(|&b| b <= v) - 1;
+        self.shards[s].value(v - self.bases[s])
+    }
+
     /// The slot and text of a value.
     pub fn value(&self, v: ValueId) -> (&Slot, &str) {
-        let (_, slot, text) = self.interner.value(v);
+        let (_, slot, text) = self.raw_value(v);
         (&self.slots[slot as usize], text)
+    }
+
+    /// The slot number of a value.
+    pub fn slot_of(&self, v: ValueId) -> u8 {
+        self.raw_value(v).1
     }
 
     /// Whether value `v` merges contacts.
     pub fn merges(&self, v: ValueId) -> bool {
-        self.slots[self.interner.value(v).1 as usize].merges
+        self.slots[self.slot_of(v) as usize].merges
     }
 
-    /// The interner, for look-ups by value.
-    pub fn interner(&self) -> &ValueInterner {
-        &self.interner
+    /// The id of a value, if some contact carries it.
+    pub fn find_value(&self, scope: ScopeId, slot: u8, value: &str) -> Option<ValueId> {
+        if self.shards.len() == 1 {
+            return self.shards[0].get(scope, slot, value);
+        }
+        let s = crate::interner::shard_of(
+            crate::interner::hash_key(scope, slot, value),
+            self.shards.len(),
+        );
+        self.shards[s]
+            .get(scope, slot, value)
+            .map(|id| id + self.bases[s])
     }
 
     /// For each value, how many contacts carry it.

@@ -39,7 +39,9 @@ impl Resolution {
     /// The profile the contact is in afterwards.
     pub fn profile(&self) -> ContactIdx {
         match self {
-            Self::Created { profile } | Self::Joined { profile, .. } | Self::Unchanged { profile } => *profile,
+            Self::Created { profile }
+            | Self::Joined { profile, .. }
+            | Self::Unchanged { profile } => *profile,
             Self::Merged { survivor, .. } => *survivor,
         }
     }
@@ -147,7 +149,11 @@ impl IncrementalResolver {
         let mut absorbed: Vec<(ContactIdx, ValueId)> = Vec::with_capacity(self.scratch.len());
         if existing && own_root != survivor {
             // The contact's own profile was absorbed; say which value tied it to the survivor.
-            let via = self.scratch.iter().find(|&&(r, _)| r == survivor).map(|&(_, v)| v);
+            let via = self
+                .scratch
+                .iter()
+                .find(|&&(r, _)| r == survivor)
+                .map(|&(_, v)| v);
             absorbed.extend(via.map(|v| (own_root, v)));
         }
         absorbed.extend(self.scratch.iter().copied().filter(|&(r, _)| r != survivor));

@@ -25,7 +25,9 @@ pub struct ValueInterner {
 
 impl std::fmt::Debug for ValueInterner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ValueInterner").field("len", &self.len()).finish()
+        f.debug_struct("ValueInterner")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -36,6 +38,11 @@ pub fn hash_key(scope: ScopeId, slot: u8, value: &str) -> u64 {
     h.write_u8(slot);
     h.write(value.as_bytes());
     h.finish()
+}
+
+/// The shard (of `n_shards`) that holds a key with this hash, in sharded graphs.
+pub fn shard_of(hash: u64, n_shards: usize) -> usize {
+    (hash % n_shards as u64) as usize
 }
 
 const HEADER: usize = 5;
@@ -88,7 +95,13 @@ impl ValueInterner {
     }
 
     /// As [`Self::intern`], with the hash from [`hash_key`] already computed.
-    pub fn intern_hashed(&mut self, hash: u64, scope: ScopeId, slot: u8, value: &str) -> (ValueId, bool) {
+    pub fn intern_hashed(
+        &mut self,
+        hash: u64,
+        scope: ScopeId,
+        slot: u8,
+        value: &str,
+    ) -> (ValueId, bool) {
         let Self { table, bytes, ends } = self;
         let lookup = |id: &ValueId| {
             let i = *id as usize;
@@ -159,7 +172,9 @@ mod tests {
     #[test]
     fn survives_growth() {
         let mut i = ValueInterner::default();
-        let ids: Vec<_> = (0..10_000).map(|n| i.intern(0, 0, &n.to_string()).0).collect();
+        let ids: Vec<_> = (0..10_000)
+            .map(|n| i.intern(0, 0, &n.to_string()).0)
+            .collect();
         for (n, id) in ids.iter().enumerate() {
             assert_eq!(i.get(0, 0, &n.to_string()), Some(*id));
             assert_eq!(i.value(*id).2, n.to_string());

@@ -67,9 +67,9 @@ fn write_email(raw: &str, out: &mut String) -> Result<(), InvalidReason> {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b) || b >= 0x80);
+        && local.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b) || b >= 0x80
+        });
     let domain_ok = domain.len() <= 253
         && domain.contains('.')
         && domain.split('.').all(|label| {
@@ -174,7 +174,12 @@ impl Normalizer {
 
     /// Normalises `raw` as a value of `field`, writing the canonical value into `out` (cleared
     /// first) when the outcome is [`Outcome::Valid`]. Allocates nothing once `out` has capacity.
-    pub fn normalize_into(&mut self, field: &IdentifierField, raw: &str, out: &mut String) -> Outcome {
+    pub fn normalize_into(
+        &mut self,
+        field: &IdentifierField,
+        raw: &str,
+        out: &mut String,
+    ) -> Outcome {
         out.clear();
         let trimmed = raw.trim();
         if trimmed.is_empty() {
@@ -202,8 +207,12 @@ impl Normalizer {
                 }
                 match self.phones.normalize(trimmed) {
                     Ok(phone) => write_phone(phone.digits(), out),
-                    Err(PhoneError::NotANumber) => return Outcome::Invalid(InvalidReason::NotAPhone),
-                    Err(PhoneError::Invalid) => return Outcome::Invalid(InvalidReason::InvalidPhone),
+                    Err(PhoneError::NotANumber) => {
+                        return Outcome::Invalid(InvalidReason::NotAPhone);
+                    }
+                    Err(PhoneError::Invalid) => {
+                        return Outcome::Invalid(InvalidReason::InvalidPhone);
+                    }
                 }
             }
             FieldKind::Exact => out.push_str(trimmed),

@@ -1,6 +1,8 @@
 //! Unit tests for every normalisation rule.
 
-use super::{BlockReason, Blocklist, Email, IdentifierField, InvalidReason, Normalizer, Outcome, Region};
+use super::{
+    BlockReason, Blocklist, Email, IdentifierField, InvalidReason, Normalizer, Outcome, Region,
+};
 use crate::field::IdentifierField::*;
 
 fn tw() -> Normalizer {
@@ -15,7 +17,11 @@ fn norm(field: IdentifierField, raw: &str) -> Result<String, Outcome> {
 fn line_uid_is_u_and_32_hex_exact() {
     let uid = "U4af4980629a1b2c3d4e5f60718293a4b";
     assert_eq!(norm(LineUid, uid), Ok(uid.to_owned()));
-    assert_eq!(norm(LineUid, &format!("  {uid} ")), Ok(uid.to_owned()), "trimmed");
+    assert_eq!(
+        norm(LineUid, &format!("  {uid} ")),
+        Ok(uid.to_owned()),
+        "trimmed"
+    );
     assert_eq!(
         norm(LineUid, &uid.to_lowercase()),
         Err(Outcome::Invalid(InvalidReason::NotALineUid)),
@@ -45,46 +51,90 @@ fn line_uid_case_is_kept_not_folded() {
 #[test]
 fn phones_national_and_international_are_equal_in_e164() {
     let expected = Ok("+886912345678".to_owned());
-    for raw in ["0912-345-678", "0912345678", "+886 912 345 678", "+886912345678", " 0912 345 678 "] {
+    for raw in [
+        "0912-345-678",
+        "0912345678",
+        "+886 912 345 678",
+        "+886912345678",
+        " 0912 345 678 ",
+    ] {
         assert_eq!(norm(DisplayMobile, raw), expected, "{raw}");
     }
-    assert_eq!(norm(DisplayMobile, "02-2345-6789"), Ok("+886223456789".to_owned()));
-    assert_eq!(norm(DisplayMobile, "+1 415-555-2671"), Ok("+14155552671".to_owned()));
+    assert_eq!(
+        norm(DisplayMobile, "02-2345-6789"),
+        Ok("+886223456789".to_owned())
+    );
+    assert_eq!(
+        norm(DisplayMobile, "+1 415-555-2671"),
+        Ok("+14155552671".to_owned())
+    );
 }
 
 #[test]
 fn invalid_phones_are_reported_not_merged() {
-    assert_eq!(norm(DisplayMobile, "12345"), Err(Outcome::Invalid(InvalidReason::InvalidPhone)));
+    assert_eq!(
+        norm(DisplayMobile, "12345"),
+        Err(Outcome::Invalid(InvalidReason::InvalidPhone))
+    );
     assert!(matches!(
         norm(DisplayMobile, "call me"),
-        Err(Outcome::Invalid(InvalidReason::NotAPhone | InvalidReason::InvalidPhone))
+        Err(Outcome::Invalid(
+            InvalidReason::NotAPhone | InvalidReason::InvalidPhone
+        ))
     ));
 }
 
 #[test]
 fn the_region_decides_national_numbers() {
     let mut us = Normalizer::new(Region::parse("US").unwrap(), Blocklist::built_in());
-    assert_eq!(us.normalize(&DisplayMobile, "(415) 555-2671"), Ok("+14155552671".to_owned()));
-    assert_ne!(us.normalize(&DisplayMobile, "0912-345-678"), Ok("+886912345678".to_owned()));
+    assert_eq!(
+        us.normalize(&DisplayMobile, "(415) 555-2671"),
+        Ok("+14155552671".to_owned())
+    );
+    assert_ne!(
+        us.normalize(&DisplayMobile, "0912-345-678"),
+        Ok("+886912345678".to_owned())
+    );
 }
 
 #[test]
 fn emails_are_trimmed_and_lower_cased() {
-    assert_eq!(norm(DisplayEmail, "  Alice.Chen@Example.COM "), Ok("alice.chen@example.com".into()));
+    assert_eq!(
+        norm(DisplayEmail, "  Alice.Chen@Example.COM "),
+        Ok("alice.chen@example.com".into())
+    );
     assert_eq!(Email::parse("Bob@x.io").unwrap().as_str(), "bob@x.io");
 }
 
 #[test]
 fn malformed_emails_are_invalid() {
-    for raw in ["alice@", "@example.com", "no-at-sign", "a@b", "a b@c.com", "a@@b.com", "a@b..com", ".a@b.com", "a@-b.com"] {
-        assert_eq!(norm(DisplayEmail, raw), Err(Outcome::Invalid(InvalidReason::NotAnEmail)), "{raw}");
+    for raw in [
+        "alice@",
+        "@example.com",
+        "no-at-sign",
+        "a@b",
+        "a b@c.com",
+        "a@@b.com",
+        "a@b..com",
+        ".a@b.com",
+        "a@-b.com",
+    ] {
+        assert_eq!(
+            norm(DisplayEmail, raw),
+            Err(Outcome::Invalid(InvalidReason::NotAnEmail)),
+            "{raw}"
+        );
     }
 }
 
 #[test]
 fn exact_fields_are_trimmed_only() {
     assert_eq!(norm(CustomerId, "  M00123 "), Ok("M00123".into()));
-    assert_ne!(norm(CustomerId, "m00123"), norm(CustomerId, "M00123"), "case matters");
+    assert_ne!(
+        norm(CustomerId, "m00123"),
+        norm(CustomerId, "M00123"),
+        "case matters"
+    );
     assert_eq!(norm(ConnectId, "crm-7"), Ok("crm-7".into()));
     assert_eq!(norm(Custom("member_no".into()), " 42 "), Ok("42".into()));
 }
@@ -108,9 +158,18 @@ fn placeholders_are_blocked_in_every_field() {
             );
         }
     }
-    assert_eq!(norm(DisplayEmail, " TEST@test.com"), Err(Outcome::Blocked(BlockReason::Placeholder)));
-    assert_eq!(norm(DisplayMobile, "0000000000"), Err(Outcome::Blocked(BlockReason::RepeatedDigits)));
-    assert_eq!(norm(DisplayMobile, "0123456789"), Err(Outcome::Blocked(BlockReason::SequentialDigits)));
+    assert_eq!(
+        norm(DisplayEmail, " TEST@test.com"),
+        Err(Outcome::Blocked(BlockReason::Placeholder))
+    );
+    assert_eq!(
+        norm(DisplayMobile, "0000000000"),
+        Err(Outcome::Blocked(BlockReason::RepeatedDigits))
+    );
+    assert_eq!(
+        norm(DisplayMobile, "0123456789"),
+        Err(Outcome::Blocked(BlockReason::SequentialDigits))
+    );
 }
 
 #[test]
@@ -124,13 +183,19 @@ fn admin_exclusions_apply_after_normalisation() {
         Err(Outcome::Blocked(BlockReason::Excluded)),
         "another spelling of an excluded number is excluded too"
     );
-    assert_eq!(n.normalize(&DisplayMobile, "0912-345-678"), Ok("+886912345678".into()));
+    assert_eq!(
+        n.normalize(&DisplayMobile, "0912-345-678"),
+        Ok("+886912345678".into())
+    );
 }
 
 #[test]
 fn normalize_into_clears_the_buffer_on_failure() {
     let mut n = tw();
     let mut out = String::from("stale");
-    assert_eq!(n.normalize_into(&DisplayEmail, "bad", &mut out), Outcome::Invalid(InvalidReason::NotAnEmail));
+    assert_eq!(
+        n.normalize_into(&DisplayEmail, "bad", &mut out),
+        Outcome::Invalid(InvalidReason::NotAnEmail)
+    );
     assert!(out.is_empty());
 }

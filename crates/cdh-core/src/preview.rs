@@ -173,7 +173,8 @@ pub fn preview(graph: &KeyGraph, prior: Option<&Partition>, options: &PreviewOpt
         })
         .collect();
 
-    let (conflicts, n_conflicts) = find_conflicts(graph, &after, &members, &ties, options.n_conflicts);
+    let (conflicts, n_conflicts) =
+        find_conflicts(graph, &after, &members, &ties, options.n_conflicts);
 
     Preview {
         n_contacts: graph.n_contacts(),
@@ -227,7 +228,7 @@ fn find_conflicts(
             let mut seen: Vec<(ValueId, ContactIdx)> = Vec::new();
             for &c in m {
                 for &v in graph.values_of(c) {
-                    if graph.interner().value(v).1 == slot && !seen.iter().any(|&(s, _)| s == v) {
+                    if graph.slot_of(v) == slot && !seen.iter().any(|&(s, _)| s == v) {
                         seen.push((v, c));
                     }
                 }
@@ -237,7 +238,9 @@ fn find_conflicts(
             }
             n += 1;
             if conflicts.len() < limit {
-                let values: BTreeSet<ValueId> = seen.iter().map(|&(v, _)| v).collect();
+                // Listed by text, so the order does not depend on how values were interned.
+                let values: BTreeSet<(&str, ValueId)> =
+                    seen.iter().map(|&(v, _)| (graph.value(v).1, v)).collect();
                 let chain = ties.explain(seen[0].1, seen[1].1).unwrap_or(Chain {
                     start: seen[0].1,
                     hops: Vec::new(),
@@ -245,7 +248,7 @@ fn find_conflicts(
                 conflicts.push(Conflict {
                     root: after.root(p),
                     slot,
-                    values: values.into_iter().take(10).collect(),
+                    values: values.into_iter().map(|(_, v)| v).take(10).collect(),
                     chain,
                 });
             }

@@ -190,7 +190,11 @@ pub fn union_find(graph: &KeyGraph, prior: Option<&Partition>) -> UnionFind {
     let n = graph.n_contacts();
     let mut uf = UnionFind::new(n);
     if let Some(prior) = prior {
-        assert_eq!(prior.n_contacts(), n, "the prior partition must cover the same contacts");
+        assert_eq!(
+            prior.n_contacts(),
+            n,
+            "the prior partition must cover the same contacts"
+        );
         for c in 0..n as u32 {
             let root = prior.root(prior.profile_of(c));
             if root != c {

@@ -86,7 +86,10 @@ impl Scopes {
         let mut group_of = HashMap::new();
         for (i, group) in groups.iter().enumerate() {
             for org in &group.organizations {
-                if group_of.insert(org.clone(), (i, group.cross_product)).is_some_and(|(g, _)| g != i) {
+                if group_of
+                    .insert(org.clone(), (i, group.cross_product))
+                    .is_some_and(|(g, _)| g != i)
+                {
                     return Err(OverlappingScopes(org.clone()));
                 }
             }
@@ -106,7 +109,10 @@ impl Scopes {
         };
         let split_product = !cross_product || (is_line && !self.line_uid_is_key);
         let next = self.ids.len() as ScopeId;
-        *self.ids.entry((key, split_product.then_some(product))).or_insert(next)
+        *self
+            .ids
+            .entry((key, split_product.then_some(product)))
+            .or_insert(next)
     }
 }
 
@@ -117,9 +123,18 @@ mod tests {
     #[test]
     fn products_apart_unless_cross_product() {
         let mut s = Scopes::new(&[], true).unwrap();
-        assert_ne!(s.scope_of("o1", Product::Caac, false), s.scope_of("o1", Product::Maac, false));
-        assert_eq!(s.scope_of("o1", Product::Caac, false), s.scope_of("o1", Product::Caac, true));
-        assert_ne!(s.scope_of("o1", Product::Caac, false), s.scope_of("o2", Product::Caac, false));
+        assert_ne!(
+            s.scope_of("o1", Product::Caac, false),
+            s.scope_of("o1", Product::Maac, false)
+        );
+        assert_eq!(
+            s.scope_of("o1", Product::Caac, false),
+            s.scope_of("o1", Product::Caac, true)
+        );
+        assert_ne!(
+            s.scope_of("o1", Product::Caac, false),
+            s.scope_of("o2", Product::Caac, false)
+        );
     }
 
     #[test]
@@ -129,10 +144,19 @@ mod tests {
             cross_product: true,
         }];
         let mut with_key = Scopes::new(&groups, true).unwrap();
-        assert_eq!(with_key.scope_of("o1", Product::Caac, true), with_key.scope_of("o1", Product::Maac, true));
+        assert_eq!(
+            with_key.scope_of("o1", Product::Caac, true),
+            with_key.scope_of("o1", Product::Maac, true)
+        );
         let mut without = Scopes::new(&groups, false).unwrap();
-        assert_eq!(without.scope_of("o1", Product::Caac, false), without.scope_of("o1", Product::Maac, false));
-        assert_ne!(without.scope_of("o1", Product::Caac, true), without.scope_of("o1", Product::Maac, true));
+        assert_eq!(
+            without.scope_of("o1", Product::Caac, false),
+            without.scope_of("o1", Product::Maac, false)
+        );
+        assert_ne!(
+            without.scope_of("o1", Product::Caac, true),
+            without.scope_of("o1", Product::Maac, true)
+        );
     }
 
     #[test]
@@ -142,8 +166,14 @@ mod tests {
             cross_product: false,
         }];
         let mut s = Scopes::new(&groups, true).unwrap();
-        assert_eq!(s.scope_of("o1", Product::Caac, false), s.scope_of("o2", Product::Caac, false));
-        assert_ne!(s.scope_of("o1", Product::Caac, false), s.scope_of("o3", Product::Caac, false));
+        assert_eq!(
+            s.scope_of("o1", Product::Caac, false),
+            s.scope_of("o2", Product::Caac, false)
+        );
+        assert_ne!(
+            s.scope_of("o1", Product::Caac, false),
+            s.scope_of("o3", Product::Caac, false)
+        );
         let overlap = [groups[0].clone(), groups[0].clone()];
         assert!(Scopes::new(&overlap[..1], true).is_ok());
         let two = [
@@ -153,6 +183,9 @@ mod tests {
                 cross_product: false,
             },
         ];
-        assert_eq!(Scopes::new(&two, true).unwrap_err(), OverlappingScopes("o2".into()));
+        assert_eq!(
+            Scopes::new(&two, true).unwrap_err(),
+            OverlappingScopes("o2".into())
+        );
     }
 }

@@ -28,7 +28,10 @@ impl fmt::Display for UnifyKeysError {
         match self {
             Self::Empty => write!(f, "choose at least one unify key"),
             Self::TooMany(n) => {
-                write!(f, "at most {MAX_UNIFY_KEYS} unify keys may be chosen, got {n}")
+                write!(
+                    f,
+                    "at most {MAX_UNIFY_KEYS} unify keys may be chosen, got {n}"
+                )
             }
             Self::Duplicate(field) => write!(f, "unify key `{field}` is listed twice"),
         }

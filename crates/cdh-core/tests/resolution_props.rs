@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use cdh_core::golden::{IdentifierValue, TimelineItem, TimelineKind};
 use cdh_core::{
-    IdentifierField, IncrementalResolver, KeyGraph, MemberRecord, PreviewOptions, Resolution, Slot, Tie, TieGraph,
-    golden_record, preview, resolve,
+    IdentifierField, IncrementalResolver, KeyGraph, MemberRecord, PreviewOptions, Resolution, Slot,
+    Tie, TieGraph, golden_record, preview, resolve,
 };
 use proptest::prelude::*;
 
@@ -18,17 +18,36 @@ struct Gen {
 
 fn slots() -> Vec<Slot> {
     vec![
-        Slot { field: IdentifierField::DisplayMobile, merges: true, unique: false },
-        Slot { field: IdentifierField::DisplayEmail, merges: true, unique: false },
-        Slot { field: IdentifierField::LineUid, merges: true, unique: false },
-        Slot { field: IdentifierField::CustomerId, merges: false, unique: true },
+        Slot {
+            field: IdentifierField::DisplayMobile,
+            merges: true,
+            unique: false,
+        },
+        Slot {
+            field: IdentifierField::DisplayEmail,
+            merges: true,
+            unique: false,
+        },
+        Slot {
+            field: IdentifierField::LineUid,
+            merges: true,
+            unique: false,
+        },
+        Slot {
+            field: IdentifierField::CustomerId,
+            merges: false,
+            unique: true,
+        },
     ]
 }
 
 fn contact() -> impl Strategy<Value = Gen> {
     (0u32..2, proptest::collection::vec((0u8..4, 0u8..6), 0..4)).prop_map(|(scope, vals)| Gen {
         scope,
-        values: vals.into_iter().map(|(s, v)| (s, format!("v{v}"))).collect(),
+        values: vals
+            .into_iter()
+            .map(|(s, v)| (s, format!("v{v}")))
+            .collect(),
     })
 }
 
@@ -46,7 +65,10 @@ fn graph_of(cs: &[Gen]) -> KeyGraph {
 
 fn tied(a: &Gen, b: &Gen) -> bool {
     let merges = |s: u8| slots()[s as usize].merges;
-    a.scope == b.scope && a.values.iter().any(|(s, v)| merges(*s) && b.values.iter().any(|(t, w)| t == s && w == v))
+    a.scope == b.scope
+        && a.values
+            .iter()
+            .any(|(s, v)| merges(*s) && b.values.iter().any(|(t, w)| t == s && w == v))
 }
 
 /// The oracle: BFS distances between contacts and the components, labelled by lowest index.
@@ -87,7 +109,9 @@ fn oracle_distance(cs: &[Gen], a: usize, b: usize) -> Option<usize> {
 
 fn roots(graph: &KeyGraph) -> Vec<u32> {
     let p = resolve(graph, None);
-    (0..graph.n_contacts() as u32).map(|c| p.root(p.profile_of(c))).collect()
+    (0..graph.n_contacts() as u32)
+        .map(|c| p.root(p.profile_of(c)))
+        .collect()
 }
 
 fn as_sets(labels: &[u32], ids: &[usize]) -> BTreeSet<BTreeSet<usize>> {
@@ -277,7 +301,10 @@ fn a_unique_non_key_field_is_reported_as_a_conflict_not_merged() {
     g.add_contact(0, [(1, "a@x.com"), (3, "M2")]);
     g.add_contact(0, [(3, "M2")]);
     let p = preview(&g, None, &PreviewOptions::default());
-    assert_eq!(p.profiles_after, 2, "customer_id is not a key: contact 3 stays apart");
+    assert_eq!(
+        p.profiles_after, 2,
+        "customer_id is not a key: contact 3 stays apart"
+    );
     assert_eq!(p.n_conflicts, 1);
     let conflict = &p.conflicts[0];
     assert_eq!(conflict.chain.contacts(), vec![0, 1, 2]);
@@ -294,10 +321,15 @@ fn incremental_reports_join_and_merge_with_the_tying_value() {
     let (c, rc) = inc.add_contact(0, [(0, "p1")]);
     assert!(matches!(rc, Resolution::Joined { profile, .. } if profile == a));
     let (_, rd) = inc.add_contact(0, [(0, "p1"), (1, "e1")]);
-    let Resolution::Merged { survivor, absorbed } = rd else { panic!("{rd:?}") };
+    let Resolution::Merged { survivor, absorbed } = rd else {
+        panic!("{rd:?}")
+    };
     assert_eq!(survivor, a);
     assert_eq!(absorbed.len(), 1);
     assert_eq!(absorbed[0].0, b);
     assert_eq!(inc.value(absorbed[0].1).1, "e1");
-    assert_eq!(inc.update_contact(c, 0, [(0, "p1")]), Resolution::Unchanged { profile: a });
+    assert_eq!(
+        inc.update_contact(c, 0, [(0, "p1")]),
+        Resolution::Unchanged { profile: a }
+    );
 }

@@ -1,0 +1,95 @@
+//! Command-line arguments (clap), with `CDH_*` environment variables as fallbacks.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+
+/// The customer data hub: unify contacts into profiles.
+#[derive(Debug, Parser)]
+#[command(name = "cdh", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Unify the contacts of a CSV file into profiles (or preview what would merge).
+    Unify(UnifyArgs),
+    /// Write a realistic synthetic contact file for benchmarks and demos.
+    Gen(GenArgs),
+}
+
+/// Arguments of `cdh unify`.
+#[derive(Debug, Args)]
+pub struct UnifyArgs {
+    /// The unify keys, 1 to 3 of: line_uid, display_mobile, display_email, customer_id,
+    /// connect_id, or a column of the file (a custom identifier field).
+    #[arg(long, env = "CDH_KEYS", value_delimiter = ',', required = true)]
+    pub keys: Vec<String>,
+    /// The default phone region for national numbers (ISO 3166 code).
+    #[arg(long, env = "CDH_REGION", default_value = "TW")]
+    pub region: String,
+    /// The contact file: CSV with a header; `contact_id` is required.
+    pub input: PathBuf,
+    /// Where to write assignments.csv and profiles.csv.
+    #[arg(long, env = "CDH_OUT", required_unless_present = "preview")]
+    pub out: Option<PathBuf>,
+    /// Print what would merge instead of writing anything.
+    #[arg(long)]
+    pub preview: bool,
+    /// Values that must never merge, as FIELD=VALUE (normalised like the field); repeatable.
+    #[arg(long = "exclude", value_name = "FIELD=VALUE")]
+    pub excluded: Vec<String>,
+    /// Fields a profile may hold only one value of; a profile with two is reported as a
+    /// conflict.
+    #[arg(
+        long,
+        env = "CDH_UNIQUE_FIELDS",
+        value_delimiter = ',',
+        default_value = "customer_id"
+    )]
+    pub unique_fields: Vec<String>,
+    /// A value carried by more contacts than this is flagged as suspicious.
+    #[arg(long, env = "CDH_SUSPICIOUS_THRESHOLD", default_value_t = 20)]
+    pub suspicious_threshold: u32,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "CDH_THREADS")]
+    pub threads: Option<usize>,
+}
+
+/// Arguments of `cdh gen`.
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// How many contacts to write.
+    pub n: u64,
+    /// The CSV file to write.
+    pub out: PathBuf,
+    /// The random seed: the same seed writes the same file.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Leave out shared store phones and placeholder emails.
+    #[arg(long)]
+    pub no_shared_values: bool,
+}
+
+/// Parses the process's arguments, runs the command, and reports any error on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Unify(args) => commands::unify::run(&args),
+        Command::Gen(args) => commands::gen_file::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

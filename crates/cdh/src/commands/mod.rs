@@ -1,0 +1,4 @@
+//! One module per command.
+
+pub mod gen_file;
+pub mod unify;

@@ -1,0 +1,260 @@
+//! Fast CSV scanning over an in-memory file: splitting into independent chunks, strict
+//! (RFC 4180) quoting checks, and parsing one record at a time without allocating.
+//!
+//! Splitting relies on strict quoting: a newline ends a record exactly when the number of
+//! quotes before it is even. Records are checked for stray quotes, so a file that breaks that
+//! rule is refused with the line, never silently mis-split.
+
+use std::ops::Range;
+
+/// A record's fields after parsing: `fields[ends[i-1]..ends[i]]` is field `i`.
+#[derive(Debug, Default)]
+pub struct RecordBuf {
+    fields: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl RecordBuf {
+    /// How many fields.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the record has no fields.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Field `i` as bytes.
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.fields[start..self.ends[i]]
+    }
+
+    /// All the field bytes, for one UTF-8 check per record.
+    pub fn all_bytes(&self) -> &[u8] {
+        &self.fields[..self.ends.last().copied().unwrap_or(0)]
+    }
+}
+
+/// Parses records one after another from a byte slice.
+#[derive(Debug)]
+pub struct RecordReader {
+    reader: csv_core::Reader,
+}
+
+impl Default for RecordReader {
+    fn default() -> Self {
+        Self {
+            reader: csv_core::ReaderBuilder::new().build(),
+        }
+    }
+}
+
+impl RecordReader {
+    /// Reads the record at the start of `input` into `record`; returns the bytes consumed, or
+    /// `None` at the end of input. Blank lines are skipped.
+    pub fn read(&mut self, input: &[u8], record: &mut RecordBuf) -> Option<usize> {
+        use csv_core::ReadRecordResult::*;
+        record.fields.clear();
+        record.ends.clear();
+        if record.fields.capacity() < 256 {
+            record.fields.reserve(256);
+        }
+        let mut consumed = 0;
+        let (mut out_len, mut ends_len) = (0, 0);
+        loop {
+            record.fields.resize(record.fields.capacity(), 0);
+            if record.ends.len() < 32 {
+                record.ends.resize(32, 0);
+            }
+            let (result, n_in, n_out, n_ends) = self.reader.read_record(
+                &input[consumed..],
+                &mut record.fields[out_len..],
+                &mut record.ends[ends_len..],
+            );
+            // csv_core reports field ends relative to the start of the record, across calls.
+            consumed += n_in;
+            out_len += n_out;
+            ends_len += n_ends;
+            match result {
+                InputEmpty => {
+                    if consumed >= input.len() {
+                        // Flush the last record when the input has no final newline.
+                        let (r, _, n_out2, n_ends2) = self.reader.read_record(
+                            &[],
+                            &mut record.fields[out_len..],
+                            &mut record.ends[ends_len..],
+                        );
+                        out_len += n_out2;
+                        ends_len += n_ends2;
+                        record.fields.truncate(out_len);
+                        record.ends.truncate(ends_len);
+                        self.reader.reset();
+                        return matches!(r, Record).then_some(consumed);
+                    }
+                }
+                OutputFull => {
+                    let cap = record.fields.capacity() * 2;
+                    record.fields.reserve(cap - record.fields.len());
+                }
+                OutputEndsFull => {
+                    let n = record.ends.len() * 2;
+                    record.ends.resize(n, 0);
+                }
+                Record => {
+                    record.fields.truncate(out_len);
+                    record.ends.truncate(ends_len);
+                    return Some(consumed);
+                }
+                End => {
+                    record.fields.truncate(out_len);
+                    record.ends.truncate(ends_len);
+                    self.reader.reset();
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Splits `data[start..]` into about `n` ranges that each begin at a record start.
+pub fn split_records(data: &[u8], start: usize, n: usize) -> Vec<Range<usize>> {
+    let len = data.len();
+    let mut cuts = vec![start];
+    let mut pos = start;
+    let mut quotes_even = true;
+    for i in 1..n.max(1) {
+        let target = start + (len - start) * i / n;
+        if target <= pos {
+            continue;
+        }
+        quotes_even ^= memchr::memchr_iter(b'"', &data[pos..target]).count() % 2 == 1;
+        pos = target;
+        // Find the first newline from `target` outside quotes.
+        let mut cut = None;
+        let base = pos;
+        for nl in memchr::memchr_iter(b'\n', &data[base..]) {
+            let at = base + nl;
+            quotes_even ^= memchr::memchr_iter(b'"', &data[pos..at]).count() % 2 == 1;
+            pos = at;
+            if quotes_even {
+                cut = Some(at + 1);
+                break;
+            }
+        }
+        match cut {
+            Some(c) if c < len => {
+                pos = c;
+                cuts.push(c);
+            }
+            _ => break,
+        }
+    }
+    cuts.push(len);
+    cuts.windows(2)
+        .filter(|w| w[0] < w[1])
+        .map(|w| w[0]..w[1])
+        .collect()
+}
+
+/// The 1-based line of byte offset `at`.
+pub fn line_of(data: &[u8], at: usize) -> u64 {
+    memchr::memchr_iter(b'\n', &data[..at]).count() as u64 + 1
+}
+
+/// Checks the quoting of one raw record (its bytes up to the next record): a quote may only
+/// open a field, close it, or be doubled inside a quoted field. Returns the offset of the
+/// first offending quote.
+pub fn check_quotes(raw: &[u8]) -> Result<(), usize> {
+    if memchr::memchr(b'"', raw).is_none() {
+        return Ok(());
+    }
+    let mut i = 0;
+    let mut at_field_start = true;
+    while i < raw.len() {
+        let b = raw[i];
+        if at_field_start && b == b'"' {
+            // Quoted field: runs to a quote not followed by another quote.
+            i += 1;
+            loop {
+                match memchr::memchr(b'"', &raw[i..]) {
+                    None => return Err(i - 1),
+                    Some(q) => {
+                        i += q + 1;
+                        if raw.get(i) == Some(&b'"') {
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            match raw.get(i) {
+                None | Some(b',') | Some(b'\n') | Some(b'\r') => {}
+                Some(_) => return Err(i),
+            }
+            at_field_start = false;
+            continue;
+        }
+        match b {
+            b'"' => return Err(i),
+            b',' | b'\n' => at_field_start = true,
+            _ => at_field_start = false,
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_only_between_records() {
+        let data = b"h\n\"a\nb\",1\nc,2\n\"d\",3\nlast,4\n";
+        for n in 1..8 {
+            for r in split_records(data, 2, n) {
+                assert!(r.start == 2 || data[r.start - 1] == b'\n');
+                // Never inside the quoted "a\nb".
+                assert_ne!(r.start, 5);
+            }
+        }
+        let all: usize = split_records(data, 2, 3).iter().map(|r| r.len()).sum();
+        assert_eq!(all, data.len() - 2);
+    }
+
+    #[test]
+    fn reads_records_with_quotes_and_without_final_newline() {
+        let mut reader = RecordReader::default();
+        let mut rec = RecordBuf::default();
+        let data = b"\"Chen, Alice\",\"say \"\"hi\"\"\"\nx,y";
+        let n = reader.read(data, &mut rec).unwrap();
+        assert_eq!(
+            (rec.len(), rec.get(0), rec.get(1)),
+            (2, &b"Chen, Alice"[..], &b"say \"hi\""[..])
+        );
+        let m = reader.read(&data[n..], &mut rec).unwrap();
+        assert_eq!(
+            (rec.get(0), rec.get(1), n + m),
+            (&b"x"[..], &b"y"[..], data.len())
+        );
+        assert!(reader.read(&data[n + m..], &mut rec).is_none());
+    }
+
+    #[test]
+    fn stray_and_unterminated_quotes_are_found() {
+        assert_eq!(check_quotes(b"a,\"b\",c\n"), Ok(()));
+        assert_eq!(check_quotes(b"a,\"b\"\"x\",c\n"), Ok(()));
+        assert_eq!(check_quotes(b"a,5\" tv,c\n"), Err(3));
+        assert_eq!(check_quotes(b"a,\"b\"x,c\n"), Err(5));
+        assert_eq!(check_quotes(b"a,\"open"), Err(2));
+    }
+
+    #[test]
+    fn line_numbers_are_one_based() {
+        assert_eq!(line_of(b"a\nb\nc", 0), 1);
+        assert_eq!(line_of(b"a\nb\nc", 4), 3);
+    }
+}
