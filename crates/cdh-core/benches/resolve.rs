@@ -11,10 +11,18 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn slots() -> Vec<Slot> {
-    [IdentifierField::LineUid, IdentifierField::DisplayMobile, IdentifierField::DisplayEmail]
-        .into_iter()
-        .map(|field| Slot { field, merges: true, unique: false })
-        .collect()
+    [
+        IdentifierField::LineUid,
+        IdentifierField::DisplayMobile,
+        IdentifierField::DisplayEmail,
+    ]
+    .into_iter()
+    .map(|field| Slot {
+        field,
+        merges: true,
+        unique: false,
+    })
+    .collect()
 }
 
 /// Per contact: up to three (slot, value) pairs, as owned text.
@@ -57,7 +65,9 @@ fn batch(c: &mut Criterion) {
     for n in [100_000usize, 1_000_000] {
         let g = graph(&contacts(n, 1));
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &g, |b, g| b.iter(|| resolve(black_box(g), None)));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &g, |b, g| {
+            b.iter(|| resolve(black_box(g), None))
+        });
     }
     group.finish();
 }
