@@ -150,7 +150,8 @@ impl KeyGraph {
 
     /// The slot number of a value.
     pub fn slot_of(&self, v: ValueId) -> u8 {
-        self.raw_value(v).1
+        let s = self.bases.partition_point(|&b| b <= v) - 1;
+        self.shards[s].slot(v - self.bases[s])
     }
 
     /// Whether value `v` merges contacts.

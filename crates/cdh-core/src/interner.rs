@@ -135,6 +135,13 @@ impl ValueInterner {
         (id, true)
     }
 
+    /// The slot of a value, without decoding its text.
+    pub fn slot(&self, id: ValueId) -> u8 {
+        let i = id as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.bytes[start + 4]
+    }
+
     /// The scope, slot and text of a value.
     pub fn value(&self, id: ValueId) -> (ScopeId, u8, &str) {
         let raw = self.raw(id);

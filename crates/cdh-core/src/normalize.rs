@@ -146,11 +146,17 @@ pub enum Outcome {
 
 /// Normalises identifier values for one organization: its phone region and its blocklist.
 ///
-/// Holds a phone cache, so one normaliser per thread.
-#[derive(Debug, Clone)]
+/// Holds a phone cache, so one normaliser per thread; a clone starts with an empty cache.
+#[derive(Debug)]
 pub struct Normalizer {
     phones: PhoneNormalizer,
     blocklist: Blocklist,
+}
+
+impl Clone for Normalizer {
+    fn clone(&self) -> Self {
+        Self::new(self.region(), self.blocklist.clone())
+    }
 }
 
 impl Normalizer {
