@@ -278,7 +278,8 @@ pub fn load(
         .into_par_iter()
         .map(|s| {
             let expected: usize = chunks.iter().map(|c| c.by_shard[s].len()).sum();
-            let mut interner = ValueInterner::with_capacity(expected / 2 + 16);
+            // Sized for every occurrence (an upper bound on distinct values): it never rehashes.
+            let mut interner = ValueInterner::with_capacity(expected + 16);
             for (c, base) in chunks.iter().zip(&bases) {
                 for e in &c.by_shard[s] {
                     let value = &c.arena[e.start as usize..(e.start + e.len) as usize];
@@ -369,24 +370,19 @@ fn load_chunk(
             pos += consumed;
             continue;
         }
-        if check_quotes(raw).is_err()
-            || rec.len() != n_columns
-            || std::str::from_utf8(rec.all_bytes()).is_err()
-        {
+        if check_quotes(raw).is_err() || rec.len() != n_columns {
             return Err(pos);
         }
-        if rec
-            .get(columns.contact_id)
-            .iter()
-            .all(u8::is_ascii_whitespace)
-        {
+        let Ok(text) = rec.text() else {
+            return Err(pos);
+        };
+        if text.get(columns.contact_id).trim().is_empty() {
             return Err(pos);
         }
         let row = chunk.rows.len() as u32;
         chunk.rows.push(pos as u64);
         for (slot_no, (slot, &col)) in slots.iter().zip(&columns.slot_columns).enumerate() {
-            // Checked as UTF-8 above, record-wide.
-            let raw_value = std::str::from_utf8(rec.get(col)).unwrap_or_default();
+            let raw_value = text.get(col);
             let stats = &mut chunk.stats[slot_no];
             match normalizer.normalize_into(&slot.field, raw_value, &mut buf) {
                 Outcome::Valid => {

@@ -14,11 +14,14 @@ use cdh_core::resolve::Members;
 use cdh_core::{Partition, Timestamp};
 use rayon::prelude::*;
 
-use crate::csv_scan::{RecordBuf, RecordReader};
+use crate::csv_scan::{RecordBuf, RecordReader, TextRecord};
 use crate::load::Loaded;
 
 const PROFILES_PER_TASK: usize = 4096;
 const TASKS_PER_BATCH: usize = 64;
+
+/// One task's rendered output: (profiles.csv rows, assignments.csv rows).
+type Buffers = (Vec<u8>, Vec<u8>);
 
 /// Writes `assignments.csv` and `profiles.csv` into `out_dir`.
 pub fn write_outputs(
@@ -42,24 +45,33 @@ pub fn write_outputs(
     let members = partition.members();
     let n_profiles = partition.n_profiles();
     let batch = PROFILES_PER_TASK * TASKS_PER_BATCH;
+    // Output buffers are reused from batch to batch: freeing and re-allocating tens of
+    // megabytes per batch costs more in page faults than the rendering itself.
+    let mut pool: Vec<Buffers> = Vec::new();
     let mut done = 0;
     while done < n_profiles {
         let end = (done + batch).min(n_profiles);
-        let parts: Vec<(Vec<u8>, Vec<u8>)> = (done..end)
+        let tasks: Vec<(usize, Buffers)> = (done..end)
             .step_by(PROFILES_PER_TASK)
-            .collect::<Vec<_>>()
+            .map(|start| (start, pool.pop().unwrap_or_default()))
+            .collect();
+        let parts: Vec<Buffers> = tasks
             .into_par_iter()
-            .map(|start| {
+            .map(|(start, buffers)| {
                 render(
                     loaded,
                     &members,
                     start..(start + PROFILES_PER_TASK).min(end),
+                    buffers,
                 )
             })
             .collect();
-        for (p, a) in parts {
+        for (mut p, mut a) in parts {
             profiles.write_all(&p)?;
             assignments.write_all(&a)?;
+            p.clear();
+            a.clear();
+            pool.push((p, a));
         }
         done = end;
         progress(done as u64);
@@ -85,119 +97,182 @@ fn profiles_header(loaded: &Loaded) -> Vec<u8> {
 struct Scratch {
     reader: RecordReader,
     rows: Vec<RecordBuf>,
-    times: Vec<Timestamp>,
     cell: Vec<u8>,
+}
+
+/// One profile's member rows, parsed, with what every column needs from them.
+struct ProfileRows<'a> {
+    contacts: &'a [u32],
+    rows: Vec<TextRecord<'a>>,
+    ids: Vec<&'a str>,
+    times: Vec<Timestamp>,
 }
 
 fn render(
     loaded: &Loaded,
     members: &Members,
     profiles: std::ops::Range<usize>,
+    (profile_buf, assign_buf): (Vec<u8>, Vec<u8>),
 ) -> (Vec<u8>, Vec<u8>) {
-    let mut out = csv::WriterBuilder::new().from_writer(Vec::with_capacity(profiles.len() * 200));
-    let mut assign = csv::WriterBuilder::new().from_writer(Vec::with_capacity(profiles.len() * 40));
+    let mut out = csv::Writer::from_writer(profile_buf);
+    let mut assign = csv::Writer::from_writer(assign_buf);
     let mut s = Scratch::default();
     let c = &loaded.columns;
-    let graph = &loaded.graph;
-    let mut n_buf = itoa_buf();
     for p in profiles {
-        let m = members.of(p as u32);
-        if s.rows.len() < m.len() {
-            s.rows.resize_with(m.len(), RecordBuf::default);
+        let contacts = members.of(p as u32);
+        if s.rows.len() < contacts.len() {
+            s.rows.resize_with(contacts.len(), RecordBuf::default);
         }
-        s.times.clear();
-        for (i, &contact) in m.iter().enumerate() {
+        for (i, &contact) in contacts.iter().enumerate() {
             let start = loaded.row_starts[contact as usize] as usize;
             s.reader.read(&loaded.data[start..], &mut s.rows[i]);
-            let at = c
-                .updated_at
-                .map_or(Timestamp::MIN, |col| parse_time(field(&s.rows[i], col)));
-            s.times.push(at);
         }
-        let rows = &s.rows[..m.len()];
-        let profile_id = field(&rows[0], c.contact_id);
-        for row in rows {
+        // Rows were checked as UTF-8 when loaded.
+        let rows: Vec<TextRecord<'_>> = s.rows[..contacts.len()]
+            .iter()
+            .map(|r| r.text().unwrap_or(TextRecord::EMPTY))
+            .collect();
+        let members = ProfileRows {
+            contacts,
+            ids: rows.iter().map(|r| field(r, c.contact_id)).collect(),
+            times: rows
+                .iter()
+                .map(|r| {
+                    c.updated_at
+                        .map_or(Timestamp::MIN, |col| parse_time(field(r, col)))
+                })
+                .collect(),
+            rows,
+        };
+        let profile_id = members.ids[0];
+        for id in &members.ids {
             assign
-                .write_record([field(row, c.contact_id), profile_id])
-                .expect("memory");
+                .write_record([id, profile_id])
+                .expect("writing to memory");
         }
-        out.write_field(profile_id).expect("memory");
-        out.write_field(n_buf.format(m.len())).expect("memory");
-        join_distinct(&mut s.cell, rows.iter().map(|r| field(r, c.contact_id)));
-        out.write_field(&s.cell).expect("memory");
-        match c.channel {
-            Some(col) => join_distinct(&mut s.cell, rows.iter().map(|r| field(r, col))),
-            None => s.cell.clear(),
-        }
-        out.write_field(&s.cell).expect("memory");
-        for (f, col) in &c.identifiers {
-            let slot = graph.slots().iter().position(|sl| &sl.field == f);
-            s.cell.clear();
-            let mut seen: Vec<&str> = Vec::new();
-            for (i, &contact) in m.iter().enumerate() {
-                let raw = field(&rows[i], *col);
-                // A slot value when the graph has one (normalised); otherwise the raw value,
-                // kept as given (invalid, blocked, or not a slot).
-                let value = slot
-                    .and_then(|sl| {
-                        graph
-                            .values_of(contact)
-                            .iter()
-                            .find(|&&v| graph.slot_of(v) as usize == sl)
-                            .map(|&v| graph.value(v).1)
-                    })
-                    .unwrap_or(raw);
-                if !value.is_empty() && !seen.contains(&value) {
-                    seen.push(value);
-                }
-            }
-            join_distinct(&mut s.cell, seen.into_iter());
-            out.write_field(&s.cell).expect("memory");
-        }
-        for (_, col) in &c.fields {
-            let mut best: Option<Candidate<'_>> = None;
-            for (i, row) in rows.iter().enumerate() {
-                let cand = Candidate {
-                    value: field(row, *col),
-                    updated_at: s.times[i],
-                    contact_id: field(row, c.contact_id),
-                };
-                if best.as_ref().is_none_or(|b| beats(&cand, b)) {
-                    best = Some(cand);
-                }
-            }
-            out.write_field(best.map_or("", |b| b.value))
-                .expect("memory");
-        }
-        let latest = (0..rows.len())
-            .max_by_key(|&i| s.times[i])
-            .map_or("", |i| c.updated_at.map_or("", |col| field(&rows[i], col)));
-        out.write_field(latest).expect("memory");
-        out.write_record(None::<&[u8]>).expect("memory");
+        write_profile(&mut out, &mut s.cell, loaded, &members);
     }
     (
-        out.into_inner().expect("memory"),
-        assign.into_inner().expect("memory"),
+        out.into_inner().expect("writing to memory"),
+        assign.into_inner().expect("writing to memory"),
     )
 }
 
-/// A field of a parsed row, trimmed; rows were checked as UTF-8 when loaded.
-fn field(row: &RecordBuf, col: usize) -> &str {
-    std::str::from_utf8(row.get(col)).unwrap_or_default().trim()
+/// One row of `profiles.csv`, in the column order of [`profiles_header`].
+fn write_profile(
+    out: &mut csv::Writer<Vec<u8>>,
+    cell: &mut Vec<u8>,
+    loaded: &Loaded,
+    m: &ProfileRows<'_>,
+) {
+    let c = &loaded.columns;
+    let graph = &loaded.graph;
+    let mut put = |bytes: &[u8]| out.write_field(bytes).expect("writing to memory");
+    put(m.ids[0].as_bytes());
+    put(m.ids.len().to_string().as_bytes());
+    // Contact ids are listed as given (a repeated id would be a repeated row).
+    cell.clear();
+    for (i, id) in m.ids.iter().enumerate() {
+        if i > 0 {
+            cell.push(b'|');
+        }
+        cell.extend_from_slice(id.as_bytes());
+    }
+    put(cell);
+    let mut seen = Distinct::default();
+    match c.channel {
+        Some(col) => join_distinct(cell, &mut seen, m.rows.iter().map(|r| field(r, col))),
+        None => cell.clear(),
+    }
+    put(cell);
+    for (f, col) in &c.identifiers {
+        let slot = graph.slots().iter().position(|sl| &sl.field == f);
+        // A slot's value when the graph has one (normalised); otherwise the value as given
+        // (invalid, blocked, or a field that is not a slot).
+        let values = m.contacts.iter().zip(&m.rows).map(|(&contact, row)| {
+            slot.and_then(|sl| {
+                graph
+                    .values_of(contact)
+                    .iter()
+                    .find(|&&v| graph.slot_of(v) as usize == sl)
+                    .map(|&v| graph.value(v).1)
+            })
+            .unwrap_or_else(|| field(row, *col))
+        });
+        join_distinct(cell, &mut seen, values);
+        put(cell);
+    }
+    for (_, col) in &c.fields {
+        let winner = (0..m.rows.len())
+            .map(|i| Candidate {
+                value: field(&m.rows[i], *col),
+                updated_at: m.times[i],
+                contact_id: m.ids[i],
+            })
+            .reduce(|best, cand| if beats(&cand, &best) { cand } else { best });
+        put(winner.map_or("", |w| w.value).as_bytes());
+    }
+    let latest = (0..m.rows.len())
+        .max_by_key(|&i| m.times[i])
+        .and_then(|i| c.updated_at.map(|col| field(&m.rows[i], col)));
+    put(latest.unwrap_or("").as_bytes());
+    out.write_record(None::<&[u8]>).expect("writing to memory");
 }
 
-fn join_distinct<'a>(cell: &mut Vec<u8>, values: impl Iterator<Item = &'a str>) {
+/// A field of a parsed row, trimmed.
+fn field<'a>(row: &TextRecord<'a>, col: usize) -> &'a str {
+    row.get_or_empty(col).trim()
+}
+
+/// Writes the distinct non-empty values, `|`-separated, in first-seen order. Profiles formed by
+/// a shared value can hold many thousands of contacts, so membership is a hash set past a few.
+fn join_distinct<'a>(
+    cell: &mut Vec<u8>,
+    seen: &mut Distinct<'a>,
+    values: impl Iterator<Item = &'a str>,
+) {
     cell.clear();
-    let mut seen: Vec<&str> = Vec::new();
+    seen.clear();
     for v in values {
-        if v.is_empty() || seen.contains(&v) {
+        if v.is_empty() || !seen.insert(v) {
             continue;
         }
         if !cell.is_empty() {
             cell.push(b'|');
         }
         cell.extend_from_slice(v.as_bytes());
-        seen.push(v);
+    }
+}
+
+/// A set of strings that is a short vector while small and a hash set once large.
+#[derive(Default)]
+struct Distinct<'a> {
+    small: Vec<&'a str>,
+    large: std::collections::HashSet<&'a str, foldhash::fast::RandomState>,
+}
+
+impl<'a> Distinct<'a> {
+    const SMALL: usize = 16;
+
+    fn clear(&mut self) {
+        self.small.clear();
+        self.large.clear();
+    }
+
+    /// Adds `v`; false when it was there already.
+    fn insert(&mut self, v: &'a str) -> bool {
+        if self.large.is_empty() {
+            if self.small.contains(&v) {
+                return false;
+            }
+            self.small.push(v);
+            if self.small.len() > Self::SMALL {
+                self.large.extend(self.small.drain(..));
+            }
+            true
+        } else {
+            self.large.insert(v)
+        }
     }
 }
 
@@ -206,22 +281,101 @@ pub fn parse_time(s: &str) -> Timestamp {
     if s.is_empty() {
         return Timestamp::MIN;
     }
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as Timestamp)
-        .unwrap_or(Timestamp::MIN)
+    fast_utc_seconds(s.as_bytes()).unwrap_or_else(|| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as Timestamp)
+            .unwrap_or(Timestamp::MIN)
+    })
 }
 
-struct ItoaBuf(String);
-
-fn itoa_buf() -> ItoaBuf {
-    ItoaBuf(String::with_capacity(20))
+/// The common `YYYY-MM-DDTHH:MM:SSZ` form without a general parser; anything else (offsets,
+/// fractions, out-of-range fields) is left to the `time` crate.
+fn fast_utc_seconds(b: &[u8]) -> Option<Timestamp> {
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+        || !matches!(b[19], b'Z' | b'z')
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |acc, &d| {
+            d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0'))
+        })
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m)
+        || d < 1
+        || d > month_days[(m - 1) as usize]
+        || hh > 23
+        || mm > 59
+        || ss > 59
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hh * 3_600 + mm * 60 + ss) * 1_000)
 }
 
-impl ItoaBuf {
-    fn format(&mut self, n: usize) -> &str {
-        use std::fmt::Write as _;
-        self.0.clear();
-        let _ = write!(self.0, "{n}");
-        &self.0
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_time_parsing_equals_the_time_crate() {
+        let slow = |s: &str| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as Timestamp)
+                .ok()
+        };
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "2025-03-01T12:34:56Z",
+            "2024-02-29T23:59:59Z",
+            "2000-12-31T00:00:01Z",
+            "1999-01-01T00:00:00Z",
+            "2100-02-28T10:00:00Z",
+            "2026-11-29T02:01:10Z",
+        ] {
+            assert_eq!(fast_utc_seconds(s.as_bytes()), slow(s), "{s}");
+        }
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2025-13-01T00:00:00Z",
+            "2025-01-01T24:00:00Z",
+            "2025-01-01 00:00:00Z",
+        ] {
+            assert_eq!(fast_utc_seconds(bad.as_bytes()), None, "{bad}");
+        }
+        assert_eq!(
+            parse_time("2025-03-01T20:34:56+08:00"),
+            parse_time("2025-03-01T12:34:56Z")
+        );
+        assert_eq!(parse_time("yesterday"), Timestamp::MIN);
     }
 }

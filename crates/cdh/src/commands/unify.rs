@@ -73,7 +73,7 @@ fn run_in_pool(args: &UnifyArgs, threads: usize, started: Instant) -> anyhow::Re
                 &p,
                 &loaded,
                 &keys.to_string(),
-                &region.code(),
+                region.code(),
                 args.suspicious_threshold
             )
         );
