@@ -1,0 +1,209 @@
+//! The store chosen at start-up from its URL.
+
+use cdh_core::GoldenRecord;
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::{
+    AppliedSetting, ChannelId, Contact, ContactId, ContactInput, Event, HubId, IssuedToken,
+    LedgerEntry, Millis, NewChannel, OrganizationId, Page, Profile, ProfileId, Task, TaskId,
+    TimelineEntry, TokenGrant, TokenId, UnifySetting, Upserted,
+};
+use crate::port::{ApplyOptions, Store};
+use crate::{PgStore, SqliteStore};
+
+/// Either adapter, so the server can hold one type whatever the URL says.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    /// An embedded SQLite file.
+    Sqlite(SqliteStore),
+    /// A PostgreSQL server.
+    Postgres(PgStore),
+}
+
+/// Opens `sqlite://path` or `postgres://...` (also `postgresql://`) and migrates it.
+pub async fn open(url: &str) -> StoreResult<AnyStore> {
+    if url.starts_with("sqlite:") {
+        Ok(AnyStore::Sqlite(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(AnyStore::Postgres(PgStore::open(url).await?))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "unsupported database URL (use sqlite://path or postgres://...): {url}"
+        )))
+    }
+}
+
+/// Forwards a call to whichever adapter is inside.
+macro_rules! forward {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            AnyStore::Sqlite(s) => s.$method($($arg),*).await,
+            AnyStore::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn create_hub(&self, name: &str) -> StoreResult<HubId> {
+        forward!(self.create_hub(name))
+    }
+    async fn create_organization(
+        &self,
+        hub: HubId,
+        name: &str,
+        region: &str,
+    ) -> StoreResult<OrganizationId> {
+        forward!(self.create_organization(hub, name, region))
+    }
+    async fn connect_organizations(
+        &self,
+        hub: HubId,
+        orgs: &[OrganizationId],
+        url: &str,
+        actor: &str,
+    ) -> StoreResult<i64> {
+        forward!(self.connect_organizations(hub, orgs, url, actor))
+    }
+    async fn set_cross_product(&self, hub: HubId, on: bool) -> StoreResult<()> {
+        forward!(self.set_cross_product(hub, on))
+    }
+    async fn create_channel(&self, hub: HubId, channel: &NewChannel) -> StoreResult<ChannelId> {
+        forward!(self.create_channel(hub, channel))
+    }
+    async fn upsert_contact(
+        &self,
+        hub: HubId,
+        input: &ContactInput,
+        actor: &str,
+    ) -> StoreResult<Upserted> {
+        forward!(self.upsert_contact(hub, input, actor))
+    }
+    async fn get_contact(&self, hub: HubId, id: ContactId) -> StoreResult<Contact> {
+        forward!(self.get_contact(hub, id))
+    }
+    async fn get_profile(&self, hub: HubId, id: ProfileId) -> StoreResult<Profile> {
+        forward!(self.get_profile(hub, id))
+    }
+    async fn lookup_profiles(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        field: &str,
+        value: &str,
+    ) -> StoreResult<Vec<Profile>> {
+        forward!(self.lookup_profiles(hub, org, field, value))
+    }
+    async fn golden_record(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+    ) -> StoreResult<(Profile, GoldenRecord)> {
+        forward!(self.golden_record(hub, id))
+    }
+    async fn timeline(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<TimelineEntry>> {
+        forward!(self.timeline(hub, id, limit, cursor))
+    }
+    async fn lineage(&self, hub: HubId, id: ProfileId) -> StoreResult<Vec<LedgerEntry>> {
+        forward!(self.lineage(hub, id))
+    }
+    async fn add_note(
+        &self,
+        hub: HubId,
+        contact: ContactId,
+        text: &str,
+        author: &str,
+        at: Millis,
+    ) -> StoreResult<i64> {
+        forward!(self.add_note(hub, contact, text, author, at))
+    }
+    async fn add_conversation(
+        &self,
+        hub: HubId,
+        contact: ContactId,
+        direction: &str,
+        text: &str,
+        sent_at: Millis,
+    ) -> StoreResult<i64> {
+        forward!(self.add_conversation(hub, contact, direction, text, sent_at))
+    }
+    async fn unify_setting(&self, hub: HubId) -> StoreResult<AppliedSetting> {
+        forward!(self.unify_setting(hub))
+    }
+    async fn unify_history(&self, hub: HubId) -> StoreResult<Vec<AppliedSetting>> {
+        forward!(self.unify_history(hub))
+    }
+    async fn start_apply(
+        &self,
+        hub: HubId,
+        setting: &UnifySetting,
+        actor: &str,
+    ) -> StoreResult<TaskId> {
+        forward!(self.start_apply(hub, setting, actor))
+    }
+    async fn run_apply(
+        &self,
+        hub: HubId,
+        task: TaskId,
+        options: &ApplyOptions,
+    ) -> StoreResult<Task> {
+        forward!(self.run_apply(hub, task, options))
+    }
+    async fn create_task(
+        &self,
+        hub: HubId,
+        kind: &str,
+        params: &serde_json::Value,
+    ) -> StoreResult<TaskId> {
+        forward!(self.create_task(hub, kind, params))
+    }
+    async fn get_task(&self, hub: HubId, id: TaskId) -> StoreResult<Task> {
+        forward!(self.get_task(hub, id))
+    }
+    async fn list_tasks(&self, hub: HubId) -> StoreResult<Vec<Task>> {
+        forward!(self.list_tasks(hub))
+    }
+    async fn update_task_progress(
+        &self,
+        hub: HubId,
+        id: TaskId,
+        done: i64,
+        total: i64,
+    ) -> StoreResult<()> {
+        forward!(self.update_task_progress(hub, id, done, total))
+    }
+    async fn finish_task(
+        &self,
+        hub: HubId,
+        id: TaskId,
+        outcome: Result<serde_json::Value, String>,
+    ) -> StoreResult<()> {
+        forward!(self.finish_task(hub, id, outcome))
+    }
+    async fn create_token(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        name: &str,
+        scopes: &[String],
+    ) -> StoreResult<IssuedToken> {
+        forward!(self.create_token(hub, org, name, scopes))
+    }
+    async fn verify_token(&self, token: &str) -> StoreResult<Option<TokenGrant>> {
+        forward!(self.verify_token(token))
+    }
+    async fn revoke_token(&self, hub: HubId, id: TokenId) -> StoreResult<()> {
+        forward!(self.revoke_token(hub, id))
+    }
+    async fn events_after(&self, hub: HubId, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        forward!(self.events_after(hub, after, limit))
+    }
+    async fn check_invariants(&self, hub: HubId) -> StoreResult<Vec<String>> {
+        forward!(self.check_invariants(hub))
+    }
+}

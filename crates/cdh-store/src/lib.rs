@@ -1,0 +1,19 @@
+//! Storage for the hub: the store port, its SQLite and PostgreSQL adapters, and invariants.
+//!
+//! `open` picks the adapter from the URL. Both adapters run the same shared statements
+//! (`src/shared/`), embed their own migrations and run them at start-up.
+
+pub mod error;
+pub mod model;
+pub mod port;
+pub mod postgres;
+pub mod rules;
+pub mod sqlite;
+
+mod any;
+
+pub use any::{AnyStore, open};
+pub use error::{StoreError, StoreResult};
+pub use port::{ApplyOptions, ProgressHook, Store};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;

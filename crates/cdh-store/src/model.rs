@@ -1,0 +1,298 @@
+//! The plain values the store takes and returns.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A hub (the tenant): every other id is scoped to one hub.
+pub type HubId = i64;
+/// An organization of a hub.
+pub type OrganizationId = i64;
+/// A channel of an organization.
+pub type ChannelId = i64;
+/// A contact; ids increase with creation, so a lower id is an older contact.
+pub type ContactId = i64;
+/// A profile.
+pub type ProfileId = i64;
+/// A task (apply, import, export).
+pub type TaskId = i64;
+/// An API token's public id.
+pub type TokenId = i64;
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// A channel to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewChannel {
+    /// The organization it belongs to.
+    pub organization_id: OrganizationId,
+    /// line, messenger, instagram, whatsapp, sms, email, webchat or api.
+    pub channel_type: String,
+    /// caac or maac.
+    pub product: String,
+    /// A display name.
+    pub name: String,
+    /// The external account (LINE provider, Facebook page, ...).
+    pub external_account_id: String,
+}
+
+/// A contact to insert or update, keyed by `(channel_id, external_id)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactInput {
+    /// The channel it was seen on.
+    pub channel_id: ChannelId,
+    /// The channel-scoped id.
+    pub external_id: String,
+    /// Profile and identifier fields by name; `None` clears a field, an absent name keeps it.
+    pub fields: BTreeMap<String, Option<String>>,
+    /// Tags; `None` keeps the stored ones.
+    pub tags: Option<Vec<String>>,
+    /// Custom fields; `None` keeps the stored ones.
+    pub custom_fields: Option<BTreeMap<String, String>>,
+    /// When the source changed these fields; defaults to now. Older writes lose per field.
+    pub updated_at: Option<Millis>,
+}
+
+/// A stored field value and when it was last updated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldValue {
+    /// The value as given.
+    pub value: String,
+    /// When it was last updated.
+    pub updated_at: Millis,
+}
+
+/// An identifier value that could not be used to merge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidField {
+    /// The field.
+    pub field: String,
+    /// A stable reason code (`not_a_phone`, `placeholder`, ...).
+    pub reason: String,
+}
+
+/// A stored contact with the profile it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    /// The contact's id.
+    pub id: ContactId,
+    /// Its channel.
+    pub channel_id: ChannelId,
+    /// Its channel-scoped id.
+    pub external_id: String,
+    /// The live profile it is in.
+    pub profile_id: ProfileId,
+    /// Fields by name.
+    pub fields: BTreeMap<String, FieldValue>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Custom fields.
+    pub custom_fields: BTreeMap<String, String>,
+    /// Identifier values that are invalid or blocked.
+    pub invalid_fields: Vec<InvalidField>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last update time.
+    pub updated_at: Millis,
+}
+
+/// What an upsert did to profiles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unification {
+    /// A new profile was created for the contact.
+    Created,
+    /// The contact joined an existing profile.
+    Joined,
+    /// The contact stayed in its profile.
+    Unchanged,
+    /// Profiles merged: `absorbed` now resolve to `survivor`.
+    Merged {
+        /// The oldest profile, which lives on.
+        survivor: ProfileId,
+        /// The profiles merged away.
+        absorbed: Vec<ProfileId>,
+    },
+}
+
+/// The result of an upsert: the contact as stored and what unification did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upserted {
+    /// The contact, with its resulting profile id.
+    pub contact: Contact,
+    /// What happened to profiles.
+    pub unification: Unification,
+}
+
+/// One contact of a profile and the channel it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileMember {
+    /// The contact.
+    pub contact_id: ContactId,
+    /// Its channel.
+    pub channel_id: ChannelId,
+    /// The channel's type.
+    pub channel_type: String,
+    /// The channel's product.
+    pub product: String,
+}
+
+/// A live profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    /// The profile's id.
+    pub id: ProfileId,
+    /// The id asked for when it was merged into this one.
+    pub merged_from: Option<ProfileId>,
+    /// Its oldest contact.
+    pub oldest_contact: ContactId,
+    /// Its contacts, oldest first.
+    pub members: Vec<ProfileMember>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last change (join, merge, member update).
+    pub updated_at: Millis,
+}
+
+/// A note or a conversation record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// The entry's id.
+    pub id: i64,
+    /// `note` or `conversation`.
+    pub kind: String,
+    /// The contact it is attached to.
+    pub contact_id: ContactId,
+    /// The contact's channel.
+    pub channel_id: ChannelId,
+    /// The text.
+    pub text: String,
+    /// The author (notes) or direction `in`/`out` (conversations).
+    pub author: String,
+    /// When it was written or sent.
+    pub at: Millis,
+}
+
+/// A page of a list and the cursor of the next one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Where the next page starts, or `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// Why a merge happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause {
+    /// `setting`, `import` or `contact`.
+    pub kind: String,
+    /// The setting version, import task or contact id.
+    pub id: String,
+    /// Who did it.
+    pub actor: String,
+}
+
+/// One row of the merge ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Per-hub order.
+    pub seq: i64,
+    /// When.
+    pub at: Millis,
+    /// The profile that lived on.
+    pub survivor_id: ProfileId,
+    /// The profiles merged into it.
+    pub absorbed_ids: Vec<ProfileId>,
+    /// The unify key that tied them.
+    pub key_field: String,
+    /// The normalised value that tied them.
+    pub key_value: String,
+    /// Why.
+    pub cause: Cause,
+}
+
+/// A unify setting: the keys and the values excluded from merging.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnifySetting {
+    /// 0 (nothing merges) to 3 identifier field names.
+    pub keys: Vec<String>,
+    /// `(field, value)` pairs that never merge, normalised like their field.
+    pub excluded: Vec<(String, String)>,
+}
+
+/// A unify setting as applied, with its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedSetting {
+    /// Per-hub version, 0 for the initial "no keys".
+    pub version: i64,
+    /// The setting.
+    pub setting: UnifySetting,
+    /// Who applied it.
+    pub actor: String,
+    /// When.
+    pub applied_at: Millis,
+}
+
+/// A long-running operation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    /// The task's id.
+    pub id: TaskId,
+    /// `apply`, `import` or `export`.
+    pub kind: String,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// Units done.
+    pub done: i64,
+    /// Units in all.
+    pub total: i64,
+    /// What it was asked to do.
+    pub params: serde_json::Value,
+    /// What it produced.
+    pub result: Option<serde_json::Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Start time.
+    pub started_at: Option<Millis>,
+    /// End time.
+    pub finished_at: Option<Millis>,
+}
+
+/// A token as issued: the secret is only ever shown here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The token's id.
+    pub id: TokenId,
+    /// `cdh_<hub>_<id>_<secret>`.
+    pub token: String,
+}
+
+/// Who a verified token speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// The hub.
+    pub hub_id: HubId,
+    /// The token.
+    pub token_id: TokenId,
+    /// Its organization.
+    pub organization_id: OrganizationId,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+}
+
+/// An entry of the events feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Per-hub order; the cursor of the feed.
+    pub seq: i64,
+    /// When.
+    pub at: Millis,
+    /// `profile.created`, `profile.updated` or `profile.merged`.
+    pub kind: String,
+    /// The profile concerned (the survivor for merges).
+    pub profile_id: ProfileId,
+    /// Kind-specific data (`{survivor_id, merged_ids, key, value}` for merges).
+    pub payload: serde_json::Value,
+}

@@ -1,0 +1,222 @@
+//! The store port: the operations the server needs, implemented by each backend.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use cdh_core::GoldenRecord;
+
+use crate::error::StoreResult;
+use crate::model::{
+    AppliedSetting, ChannelId, Contact, ContactId, ContactInput, Event, HubId, IssuedToken,
+    LedgerEntry, Millis, NewChannel, OrganizationId, Page, Profile, ProfileId, Task, TaskId,
+    TimelineEntry, TokenGrant, TokenId, UnifySetting, Upserted,
+};
+
+/// Called after each batch an apply writes, with (rows written, rows in all).
+pub type ProgressHook = Arc<dyn Fn(i64, i64) + Send + Sync>;
+
+/// How an apply task runs.
+#[derive(Clone)]
+pub struct ApplyOptions {
+    /// Rows per staged batch (and per progress update).
+    pub batch_size: usize,
+    /// Called after each committed batch.
+    pub on_batch: Option<ProgressHook>,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 10_000,
+            on_batch: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ApplyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyOptions")
+            .field("batch_size", &self.batch_size)
+            .field("on_batch", &self.on_batch.is_some())
+            .finish()
+    }
+}
+
+/// Everything the server asks of storage. Every operation is scoped to one hub.
+pub trait Store: Send + Sync {
+    /// Creates a hub (a tenant) and returns its id.
+    fn create_hub(&self, name: &str) -> impl Future<Output = StoreResult<HubId>> + Send;
+    /// Creates an organization with its default phone region (`TW`, ...).
+    fn create_organization(
+        &self,
+        hub: HubId,
+        name: &str,
+        default_region: &str,
+    ) -> impl Future<Output = StoreResult<OrganizationId>> + Send;
+    /// Connects organizations into one scope, recording the brand's disclosure. Contacts
+    /// already stored move into the new scope at the next apply.
+    fn connect_organizations(
+        &self,
+        hub: HubId,
+        organizations: &[OrganizationId],
+        disclosure_url: &str,
+        actor: &str,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Turns cross-product unification on or off (effective for stored contacts at the next apply).
+    fn set_cross_product(
+        &self,
+        hub: HubId,
+        on: bool,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Creates a channel.
+    fn create_channel(
+        &self,
+        hub: HubId,
+        channel: &NewChannel,
+    ) -> impl Future<Output = StoreResult<ChannelId>> + Send;
+
+    /// Inserts or updates a contact and unifies it in the same transaction.
+    fn upsert_contact(
+        &self,
+        hub: HubId,
+        input: &ContactInput,
+        actor: &str,
+    ) -> impl Future<Output = StoreResult<Upserted>> + Send;
+    /// A contact with its current profile.
+    fn get_contact(
+        &self,
+        hub: HubId,
+        id: ContactId,
+    ) -> impl Future<Output = StoreResult<Contact>> + Send;
+    /// A profile; an id merged away resolves to its survivor with `merged_from` set.
+    fn get_profile(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+    ) -> impl Future<Output = StoreResult<Profile>> + Send;
+    /// The profiles of an organization holding a value of an identifier field (normalised first).
+    fn lookup_profiles(
+        &self,
+        hub: HubId,
+        organization: OrganizationId,
+        field: &str,
+        value: &str,
+    ) -> impl Future<Output = StoreResult<Vec<Profile>>> + Send;
+    /// The profile and its merged fields, tags, identifiers and timeline.
+    fn golden_record(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+    ) -> impl Future<Output = StoreResult<(Profile, GoldenRecord)>> + Send;
+    /// Notes and conversations of all the profile's contacts, newest first.
+    fn timeline(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = StoreResult<Page<TimelineEntry>>> + Send;
+    /// The merges that formed a profile, oldest first.
+    fn lineage(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+    ) -> impl Future<Output = StoreResult<Vec<LedgerEntry>>> + Send;
+    /// Adds a note to a contact.
+    fn add_note(
+        &self,
+        hub: HubId,
+        contact: ContactId,
+        text: &str,
+        author: &str,
+        at: Millis,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Adds a conversation record (`direction` is `in` or `out`).
+    fn add_conversation(
+        &self,
+        hub: HubId,
+        contact: ContactId,
+        direction: &str,
+        text: &str,
+        sent_at: Millis,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// The unify setting in force (version 0, no keys, before any apply).
+    fn unify_setting(&self, hub: HubId)
+    -> impl Future<Output = StoreResult<AppliedSetting>> + Send;
+    /// Every applied setting, oldest first.
+    fn unify_history(
+        &self,
+        hub: HubId,
+    ) -> impl Future<Output = StoreResult<Vec<AppliedSetting>>> + Send;
+    /// Validates a setting and queues the task that applies it.
+    fn start_apply(
+        &self,
+        hub: HubId,
+        setting: &UnifySetting,
+        actor: &str,
+    ) -> impl Future<Output = StoreResult<TaskId>> + Send;
+    /// Runs a queued apply task to its end: the database changes all at once or not at all.
+    fn run_apply(
+        &self,
+        hub: HubId,
+        task: TaskId,
+        options: &ApplyOptions,
+    ) -> impl Future<Output = StoreResult<Task>> + Send;
+
+    /// Queues a task of any kind.
+    fn create_task(
+        &self,
+        hub: HubId,
+        kind: &str,
+        params: &serde_json::Value,
+    ) -> impl Future<Output = StoreResult<TaskId>> + Send;
+    /// A task.
+    fn get_task(&self, hub: HubId, id: TaskId) -> impl Future<Output = StoreResult<Task>> + Send;
+    /// A hub's tasks, newest first.
+    fn list_tasks(&self, hub: HubId) -> impl Future<Output = StoreResult<Vec<Task>>> + Send;
+    /// Marks a task running and records progress.
+    fn update_task_progress(
+        &self,
+        hub: HubId,
+        id: TaskId,
+        done: i64,
+        total: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Ends a task with its result or error.
+    fn finish_task(
+        &self,
+        hub: HubId,
+        id: TaskId,
+        outcome: Result<serde_json::Value, String>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Issues a token for an organization; the secret is returned only here.
+    fn create_token(
+        &self,
+        hub: HubId,
+        organization: OrganizationId,
+        name: &str,
+        scopes: &[String],
+    ) -> impl Future<Output = StoreResult<IssuedToken>> + Send;
+    /// Who a token speaks for, or `None` if it is unknown, wrong or revoked.
+    fn verify_token(
+        &self,
+        token: &str,
+    ) -> impl Future<Output = StoreResult<Option<TokenGrant>>> + Send;
+    /// Revokes a token.
+    fn revoke_token(&self, hub: HubId, id: TokenId)
+    -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Events with a sequence number after `after`, in order.
+    fn events_after(
+        &self,
+        hub: HubId,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+
+    /// Every broken invariant of a hub, described; empty when all hold.
+    fn check_invariants(&self, hub: HubId)
+    -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+}

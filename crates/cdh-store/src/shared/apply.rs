@@ -1,0 +1,491 @@
+// Applying a new unify setting over all of a hub's contacts, shared by both adapters.
+//
+// Three phases: read a snapshot and resolve it with the core in memory on top of the stored
+// partition (merges are permanent); write the changed memberships into `apply_staging` in
+// batches, with progress on the task; then one transaction checks nothing was written since
+// the snapshot and swaps everything in. A crash before the swap leaves only staging rows
+// (ignored and cleared by the next run); the swap itself is atomic.
+
+/// A contact whose bucket or scope the apply changes.
+#[derive(Clone, Debug)]
+pub(crate) struct StagedRow {
+    contact_id: i64,
+    bucket_id: Option<i64>,
+    scope: Option<String>,
+}
+
+/// One merge the apply performs.
+struct PlannedMerge {
+    survivor: i64,
+    target_bucket: i64,
+    member_count: i64,
+    oldest_contact: i64,
+    absorbed: Vec<i64>,
+    /// Absorbed profiles grouped by the (field, value) that ties them in.
+    by_value: BTreeMap<(String, String), Vec<i64>>,
+}
+
+/// What the resolution decided.
+struct ApplyPlan {
+    marker: i64,
+    staged: Vec<StagedRow>,
+    merges: Vec<PlannedMerge>,
+    profiles_before: usize,
+    profiles_after: usize,
+}
+
+/// A stored profile as the apply sees it.
+#[derive(Clone, Copy)]
+struct StoredProfile {
+    id: i64,
+    bucket: i64,
+    count: i64,
+    oldest: i64,
+}
+
+fn setting_params(setting: &UnifySetting, actor: &str) -> serde_json::Value {
+    serde_json::json!({ "keys": setting.keys, "excluded": setting.excluded, "actor": actor })
+}
+
+impl ThisStore {
+    async fn start_apply_impl(
+        &self,
+        hub: HubId,
+        setting: &UnifySetting,
+        actor: &str,
+    ) -> StoreResult<TaskId> {
+        parse_keys(&setting.keys)?;
+        normalizer("TW", setting)?;
+        self.create_task_impl(hub, "apply", &setting_params(setting, actor))
+            .await
+    }
+
+    async fn run_apply_impl(
+        &self,
+        hub: HubId,
+        task_id: TaskId,
+        options: &ApplyOptions,
+    ) -> StoreResult<Task> {
+        let task = self.get_task_impl(hub, task_id).await?;
+        if task.kind != "apply" {
+            return Err(StoreError::Invalid(format!(
+                "task {task_id} is not an apply"
+            )));
+        }
+        if task.status == "succeeded" || task.status == "failed" {
+            return Ok(task);
+        }
+        let setting = UnifySetting {
+            keys: serde_json::from_value(task.params["keys"].clone())?,
+            excluded: serde_json::from_value(task.params["excluded"].clone())?,
+        };
+        let actor = task.params["actor"].as_str().unwrap_or_default().to_owned();
+        let mut attempt = 0;
+        let outcome = loop {
+            match self
+                .apply_attempt(hub, task_id, &setting, &actor, options)
+                .await
+            {
+                Err(StoreError::Conflict(_) | StoreError::Contention { .. })
+                    if attempt < MAX_APPLY_ATTEMPTS =>
+                {
+                    attempt += 1
+                }
+                other => break other,
+            }
+        };
+        if let Err(e) = &outcome {
+            self.finish_task_impl(hub, task_id, Err(e.to_string()))
+                .await?;
+        }
+        self.get_task_impl(hub, task_id).await
+    }
+
+    async fn plan_apply(&self, hub: HubId, setting: &UnifySetting) -> StoreResult<ApplyPlan> {
+        let keys = parse_keys(&setting.keys)?;
+        let line_is_key = keys.contains(&IdentifierField::LineUid);
+        let mut tx = self.begin_snapshot().await?;
+        let (marker, cross): (i64, i64) =
+            sqlx::query_as("SELECT event_seq, cross_product FROM hubs WHERE hub_id = $1")
+                .bind(hub)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound("hub"))?;
+        let channels: Vec<(i64, i64, String, String, String, Option<i64>)> = sqlx::query_as(
+            "SELECT ch.id, ch.organization_id, ch.channel_type, ch.product, o.default_region, cm.connection_id \
+             FROM channels ch JOIN organizations o ON o.hub_id = ch.hub_id AND o.id = ch.organization_id \
+             LEFT JOIN connection_members cm ON cm.hub_id = ch.hub_id AND cm.organization_id = ch.organization_id \
+             WHERE ch.hub_id = $1",
+        )
+        .bind(hub)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut channel_scope: HashMap<i64, (String, String)> = HashMap::new();
+        let mut normalizers: HashMap<String, Normalizer> = HashMap::new();
+        for (id, org, kind, product, region, group) in channels {
+            let scope = scope_name(
+                org,
+                group,
+                cross != 0,
+                &product,
+                kind == "line",
+                line_is_key,
+            );
+            if !normalizers.contains_key(&region) {
+                normalizers.insert(region.clone(), normalizer(&region, setting)?);
+            }
+            channel_scope.insert(id, (scope, region));
+        }
+        let contacts: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT id, channel_id, scope FROM contacts WHERE hub_id = $1 ORDER BY id",
+        )
+        .bind(hub)
+        .fetch_all(&mut *tx)
+        .await?;
+        let identifiers: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT contact_id, field, value FROM identifiers WHERE hub_id = $1 ORDER BY contact_id",
+        )
+        .bind(hub)
+        .fetch_all(&mut *tx)
+        .await?;
+        let members: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT m.contact_id, p.id, p.bucket_id, p.member_count, p.oldest_contact FROM memberships m \
+             JOIN profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id AND +p.merged_into IS NULL \
+             WHERE m.hub_id = $1",
+        )
+        .bind(hub)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        let index_of: HashMap<i64, u32> = contacts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.0, i as u32))
+            .collect();
+        let mut stored: Vec<Option<StoredProfile>> = vec![None; contacts.len()];
+        for (contact, id, bucket, count, oldest) in members {
+            if let Some(&i) = index_of.get(&contact) {
+                stored[i as usize] = Some(StoredProfile {
+                    id,
+                    bucket,
+                    count,
+                    oldest,
+                });
+            }
+        }
+        let stored: Vec<StoredProfile> = stored
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.ok_or_else(|| {
+                    StoreError::Corrupt(format!("contact {} has no profile", contacts[i].0))
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+
+        // The key graph over contacts in age order, on top of the stored partition.
+        let slots: Vec<Slot> = keys
+            .iter()
+            .map(|f| Slot {
+                field: f.clone(),
+                merges: true,
+                unique: false,
+            })
+            .collect();
+        let mut graph = KeyGraph::with_capacity(slots, contacts.len(), identifiers.len());
+        let mut scope_ids: HashMap<String, u32> = HashMap::new();
+        let mut ids = identifiers.iter().peekable();
+        let mut staged = Vec::new();
+        for (contact, channel, old_scope) in &contacts {
+            let (scope, region) = channel_scope
+                .get(channel)
+                .ok_or(StoreError::NotFound("channel"))?;
+            let next_scope = scope_ids.len() as u32;
+            let scope_id = *scope_ids.entry(scope.clone()).or_insert(next_scope);
+            let normalizer = &normalizers[region];
+            let mut values: Vec<(u8, &str)> = Vec::new();
+            while let Some((c, field, value)) = ids.peek() {
+                if c != contact {
+                    break;
+                }
+                if let Some(slot) = keys.iter().position(|k| k.name() == field)
+                    && !is_excluded(normalizer, field, value)
+                {
+                    values.push((slot as u8, value.as_str()));
+                }
+                ids.next();
+            }
+            graph.add_contact(scope_id, values);
+            if scope != old_scope {
+                staged.push(StagedRow {
+                    contact_id: *contact,
+                    bucket_id: None,
+                    scope: Some(scope.clone()),
+                });
+            }
+        }
+        let mut prior_uf = UnionFind::new(contacts.len());
+        let mut first_of_profile: HashMap<i64, u32> = HashMap::new();
+        for (i, p) in stored.iter().enumerate() {
+            let first = *first_of_profile.entry(p.id).or_insert(i as u32);
+            prior_uf.union(first, i as u32);
+        }
+        let prior = Partition::from_union_find(&mut prior_uf);
+        let resolved = resolve(&graph, Some(&prior));
+
+        // Group contacts of each resolved profile; more than one stored profile means a merge.
+        let members = resolved.members();
+        let mut merges = Vec::new();
+        let mut scope_rows: HashMap<i64, usize> = staged
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.contact_id, i))
+            .collect();
+        for p in 0..members.n_profiles() as u32 {
+            let group = members.of(p);
+            let mut profiles: Vec<StoredProfile> =
+                group.iter().map(|&c| stored[c as usize]).collect();
+            profiles.sort_by_key(|s| s.id);
+            profiles.dedup_by_key(|s| s.id);
+            if profiles.len() < 2 {
+                continue;
+            }
+            let survivor = *profiles
+                .iter()
+                .min_by_key(|s| (s.oldest, s.id))
+                .expect("two profiles");
+            let target = *profiles
+                .iter()
+                .max_by_key(|s| (s.count, s.id == survivor.id))
+                .expect("two profiles");
+            // Which stored profiles hold each value, to name the value that ties each one in.
+            let mut holders: HashMap<u32, Vec<i64>> = HashMap::new();
+            for &c in group {
+                for &v in graph.values_of(c) {
+                    let h = holders.entry(v).or_default();
+                    if !h.contains(&stored[c as usize].id) {
+                        h.push(stored[c as usize].id);
+                    }
+                }
+            }
+            let mut by_value: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+            let mut shared: Vec<(&u32, &Vec<i64>)> =
+                holders.iter().filter(|(_, h)| h.len() > 1).collect();
+            shared.sort_by_key(|(v, _)| **v);
+            for s in profiles.iter().filter(|s| s.id != survivor.id) {
+                let via = shared
+                    .iter()
+                    .find(|(_, h)| h.contains(&s.id))
+                    .map(|(v, _)| {
+                        let (slot, value) = graph.value(**v);
+                        (slot.field.name().to_owned(), value.to_owned())
+                    })
+                    .unwrap_or_default();
+                by_value.entry(via).or_default().push(s.id);
+            }
+            for &c in group {
+                if stored[c as usize].bucket != target.bucket {
+                    let contact_id = contacts[c as usize].0;
+                    match scope_rows.get(&contact_id) {
+                        Some(&i) => staged[i].bucket_id = Some(target.bucket),
+                        None => {
+                            scope_rows.insert(contact_id, staged.len());
+                            staged.push(StagedRow {
+                                contact_id,
+                                bucket_id: Some(target.bucket),
+                                scope: None,
+                            });
+                        }
+                    }
+                }
+            }
+            merges.push(PlannedMerge {
+                survivor: survivor.id,
+                target_bucket: target.bucket,
+                member_count: group.len() as i64,
+                oldest_contact: contacts[group[0] as usize].0.min(survivor.oldest),
+                absorbed: profiles
+                    .iter()
+                    .map(|s| s.id)
+                    .filter(|&id| id != survivor.id)
+                    .collect(),
+                by_value,
+            });
+        }
+        staged.sort_by_key(|r| r.contact_id);
+        Ok(ApplyPlan {
+            marker,
+            staged,
+            merges,
+            profiles_before: prior.n_profiles(),
+            profiles_after: resolved.n_profiles(),
+        })
+    }
+
+    async fn apply_attempt(
+        &self,
+        hub: HubId,
+        task_id: TaskId,
+        setting: &UnifySetting,
+        actor: &str,
+        options: &ApplyOptions,
+    ) -> StoreResult<()> {
+        let plan = self.plan_apply(hub, setting).await?;
+        let total = plan.staged.len() as i64;
+        self.progress_impl(hub, task_id, 0, total).await?;
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM apply_staging WHERE hub_id = $1 AND task_id = $2")
+            .bind(hub)
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut done = 0i64;
+        for batch in plan.staged.chunks(options.batch_size.max(1)) {
+            let mut tx = self.begin_write().await?;
+            write_staging(&mut tx, hub, task_id, batch).await?;
+            done += batch.len() as i64;
+            sqlx::query(
+                "UPDATE tasks SET status = 'running', done = $3 WHERE hub_id = $1 AND id = $2",
+            )
+            .bind(hub)
+            .bind(task_id)
+            .bind(done)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            if let Some(hook) = &options.on_batch {
+                hook(done, total);
+            }
+        }
+        self.swap_in(hub, task_id, setting, actor, &plan).await
+    }
+
+    /// The one transaction that makes the apply visible.
+    async fn swap_in(
+        &self,
+        hub: HubId,
+        task_id: TaskId,
+        setting: &UnifySetting,
+        actor: &str,
+        plan: &ApplyPlan,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let conn: &mut Conn = &mut tx;
+        lock_hub_exclusive(conn, hub).await?;
+        let (marker,): (i64,) = sqlx::query_as("SELECT event_seq FROM hubs WHERE hub_id = $1")
+            .bind(hub)
+            .fetch_one(&mut *conn)
+            .await?;
+        if marker != plan.marker {
+            return Err(StoreError::Conflict(
+                "contacts changed while the apply was computed".into(),
+            ));
+        }
+        for (table, column) in [
+            ("memberships", "bucket_id"),
+            ("contacts", "scope"),
+            ("identifiers", "scope"),
+        ] {
+            let key = if table == "contacts" {
+                "id"
+            } else {
+                "contact_id"
+            };
+            sqlx::query(&format!(
+                "UPDATE {table} SET {column} = s.{column} FROM apply_staging s \
+                 WHERE {table}.hub_id = $1 AND s.hub_id = $1 AND s.task_id = $2 \
+                 AND s.contact_id = {table}.{key} AND s.{column} IS NOT NULL"
+            ))
+            .bind(hub)
+            .bind(task_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        let now = now_ms();
+        let version = load_setting(conn, hub).await?.version + 1;
+        let cause_id = version.to_string();
+        let mut events = Vec::new();
+        let n_ledger: usize = plan.merges.iter().map(|m| m.by_value.len()).sum();
+        let mut seqs = next_ids(conn, hub, n_ledger).await?.into_iter();
+        for m in &plan.merges {
+            sqlx::query("UPDATE profiles SET bucket_id = $3, member_count = $4, oldest_contact = $5, updated_at = $6 WHERE hub_id = $1 AND id = $2")
+                .bind(hub)
+                .bind(m.survivor)
+                .bind(m.target_bucket)
+                .bind(m.member_count)
+                .bind(m.oldest_contact)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            // One statement per column rather than an OR, so each uses its index.
+            for (chunk, column) in m
+                .absorbed
+                .chunks(500)
+                .flat_map(|c| [(c, "id"), (c, "merged_into")])
+            {
+                let sql = format!(
+                    "UPDATE profiles SET merged_into = $2, updated_at = $3 WHERE hub_id = $1 \
+                     AND {column} IN ({})",
+                    placeholders(4, chunk.len())
+                );
+                let mut q = sqlx::query(&sql).bind(hub).bind(m.survivor).bind(now);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut *conn).await?;
+            }
+            for ((field, value), absorbed) in &m.by_value {
+                let seq = seqs
+                    .next()
+                    .ok_or_else(|| StoreError::Corrupt("ran out of ledger ids".into()))?;
+                sqlx::query(
+                    "INSERT INTO merge_ledger (hub_id, seq, at, survivor_id, absorbed_ids, key_field, \
+                     key_value, cause_kind, cause_id, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, 'setting', $8, $9)",
+                )
+                .bind(hub)
+                .bind(seq)
+                .bind(now)
+                .bind(m.survivor)
+                .bind(serde_json::to_string(absorbed)?)
+                .bind(field.clone())
+                .bind(value.clone())
+                .bind(cause_id.clone())
+                .bind(actor.to_owned())
+                .execute(&mut *conn)
+                .await?;
+                events.push(merged_event(m.survivor, absorbed, field, value));
+            }
+        }
+        sqlx::query("INSERT INTO unify_settings (hub_id, version, keys, excluded, actor, task_id, applied_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(hub)
+            .bind(version)
+            .bind(serde_json::to_string(&setting.keys)?)
+            .bind(serde_json::to_string(&setting.excluded)?)
+            .bind(actor.to_owned())
+            .bind(task_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM apply_staging WHERE hub_id = $1 AND task_id = $2")
+            .bind(hub)
+            .bind(task_id)
+            .execute(&mut *conn)
+            .await?;
+        let result = serde_json::json!({
+            "version": version,
+            "merges": plan.merges.len(),
+            "contacts_moved": plan.staged.iter().filter(|r| r.bucket_id.is_some()).count(),
+            "profiles_before": plan.profiles_before,
+            "profiles_after": plan.profiles_after,
+        });
+        finish_task_in(conn, hub, task_id, Ok(result)).await?;
+        append_events(conn, hub, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// How often an apply recomputes after writes raced it before it gives up.
+const MAX_APPLY_ATTEMPTS: u32 = 5;

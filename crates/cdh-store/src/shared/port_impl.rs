@@ -1,0 +1,186 @@
+// The port implemented over the shared functions (included by `sqlite.rs` and `postgres.rs`).
+
+impl Store for ThisStore {
+    async fn create_hub(&self, name: &str) -> StoreResult<HubId> {
+        self.create_hub_impl(name).await
+    }
+    async fn create_organization(
+        &self,
+        hub: HubId,
+        name: &str,
+        region: &str,
+    ) -> StoreResult<OrganizationId> {
+        self.create_organization_impl(hub, name, region).await
+    }
+    async fn connect_organizations(
+        &self,
+        hub: HubId,
+        orgs: &[OrganizationId],
+        url: &str,
+        actor: &str,
+    ) -> StoreResult<i64> {
+        self.connect_impl(hub, orgs, url, actor).await
+    }
+    async fn set_cross_product(&self, hub: HubId, on: bool) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query("UPDATE hubs SET cross_product = $2 WHERE hub_id = $1")
+            .bind(hub)
+            .bind(i64::from(on))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        if n == 0 {
+            Err(StoreError::NotFound("hub"))
+        } else {
+            Ok(())
+        }
+    }
+    async fn create_channel(&self, hub: HubId, channel: &NewChannel) -> StoreResult<ChannelId> {
+        self.create_channel_impl(hub, channel).await
+    }
+    async fn upsert_contact(
+        &self,
+        hub: HubId,
+        input: &ContactInput,
+        actor: &str,
+    ) -> StoreResult<Upserted> {
+        self.upsert_with_retry(hub, input, actor).await
+    }
+    async fn get_contact(&self, hub: HubId, id: ContactId) -> StoreResult<Contact> {
+        self.get_contact_impl(hub, id).await
+    }
+    async fn get_profile(&self, hub: HubId, id: ProfileId) -> StoreResult<Profile> {
+        self.get_profile_impl(hub, id).await
+    }
+    async fn lookup_profiles(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        field: &str,
+        value: &str,
+    ) -> StoreResult<Vec<Profile>> {
+        self.lookup_impl(hub, org, field, value).await
+    }
+    async fn golden_record(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+    ) -> StoreResult<(Profile, cdh_core::GoldenRecord)> {
+        self.golden_impl(hub, id).await
+    }
+    async fn timeline(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<TimelineEntry>> {
+        self.timeline_impl(hub, id, limit, cursor).await
+    }
+    async fn lineage(&self, hub: HubId, id: ProfileId) -> StoreResult<Vec<LedgerEntry>> {
+        self.lineage_impl(hub, id).await
+    }
+    async fn add_note(
+        &self,
+        hub: HubId,
+        contact: ContactId,
+        text: &str,
+        author: &str,
+        at: Millis,
+    ) -> StoreResult<i64> {
+        self.add_timeline_impl(hub, contact, "note", text, author, at)
+            .await
+    }
+    async fn add_conversation(
+        &self,
+        hub: HubId,
+        contact: ContactId,
+        direction: &str,
+        text: &str,
+        sent_at: Millis,
+    ) -> StoreResult<i64> {
+        if direction != "in" && direction != "out" {
+            return Err(StoreError::Invalid(format!(
+                "direction must be in or out, not {direction}"
+            )));
+        }
+        self.add_timeline_impl(hub, contact, "conversation", text, direction, sent_at)
+            .await
+    }
+    async fn unify_setting(&self, hub: HubId) -> StoreResult<AppliedSetting> {
+        let mut conn = self.pool.acquire().await?;
+        load_setting(&mut conn, hub).await
+    }
+    async fn unify_history(&self, hub: HubId) -> StoreResult<Vec<AppliedSetting>> {
+        self.history_impl(hub).await
+    }
+    async fn start_apply(
+        &self,
+        hub: HubId,
+        setting: &UnifySetting,
+        actor: &str,
+    ) -> StoreResult<TaskId> {
+        self.start_apply_impl(hub, setting, actor).await
+    }
+    async fn run_apply(
+        &self,
+        hub: HubId,
+        task: TaskId,
+        options: &ApplyOptions,
+    ) -> StoreResult<Task> {
+        self.run_apply_impl(hub, task, options).await
+    }
+    async fn create_task(
+        &self,
+        hub: HubId,
+        kind: &str,
+        params: &serde_json::Value,
+    ) -> StoreResult<TaskId> {
+        self.create_task_impl(hub, kind, params).await
+    }
+    async fn get_task(&self, hub: HubId, id: TaskId) -> StoreResult<Task> {
+        self.get_task_impl(hub, id).await
+    }
+    async fn list_tasks(&self, hub: HubId) -> StoreResult<Vec<Task>> {
+        self.list_tasks_impl(hub).await
+    }
+    async fn update_task_progress(
+        &self,
+        hub: HubId,
+        id: TaskId,
+        done: i64,
+        total: i64,
+    ) -> StoreResult<()> {
+        self.progress_impl(hub, id, done, total).await
+    }
+    async fn finish_task(
+        &self,
+        hub: HubId,
+        id: TaskId,
+        outcome: Result<serde_json::Value, String>,
+    ) -> StoreResult<()> {
+        self.finish_task_impl(hub, id, outcome).await
+    }
+    async fn create_token(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        name: &str,
+        scopes: &[String],
+    ) -> StoreResult<IssuedToken> {
+        self.create_token_impl(hub, org, name, scopes).await
+    }
+    async fn verify_token(&self, token: &str) -> StoreResult<Option<TokenGrant>> {
+        self.verify_token_impl(token).await
+    }
+    async fn revoke_token(&self, hub: HubId, id: TokenId) -> StoreResult<()> {
+        self.revoke_token_impl(hub, id).await
+    }
+    async fn events_after(&self, hub: HubId, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        self.events_impl(hub, after, limit).await
+    }
+    async fn check_invariants(&self, hub: HubId) -> StoreResult<Vec<String>> {
+        self.check_impl(hub).await
+    }
+}

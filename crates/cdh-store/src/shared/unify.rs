@@ -1,0 +1,339 @@
+// Unification helpers shared by the upsert and the apply (included by both adapters):
+// reading a contact's channel and setting, locking profiles, merging, ledger and events.
+
+/// What a contact's channel says about how it unifies.
+struct ChannelInfo {
+    organization_id: i64,
+    channel_type: String,
+    product: String,
+    region: String,
+    group: Option<i64>,
+    cross_product: bool,
+}
+
+async fn load_channel(conn: &mut Conn, hub: HubId, channel: ChannelId) -> StoreResult<ChannelInfo> {
+    let row: Option<(i64, String, String, String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT ch.organization_id, ch.channel_type, ch.product, o.default_region, \
+         cm.connection_id, h.cross_product \
+         FROM channels ch \
+         JOIN organizations o ON o.hub_id = ch.hub_id AND o.id = ch.organization_id \
+         JOIN hubs h ON h.hub_id = ch.hub_id \
+         LEFT JOIN connection_members cm \
+           ON cm.hub_id = ch.hub_id AND cm.organization_id = ch.organization_id \
+         WHERE ch.hub_id = $1 AND ch.id = $2",
+    )
+    .bind(hub)
+    .bind(channel)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (organization_id, channel_type, product, region, group, cross) =
+        row.ok_or(StoreError::NotFound("channel"))?;
+    Ok(ChannelInfo {
+        organization_id,
+        channel_type,
+        product,
+        region,
+        group,
+        cross_product: cross != 0,
+    })
+}
+
+impl ChannelInfo {
+    fn scope(&self, line_uid_is_key: bool) -> String {
+        scope_name(
+            self.organization_id,
+            self.group,
+            self.cross_product,
+            &self.product,
+            self.channel_type == "line",
+            line_uid_is_key,
+        )
+    }
+}
+
+async fn load_setting(conn: &mut Conn, hub: HubId) -> StoreResult<AppliedSetting> {
+    let row: Option<(i64, String, String, String, i64)> = sqlx::query_as(
+        "SELECT version, keys, excluded, actor, applied_at FROM unify_settings \
+         WHERE hub_id = $1 ORDER BY version DESC LIMIT 1",
+    )
+    .bind(hub)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some(row) => applied_setting(row)?,
+        None => AppliedSetting {
+            version: 0,
+            setting: UnifySetting {
+                keys: Vec::new(),
+                excluded: Vec::new(),
+            },
+            actor: String::new(),
+            applied_at: 0,
+        },
+    })
+}
+
+fn applied_setting(row: (i64, String, String, String, i64)) -> StoreResult<AppliedSetting> {
+    let (version, keys, excluded, actor, applied_at) = row;
+    Ok(AppliedSetting {
+        version,
+        setting: UnifySetting {
+            keys: serde_json::from_str(&keys)?,
+            excluded: serde_json::from_str(&excluded)?,
+        },
+        actor,
+        applied_at,
+    })
+}
+
+/// The valid identifier values of a contact and the ones that cannot merge.
+fn identifiers_of(
+    normalizer: &mut Normalizer,
+    keys: &[IdentifierField],
+    fields: &BTreeMap<String, FieldValue>,
+    custom_fields: &BTreeMap<String, String>,
+) -> (Vec<(String, String)>, Vec<InvalidField>) {
+    let mut valid = Vec::new();
+    let mut invalid = Vec::new();
+    let custom_keys = keys
+        .iter()
+        .filter(|k| matches!(k, IdentifierField::Custom(_)));
+    let candidates = cdh_core::field::BUILT_IN_FIELDS
+        .iter()
+        .map(|f| (f.clone(), fields.get(f.name()).map(|v| v.value.as_str())))
+        .chain(custom_keys.map(|f| (f.clone(), custom_fields.get(f.name()).map(String::as_str))));
+    for (field, raw) in candidates {
+        let Some(raw) = raw else { continue };
+        match normalizer.normalize(&field, raw) {
+            Ok(value) => valid.push((field.name().to_owned(), value)),
+            Err(Outcome::Empty) => {}
+            Err(Outcome::Invalid(reason)) => invalid.push(InvalidField {
+                field: field.name().to_owned(),
+                reason: reason.code().to_owned(),
+            }),
+            Err(Outcome::Blocked(reason)) => invalid.push(InvalidField {
+                field: field.name().to_owned(),
+                reason: reason.code().to_owned(),
+            }),
+            Err(Outcome::Valid) => unreachable!("normalize returns Ok for valid values"),
+        }
+    }
+    (valid, invalid)
+}
+
+/// A profile row, read under lock.
+#[derive(Clone, Debug)]
+struct ProfileRow {
+    id: i64,
+    oldest_contact: i64,
+    bucket_id: i64,
+    member_count: i64,
+    merged_into: Option<i64>,
+}
+
+async fn lock_profiles(conn: &mut Conn, hub: HubId, ids: &[i64]) -> StoreResult<Vec<ProfileRow>> {
+    let sql = format!(
+        "SELECT id, oldest_contact, bucket_id, member_count, merged_into FROM profiles \
+         WHERE hub_id = $1 AND id IN ({}) ORDER BY id{FOR_UPDATE}",
+        placeholders(2, ids.len())
+    );
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, Option<i64>)>(&sql).bind(hub);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, oldest_contact, bucket_id, member_count, merged_into)| ProfileRow {
+                id,
+                oldest_contact,
+                bucket_id,
+                member_count,
+                merged_into,
+            },
+        )
+        .collect())
+}
+
+/// `$start, $start+1, ...`: `n` placeholders.
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The live profile of a contact.
+///
+/// Here and in every join on `profiles`, `+p.merged_into` (a no-op on the value) keeps
+/// SQLite from scanning the live profiles through the `merged_into` index instead of
+/// looking up the one bucket.
+async fn profile_of_contact(
+    conn: &mut Conn,
+    hub: HubId,
+    contact: ContactId,
+) -> StoreResult<ProfileId> {
+    let row: Option<(i64,)> = sqlx::query_as(&format!(
+        "SELECT p.id FROM memberships m {ORDERED_JOIN} profiles p \
+           ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id AND +p.merged_into IS NULL \
+         WHERE m.hub_id = $1 AND m.contact_id = $2"
+    ))
+    .bind(hub)
+    .bind(contact)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| r.0)
+        .ok_or_else(|| StoreError::Corrupt(format!("contact {contact} has no live profile")))
+}
+
+/// Appends events, numbering them after the hub's last one. Runs last in a transaction: the
+/// hub row it updates is held to commit, so numbers follow commit order.
+async fn append_events(
+    conn: &mut Conn,
+    hub: HubId,
+    events: &[(String, ProfileId, serde_json::Value)],
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let (last,): (i64,) = sqlx::query_as(
+        "UPDATE hubs SET event_seq = event_seq + $2 WHERE hub_id = $1 RETURNING event_seq",
+    )
+    .bind(hub)
+    .bind(events.len() as i64)
+    .fetch_one(&mut *conn)
+    .await?;
+    let first = last - events.len() as i64 + 1;
+    let at = now_ms();
+    for (n, chunk) in events.chunks(EVENTS_PER_INSERT).enumerate() {
+        let rows = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "($1, ${}, $2, ${}, ${}, ${})",
+                    3 + i * 4,
+                    4 + i * 4,
+                    5 + i * 4,
+                    6 + i * 4
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) VALUES {rows}"
+        );
+        let mut q = sqlx::query(&sql).bind(hub).bind(at);
+        let offset = first + (n * EVENTS_PER_INSERT) as i64;
+        for (i, (kind, profile, payload)) in chunk.iter().enumerate() {
+            q = q
+                .bind(offset + i as i64)
+                .bind(kind.clone())
+                .bind(*profile)
+                .bind(payload.to_string());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Appends a merge ledger row.
+async fn append_ledger(conn: &mut Conn, hub: HubId, entry: &LedgerEntry) -> StoreResult<()> {
+    let seq = next_id(conn, hub).await?;
+    sqlx::query(
+        "INSERT INTO merge_ledger (hub_id, seq, at, survivor_id, absorbed_ids, key_field, \
+         key_value, cause_kind, cause_id, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(hub)
+    .bind(seq)
+    .bind(entry.at)
+    .bind(entry.survivor_id)
+    .bind(serde_json::to_string(&entry.absorbed_ids)?)
+    .bind(entry.key_field.clone())
+    .bind(entry.key_value.clone())
+    .bind(entry.cause.kind.clone())
+    .bind(entry.cause.id.clone())
+    .bind(entry.cause.actor.clone())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn merged_event(
+    survivor: ProfileId,
+    absorbed: &[ProfileId],
+    field: &str,
+    value: &str,
+) -> (String, ProfileId, serde_json::Value) {
+    (
+        "profile.merged".to_owned(),
+        survivor,
+        serde_json::json!({
+            "survivor_id": survivor,
+            "merged_ids": absorbed,
+            "key": field,
+            "value": value,
+        }),
+    )
+}
+
+/// Merges live, locked profiles into the oldest: moves the smaller buckets' membership rows
+/// into the largest bucket, which the survivor adopts. Returns the survivor.
+async fn merge_profiles(
+    conn: &mut Conn,
+    hub: HubId,
+    profiles: &[ProfileRow],
+    extra_members: i64,
+    at: Millis,
+) -> StoreResult<ProfileRow> {
+    let survivor = profiles
+        .iter()
+        .min_by_key(|p| (p.oldest_contact, p.id))
+        .expect("at least one profile")
+        .clone();
+    let target = profiles
+        .iter()
+        .max_by_key(|p| (p.member_count, p.id == survivor.id))
+        .expect("at least one profile")
+        .bucket_id;
+    for p in profiles.iter().filter(|p| p.bucket_id != target) {
+        sqlx::query("UPDATE memberships SET bucket_id = $3 WHERE hub_id = $1 AND bucket_id = $2")
+            .bind(hub)
+            .bind(p.bucket_id)
+            .bind(target)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let member_count: i64 = profiles.iter().map(|p| p.member_count).sum::<i64>() + extra_members;
+    sqlx::query(
+        "UPDATE profiles SET bucket_id = $3, member_count = $4, updated_at = $5 \
+         WHERE hub_id = $1 AND id = $2",
+    )
+    .bind(hub)
+    .bind(survivor.id)
+    .bind(target)
+    .bind(member_count)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    for p in profiles.iter().filter(|p| p.id != survivor.id) {
+        // Earlier merge chains point straight at the survivor, so resolving an old id is one read.
+        // Two statements rather than an OR, so each uses its index.
+        for column in ["id", "merged_into"] {
+            sqlx::query(&format!(
+                "UPDATE profiles SET merged_into = $3, updated_at = $4 \
+                 WHERE hub_id = $1 AND {column} = $2"
+            ))
+            .bind(hub)
+            .bind(p.id)
+            .bind(survivor.id)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(ProfileRow {
+        bucket_id: target,
+        member_count,
+        ..survivor
+    })
+}

@@ -1,0 +1,11 @@
+//! One conformance suite, run against both adapters: SQLite (a temporary file) and
+//! PostgreSQL (a fresh schema per test on 127.0.0.1:5432, or `CDH_TEST_PG_URL`).
+
+mod support;
+
+mod apply;
+mod catalog;
+mod checker;
+mod concurrency;
+mod crash;
+mod unification;

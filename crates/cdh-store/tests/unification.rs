@@ -1,0 +1,373 @@
+//! Auto-unification on upsert: create, join, merge, survivors, timelines, blocked values, scopes.
+
+use cdh_store::Store;
+use cdh_store::model::Unification;
+
+use crate::conformance;
+use crate::support::{TestStore, apply_keys, channel, hub, upsert};
+
+conformance!(create_join_merge, create_join_merge_body);
+async fn create_join_merge_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    apply_keys(s, h.id, &["display_email", "display_mobile"]).await;
+    let a = upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "a",
+        &[("display_email", "Amy@Example.com")],
+    )
+    .await;
+    assert_eq!(a.unification, Unification::Created);
+    let b = upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "b",
+        &[("display_mobile", "0912-345-678")],
+    )
+    .await;
+    assert_eq!(b.unification, Unification::Created);
+    let c = upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "c",
+        &[("display_email", " amy@example.com ")],
+    )
+    .await;
+    assert_eq!(c.unification, Unification::Joined);
+    assert_eq!(c.contact.profile_id, a.contact.profile_id);
+    let d = upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "d",
+        &[
+            ("display_email", "amy@example.com"),
+            ("display_mobile", "+886912345678"),
+        ],
+    )
+    .await;
+    let (pa, pb) = (a.contact.profile_id, b.contact.profile_id);
+    assert_eq!(
+        d.unification,
+        Unification::Merged {
+            survivor: pa,
+            absorbed: vec![pb]
+        }
+    );
+    // Read-your-writes: every contact now reads as the survivor's.
+    for id in [a.contact.id, b.contact.id, c.contact.id, d.contact.id] {
+        assert_eq!(s.get_contact(h.id, id).await.unwrap().profile_id, pa);
+    }
+    let lineage = s.lineage(h.id, pa).await.unwrap();
+    assert_eq!(lineage.len(), 1);
+    assert_eq!(
+        (lineage[0].survivor_id, lineage[0].absorbed_ids.clone()),
+        (pa, vec![pb])
+    );
+    assert_eq!(
+        (lineage[0].key_field.as_str(), lineage[0].key_value.as_str()),
+        ("display_mobile", "+886912345678")
+    );
+    assert_eq!(lineage[0].cause.kind, "contact");
+    assert_eq!(lineage[0].cause.id, d.contact.id.to_string());
+    let events = s.events_after(h.id, 0, 100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "profile.created",
+            "profile.created",
+            "profile.updated",
+            "profile.merged"
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    let merged = &events[3].payload;
+    assert_eq!(merged["survivor_id"], pa);
+    assert_eq!(merged["merged_ids"], serde_json::json!([pb]));
+    assert_eq!(merged["key"], "display_mobile");
+    let after = s.events_after(h.id, events[2].seq, 100).await.unwrap();
+    assert_eq!(after.len(), 1);
+    // A merged-away id resolves to the survivor and says so.
+    let p = s.get_profile(h.id, pb).await.unwrap();
+    assert_eq!((p.id, p.merged_from), (pa, Some(pb)));
+    assert_eq!(p.members.len(), 4);
+    // Lookup by a value in another notation.
+    let found = s
+        .lookup_profiles(h.id, h.org, "display_mobile", "0912 345 678")
+        .await
+        .unwrap();
+    assert_eq!(found.iter().map(|p| p.id).collect::<Vec<_>>(), vec![pa]);
+    t.finish(h.id).await;
+}
+
+conformance!(survivor_is_oldest, survivor_is_oldest_body);
+async fn survivor_is_oldest_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+    let old = upsert(s, h.id, h.email_caac, "old", &[("customer_id", "M1")]).await;
+    // The younger profile is the larger one: the survivor is still the oldest.
+    let mut young = Vec::new();
+    for i in 0..4 {
+        young.push(
+            upsert(
+                s,
+                h.id,
+                h.email_caac,
+                &format!("y{i}"),
+                &[("display_email", "bo@example.com")],
+            )
+            .await,
+        );
+    }
+    let bridge = upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "bridge",
+        &[("display_email", "bo@example.com"), ("customer_id", "M1")],
+    )
+    .await;
+    let survivor = old.contact.profile_id;
+    assert_eq!(
+        bridge.unification,
+        Unification::Merged {
+            survivor,
+            absorbed: vec![young[0].contact.profile_id]
+        }
+    );
+    let p = s.get_profile(h.id, survivor).await.unwrap();
+    assert_eq!(p.members.len(), 6);
+    assert_eq!(p.oldest_contact, old.contact.id);
+    // An update that adds nothing keeps the contact where it is.
+    let again = upsert(s, h.id, h.email_caac, "y0", &[("display_name", "Bo")]).await;
+    assert_eq!(again.unification, Unification::Unchanged);
+    assert_eq!(again.contact.profile_id, survivor);
+    let (_, golden) = s
+        .golden_record(h.id, young[2].contact.profile_id)
+        .await
+        .unwrap();
+    assert_eq!(golden.fields["display_name"].value, "Bo");
+    t.finish(h.id).await;
+}
+
+conformance!(timeline_moves_with_merge, timeline_body);
+async fn timeline_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    apply_keys(s, h.id, &["display_email", "line_uid"]).await;
+    let uid = "U0123456789abcdef0123456789abcdef";
+    let a = upsert(s, h.id, h.line_caac, "a", &[("line_uid", uid)]).await;
+    let b = upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "b",
+        &[("display_email", "cy@example.com")],
+    )
+    .await;
+    s.add_note(h.id, a.contact.id, "note a1", "agent", 1_000)
+        .await
+        .unwrap();
+    s.add_conversation(h.id, b.contact.id, "in", "hello b", 2_000)
+        .await
+        .unwrap();
+    s.add_note(h.id, a.contact.id, "note a2", "agent", 3_000)
+        .await
+        .unwrap();
+    let before = s
+        .timeline(h.id, a.contact.profile_id, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        before
+            .items
+            .iter()
+            .map(|e| e.text.as_str())
+            .collect::<Vec<_>>(),
+        ["note a2", "note a1"]
+    );
+    upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "c",
+        &[("display_email", "cy@example.com"), ("line_uid", uid)],
+    )
+    .await;
+    // Page by page, newest first, every member's entries.
+    let mut texts = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s
+            .timeline(h.id, b.contact.profile_id, 1, cursor.as_deref())
+            .await
+            .unwrap();
+        texts.extend(page.items.iter().map(|e| e.text.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(texts, ["note a2", "hello b", "note a1"]);
+    let (_, golden) = s.golden_record(h.id, a.contact.profile_id).await.unwrap();
+    assert_eq!(golden.timeline.len(), 3);
+    t.finish(h.id).await;
+}
+
+conformance!(invalid_and_blocked_never_merge, blocked_body);
+async fn blocked_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    apply_keys(s, h.id, &["display_email", "display_mobile", "line_uid"]).await;
+    let mut profiles = Vec::new();
+    for (i, (field, value)) in [
+        ("display_email", "test@test.com"),
+        ("display_email", "test@test.com"),
+        ("display_mobile", "0000000000"),
+        ("display_mobile", "0000000000"),
+        ("display_email", "not an email"),
+        ("display_email", "not an email"),
+        ("line_uid", "U123"),
+        ("line_uid", "U123"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = upsert(s, h.id, h.email_caac, &format!("x{i}"), &[(field, value)]).await;
+        assert_eq!(
+            r.unification,
+            Unification::Created,
+            "{field}={value} merged"
+        );
+        assert_eq!(
+            r.contact.invalid_fields.len(),
+            1,
+            "{field}={value} not flagged"
+        );
+        profiles.push(r.contact.profile_id);
+    }
+    profiles.sort_unstable();
+    profiles.dedup();
+    assert_eq!(profiles.len(), 8);
+    t.finish(h.id).await;
+}
+
+conformance!(scopes_keep_apart, scopes_body);
+async fn scopes_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    let other_org = s.create_organization(h.id, "brand jp", "JP").await.unwrap();
+    let other = channel(s, h.id, other_org, "email", "caac").await;
+    apply_keys(s, h.id, &["display_email"]).await;
+    let a = upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "a",
+        &[("display_email", "di@example.com")],
+    )
+    .await;
+    let m = upsert(
+        s,
+        h.id,
+        h.email_maac,
+        "m",
+        &[("display_email", "di@example.com")],
+    )
+    .await;
+    let o = upsert(s, h.id, other, "o", &[("display_email", "di@example.com")]).await;
+    // Products and organizations stay apart by default.
+    assert_eq!(m.unification, Unification::Created);
+    assert_eq!(o.unification, Unification::Created);
+    // Cross-product joins CAAC and MAAC at the next apply; another organization stays apart.
+    s.set_cross_product(h.id, true).await.unwrap();
+    let result = apply_keys(s, h.id, &["display_email"]).await;
+    assert_eq!(result["merges"], 1);
+    assert_eq!(
+        s.get_contact(h.id, m.contact.id).await.unwrap().profile_id,
+        a.contact.profile_id
+    );
+    assert_ne!(
+        s.get_contact(h.id, o.contact.id).await.unwrap().profile_id,
+        a.contact.profile_id
+    );
+    crate::support::assert_invariants(s, h.id).await;
+    // A partner connection joins the organizations, with its disclosure recorded.
+    assert!(
+        s.connect_organizations(h.id, &[h.org, other_org], " ", "partner")
+            .await
+            .is_err()
+    );
+    s.connect_organizations(
+        h.id,
+        &[h.org, other_org],
+        "https://brand.example/privacy",
+        "partner",
+    )
+    .await
+    .unwrap();
+    apply_keys(s, h.id, &["display_email"]).await;
+    assert_eq!(
+        s.get_contact(h.id, o.contact.id).await.unwrap().profile_id,
+        a.contact.profile_id
+    );
+    let n = upsert(s, h.id, other, "n", &[("display_email", "DI@example.com")]).await;
+    assert_eq!(n.contact.profile_id, a.contact.profile_id);
+    t.finish(h.id).await;
+}
+
+conformance!(tokens_and_tasks, tokens_body);
+async fn tokens_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    let issued = s
+        .create_token(h.id, h.org, "crm", &["profiles:read".into()])
+        .await
+        .unwrap();
+    let grant = s
+        .verify_token(&issued.token)
+        .await
+        .unwrap()
+        .expect("valid token");
+    assert_eq!(
+        (grant.hub_id, grant.organization_id, grant.scopes.clone()),
+        (h.id, h.org, vec!["profiles:read".to_owned()])
+    );
+    let forged = format!("{}x", issued.token);
+    assert_eq!(s.verify_token(&forged).await.unwrap(), None);
+    assert_eq!(s.verify_token("cdh_1_2_nope").await.unwrap(), None);
+    s.revoke_token(h.id, issued.id).await.unwrap();
+    assert_eq!(s.verify_token(&issued.token).await.unwrap(), None);
+
+    let task = s
+        .create_task(h.id, "export", &serde_json::json!({"format": "csv"}))
+        .await
+        .unwrap();
+    assert_eq!(s.get_task(h.id, task).await.unwrap().status, "queued");
+    s.update_task_progress(h.id, task, 5, 10).await.unwrap();
+    let running = s.get_task(h.id, task).await.unwrap();
+    assert_eq!(
+        (running.status.as_str(), running.done, running.total),
+        ("running", 5, 10)
+    );
+    s.finish_task(h.id, task, Err("disk full".into()))
+        .await
+        .unwrap();
+    let failed = s.get_task(h.id, task).await.unwrap();
+    assert_eq!(
+        (failed.status.as_str(), failed.error.as_deref()),
+        ("failed", Some("disk full"))
+    );
+    assert!(
+        s.get_task(h.id + 1, task).await.is_err(),
+        "another hub sees the task"
+    );
+    assert_eq!(s.list_tasks(h.id).await.unwrap().len(), 1);
+    t.finish(h.id).await;
+}
