@@ -233,7 +233,7 @@ fn unpack(packed: u64) -> Result<Phone, PhoneError> {
 }
 
 /// [`parse`] for one default region, with a bounded cache by raw value so that a repeated
-/// number costs one hash lookup. One per thread: it is `&mut self`, with no locking.
+/// number the fast path cannot handle costs one hash lookup instead of the crate's parse. One per thread: it is `&mut self`, with no locking.
 ///
 /// The cache holds raw values of up to 31 bytes, at most ~1.8 million of them (~86 MB); when
 /// full it is cleared and refills.
@@ -251,15 +251,22 @@ impl PhoneNormalizer {
         }
     }
 
-    /// The same answer as [`parse`]`(raw, self.region())`, from the cache when `raw` was seen.
+    /// The same answer as [`parse`]`(raw, self.region())`.
+    ///
+    /// The fast path (~90 ns) is not cached: a lookup plus an insert costs about as much, and
+    /// most raw values are seen once. Only what the fast path leaves to the crate (~9 µs) is
+    /// cached by raw value.
     pub fn normalize(&mut self, raw: &str) -> Result<Phone, PhoneError> {
+        if let Some(result) = parse_fast(raw, self.region) {
+            return result;
+        }
         let Some(key) = Key::new(raw) else {
-            return parse(raw, self.region);
+            return parse_with_crate(raw, self.region);
         };
         if let Some(&packed) = self.cache.get(&key) {
             return unpack(packed);
         }
-        let result = parse(raw, self.region);
+        let result = parse_with_crate(raw, self.region);
         if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }

@@ -1,0 +1,4 @@
+//! The core's one integration-test binary: property tests against naive oracles.
+
+mod phone;
+mod resolution;
