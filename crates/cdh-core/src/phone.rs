@@ -154,6 +154,12 @@ pub fn parse_with_crate(raw: &str, region: Region) -> Result<Phone, PhoneError> 
     e164(number.code().value(), len, national.value())
 }
 
+/// Builds the crate's database now (~0.2 s, once per process) rather than at the first number
+/// the fast path leaves to the crate: a caller with a spare thread can run this beside its IO.
+pub fn prepare_crate_fallback() {
+    let _ = phonenumber::metadata::DATABASE.by_code(&1);
+}
+
 /// The fast path alone: the crate's answer for plain shapes, `None` ("ask the crate") otherwise.
 ///
 /// Handled: ASCII digits with the separators space `-` `.` `(` `)` `/`, optionally led by one

@@ -4,11 +4,16 @@
 //! match takes a lock and a cold pattern is recompiled; that is most of its ~9 µs a number. Here
 //! each metadata record gets its own patterns, compiled the first time a number needs that
 //! record and never evicted, as dense DFAs (see `dfa.rs`).
+//!
+//! The records come from the same XML the crate compiles into its database
+//! (`assets/PhoneNumberMetadata.xml`, read with the crate's own loader), not from the crate's
+//! `DATABASE`: building that compiles every pattern of every region (~0.2 s), which the fast
+//! path never needs. A test checks that every record equals the crate's, field by field.
 
 use std::sync::OnceLock;
 
 use phonenumber::country::Id;
-use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
+use phonenumber::metadata::loader::{self, Descriptor, Metadata};
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, meta};
 
@@ -38,7 +43,17 @@ pub(super) struct Entry {
     rules: OnceLock<Option<Rules>>,
 }
 
-/// The global table, built on first use from `phonenumber::metadata::DATABASE`.
+/// The crate's metadata records, loaded from the bundled XML on first use (~10 ms).
+fn records() -> &'static [Metadata] {
+    static RECORDS: OnceLock<Vec<Metadata>> = OnceLock::new();
+    RECORDS.get_or_init(|| {
+        let xml: &[u8] = include_bytes!("../../assets/PhoneNumberMetadata.xml");
+        // The crate's own build script loads this very file the same way.
+        loader::load(xml).unwrap_or_default()
+    })
+}
+
+/// The global table, built on first use from the crate's metadata records.
 pub(super) fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(Table::build)
@@ -46,15 +61,25 @@ pub(super) fn table() -> &'static Table {
 
 impl Table {
     fn build() -> Table {
-        let mut entries = Vec::new();
-        let mut by_code = vec![Vec::new(); 1000];
-        for (code, slot) in by_code.iter_mut().enumerate().skip(1) {
+        // Per calling code, in the crate's order: file order, except that the region marked
+        // `main_country_for_code` goes first (`Database::from` inserts it at 0).
+        let mut per_code: Vec<Vec<&'static Metadata>> = vec![Vec::new(); 1000];
+        for meta in records() {
             // Codes are at most three digits, so 1..1000 covers the database.
-            let Some(metas) = DATABASE.by_code(&(code as u16)) else {
+            let Some(slot) = meta.country_code.and_then(|c| per_code.get_mut(c as usize)) else {
                 continue;
             };
+            if meta.main_country_for_code {
+                slot.insert(0, meta);
+            } else {
+                slot.push(meta);
+            }
+        }
+        let mut entries = Vec::new();
+        let mut by_code = vec![Vec::new(); 1000];
+        for (slot, metas) in by_code.iter_mut().zip(per_code) {
             for meta in metas {
-                let id = meta.id();
+                let id = meta.id.as_deref().unwrap_or("");
                 slot.push(entries.len() as u16);
                 entries.push(Entry {
                     id,
@@ -167,19 +192,18 @@ pub(super) struct Rules {
 
 impl Rules {
     fn compile(meta: &Metadata) -> Option<Rules> {
-        let d = meta.descriptors();
         // The types `validator::number_type` tries; any match means "not Unknown", i.e. valid.
         let types: Vec<&Descriptor> = [
-            d.premium_rate(),
-            d.toll_free(),
-            d.shared_cost(),
-            d.voip(),
-            d.personal_number(),
-            d.pager(),
-            d.uan(),
-            d.voicemail(),
-            d.fixed_line(),
-            d.mobile(),
+            &meta.premium_rate,
+            &meta.toll_free,
+            &meta.shared_cost,
+            &meta.voip,
+            &meta.personal_number,
+            &meta.pager,
+            &meta.uan,
+            &meta.voicemail,
+            &meta.fixed_line,
+            &meta.mobile,
         ]
         .into_iter()
         .flatten()
@@ -189,7 +213,7 @@ impl Rules {
         let mut dfas = Vec::new();
         for (len, slot) in type_by_len.iter_mut().enumerate() {
             let admits = |t: &Descriptor| {
-                t.possible_length().is_empty() || t.possible_length().contains(&(len as u16))
+                t.possible_length.is_empty() || t.possible_length.contains(&(len as u16))
             };
             let mask = (types.iter().enumerate())
                 .filter(|(_, t)| admits(t))
@@ -200,10 +224,11 @@ impl Rules {
             let at = match masks.iter().position(|&m| m == mask) {
                 Some(at) => at,
                 None => {
+                    // The crate refuses a database with a descriptor without a pattern.
                     let sources: Vec<&str> = (types.iter())
                         .filter(|t| admits(t))
-                        .map(|t| t.national_number().as_str())
-                        .collect();
+                        .map(|t| t.national_number.as_deref())
+                        .collect::<Option<_>>()?;
                     dfas.push(Dfa::compile(&sources)?);
                     masks.push(mask);
                     masks.len() - 1
@@ -211,47 +236,48 @@ impl Rules {
             };
             *slot = Some(at as u8);
         }
-        let parsing = meta.national_prefix_for_parsing().map(|re| re.as_str());
-        let (prefix_for_parsing, transform) = match (parsing, meta.national_prefix_transform_rule())
-        {
-            (None, _) => (None, None),
-            (Some(source), None) => (Some(Dfa::compile(&[source])?), None),
-            (Some(source), Some(rule)) => {
-                let regex = meta::Regex::builder()
-                    .syntax(syntax::Config::new().ignore_whitespace(true))
-                    .build(source)
-                    .ok()?;
-                let rule = rule.to_owned();
-                (None, Some(Transform { regex, rule }))
-            }
-        };
+        let parsing = meta.national_prefix_for_parsing.as_deref();
+        let (prefix_for_parsing, transform) =
+            match (parsing, meta.national_prefix_transform_rule.as_deref()) {
+                (None, _) => (None, None),
+                (Some(source), None) => (Some(Dfa::compile(&[source])?), None),
+                (Some(source), Some(rule)) => {
+                    let regex = meta::Regex::builder()
+                        .syntax(syntax::Config::new().ignore_whitespace(true))
+                        .build(source)
+                        .ok()?;
+                    let rule = rule.to_owned();
+                    (None, Some(Transform { regex, rule }))
+                }
+            };
         let optional = |source: Option<&str>| match source {
             Some(source) => Dfa::compile(&[source]).map(Some),
             None => Some(None),
         };
-        let general = d.general();
-        let general_dfa = Dfa::compile(&[general.national_number().as_str()])?;
+        let general = meta.general.as_ref()?;
+        let general_dfa = Dfa::compile(&[general.national_number.as_deref()?])?;
         let types = (dfas.into_iter())
             .map(|types| TypeCheck {
                 with_general: DigitDfa::product(&general_dfa, &types),
                 types,
             })
             .collect();
+        let code = meta.country_code?;
         Some(Rules {
-            code: meta.country_code(),
-            code_digits: meta.country_code().to_string(),
+            code,
+            code_digits: code.to_string(),
             general: Pattern {
-                lengths: general.possible_length().to_vec(),
+                lengths: general.possible_length.clone(),
                 dfa: general_dfa,
             },
-            general_local_lengths: general.possible_local_length().to_vec(),
+            general_local_lengths: general.possible_local_length.clone(),
             type_by_len,
             types,
-            national_prefix: meta.national_prefix().map(str::to_owned),
+            national_prefix: meta.national_prefix.clone(),
             prefix_for_parsing,
             transform,
-            idd: optional(meta.international_prefix().map(|re| re.as_str()))?,
-            leading_digits: optional(meta.leading_digits().map(|re| re.as_str()))?,
+            idd: optional(meta.international_prefix.as_deref())?,
+            leading_digits: optional(meta.leading_digits.as_deref())?,
         })
     }
 
@@ -313,4 +339,92 @@ enum Length {
     Possible,
     TooShort,
     Other,
+}
+
+#[cfg(test)]
+mod tests {
+    use phonenumber::metadata::{DATABASE, Descriptor as CrateDescriptor};
+
+    use super::*;
+
+    fn same_descriptor(ours: Option<&Descriptor>, theirs: Option<&CrateDescriptor>) -> bool {
+        match (ours, theirs) {
+            (None, None) => true,
+            (Some(o), Some(t)) => {
+                o.national_number.as_deref() == Some(t.national_number().as_str())
+                    && o.possible_length == t.possible_length()
+                    && o.possible_local_length == t.possible_local_length()
+            }
+            _ => false,
+        }
+    }
+
+    /// The bundled XML must be exactly what the crate's database was built from: every record,
+    /// in the crate's order per calling code, with every field the fast path reads.
+    #[test]
+    fn bundled_records_equal_the_crates_database() {
+        let table = table();
+        assert!(table.entries.len() > 200, "the metadata did not load");
+        let mut compared = 0;
+        for code in 1..1000u16 {
+            let ours = table.code_entries(code);
+            let theirs = DATABASE.by_code(&code).unwrap_or_default();
+            assert_eq!(ours.len(), theirs.len(), "records of calling code {code}");
+            for (&i, theirs) in ours.iter().zip(theirs) {
+                let entry = &table.entries[i as usize];
+                assert_eq!(entry.id, theirs.id(), "order of calling code {code}");
+                compared += 1;
+                check_record(entry, theirs);
+            }
+        }
+        assert_eq!(compared, table.entries.len());
+    }
+
+    fn check_record(entry: &Entry, theirs: &phonenumber::metadata::Metadata) {
+        let ours = entry.meta;
+        let id = entry.id;
+        let d = theirs.descriptors();
+        assert_eq!(ours.country_code, Some(theirs.country_code()), "{id}");
+        assert_eq!(
+            ours.national_prefix.as_deref(),
+            theirs.national_prefix(),
+            "{id}"
+        );
+        assert_eq!(
+            ours.national_prefix_for_parsing.as_deref(),
+            theirs.national_prefix_for_parsing().map(|r| r.as_str()),
+            "{id}"
+        );
+        assert_eq!(
+            ours.national_prefix_transform_rule.as_deref(),
+            theirs.national_prefix_transform_rule(),
+            "{id}"
+        );
+        assert_eq!(
+            ours.international_prefix.as_deref(),
+            theirs.international_prefix().map(|r| r.as_str()),
+            "{id}"
+        );
+        assert_eq!(
+            ours.leading_digits.as_deref(),
+            theirs.leading_digits().map(|r| r.as_str()),
+            "{id}"
+        );
+        let pairs = [
+            (ours.general.as_ref(), Some(d.general())),
+            (ours.premium_rate.as_ref(), d.premium_rate()),
+            (ours.toll_free.as_ref(), d.toll_free()),
+            (ours.shared_cost.as_ref(), d.shared_cost()),
+            (ours.voip.as_ref(), d.voip()),
+            (ours.personal_number.as_ref(), d.personal_number()),
+            (ours.pager.as_ref(), d.pager()),
+            (ours.uan.as_ref(), d.uan()),
+            (ours.voicemail.as_ref(), d.voicemail()),
+            (ours.fixed_line.as_ref(), d.fixed_line()),
+            (ours.mobile.as_ref(), d.mobile()),
+        ];
+        for (n, (o, t)) in pairs.into_iter().enumerate() {
+            assert!(same_descriptor(o, t), "{id}: descriptor {n} differs");
+        }
+    }
 }
