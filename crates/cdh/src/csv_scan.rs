@@ -12,6 +12,9 @@ use std::ops::Range;
 pub struct RecordBuf {
     fields: Vec<u8>,
     ends: Vec<usize>,
+    /// Bytes between one field's end and the next one's start: 0 when csv_core unquoted the
+    /// fields into `fields`, 1 when a plain line was kept with its commas.
+    separator: usize,
 }
 
 impl RecordBuf {
@@ -27,7 +30,11 @@ impl RecordBuf {
 
     /// Field `i` as bytes.
     pub fn get(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[i - 1] + self.separator
+        };
         &self.fields[start..self.ends[i]]
     }
 
@@ -41,6 +48,7 @@ impl RecordBuf {
         Ok(TextRecord {
             text: std::str::from_utf8(self.all_bytes())?,
             ends: &self.ends,
+            separator: self.separator,
         })
     }
 }
@@ -50,6 +58,7 @@ impl RecordBuf {
 pub struct TextRecord<'a> {
     text: &'a str,
     ends: &'a [usize],
+    separator: usize,
 }
 
 impl<'a> TextRecord<'a> {
@@ -57,6 +66,7 @@ impl<'a> TextRecord<'a> {
     pub const EMPTY: TextRecord<'static> = TextRecord {
         text: "",
         ends: &[],
+        separator: 0,
     };
 
     /// Field `i`, as given; empty when the record has fewer fields.
@@ -66,8 +76,12 @@ impl<'a> TextRecord<'a> {
 
     /// Field `i`, as given.
     pub fn get(&self, i: usize) -> &'a str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        // Field boundaries fall between characters: csv-core splits on ASCII bytes only.
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[i - 1] + self.separator
+        };
+        // Field boundaries fall between characters: fields are split on ASCII bytes only.
         &self.text[start..self.ends[i]]
     }
 
@@ -100,7 +114,16 @@ impl RecordReader {
     /// Reads the record at the start of `input` into `record`; returns the bytes consumed, or
     /// `None` at the end of input. Blank lines are skipped.
     pub fn read(&mut self, input: &[u8], record: &mut RecordBuf) -> Option<usize> {
+        if let Some(consumed) = read_plain(input, record) {
+            return Some(consumed);
+        }
+        self.read_general(input, record)
+    }
+
+    /// Any record, with csv_core.
+    fn read_general(&mut self, input: &[u8], record: &mut RecordBuf) -> Option<usize> {
         use csv_core::ReadRecordResult::*;
+        record.separator = 0;
         record.fields.clear();
         record.ends.clear();
         if record.fields.capacity() < 256 {
@@ -161,6 +184,36 @@ impl RecordReader {
             }
         }
     }
+}
+
+/// Reads a record that is one plain line: no quote, no carriage return except the one before
+/// the newline, not blank. Such a line's fields are exactly its comma-separated pieces, which
+/// csv_core would also give, stepping its state machine byte by byte; nearly every line of a
+/// contact export is plain, so this halves the cost of a read. `None`: not plain, ask csv_core.
+fn read_plain(input: &[u8], record: &mut RecordBuf) -> Option<usize> {
+    let (line, consumed) = match memchr::memchr3(b'\n', b'"', b'\r', input) {
+        None => (input, input.len()),
+        Some(end) if input[end] == b'\n' => (&input[..end], end + 1),
+        Some(end) if input[end] == b'\r' && input.get(end + 1) == Some(&b'\n') => {
+            (&input[..end], end + 2)
+        }
+        Some(_) => return None,
+    };
+    if line.is_empty() {
+        return None;
+    }
+    // The line is kept whole, commas included: field i starts one byte after field i-1 ends.
+    record.fields.clear();
+    record.fields.extend_from_slice(line);
+    record.ends.clear();
+    for (at, &byte) in line.iter().enumerate() {
+        if byte == b',' {
+            record.ends.push(at);
+        }
+    }
+    record.ends.push(line.len());
+    record.separator = 1;
+    Some(consumed)
 }
 
 /// Splits `data[start..]` into about `n` ranges that each begin at a record start.
@@ -255,6 +308,60 @@ pub fn check_quotes(raw: &[u8]) -> Result<(), usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every record of `input` as owned fields, read with `read`, or with csv_core alone.
+    fn records(input: &[u8], plain_first: bool) -> Vec<Vec<Vec<u8>>> {
+        let (mut reader, mut rec, mut pos, mut out) =
+            (RecordReader::default(), RecordBuf::default(), 0, Vec::new());
+        loop {
+            let step = if plain_first {
+                reader.read(&input[pos..], &mut rec)
+            } else {
+                reader.read_general(&input[pos..], &mut rec)
+            };
+            let Some(consumed) = step else { break };
+            pos += consumed;
+            out.push((0..rec.len()).map(|i| rec.get(i).to_vec()).collect());
+            if pos >= input.len() {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn plain_lines_read_like_csv_core() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let alphabet: &[&[u8]] = &[
+            b"a",
+            b"1",
+            b",",
+            b"\n",
+            b"\r\n",
+            b"\r",
+            b"\"",
+            b"\"\"",
+            b" ",
+            "é".as_bytes(),
+        ];
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..24);
+            let input: Vec<u8> = (0..len)
+                .flat_map(|_| {
+                    alphabet[rng.random_range(0..alphabet.len())]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            assert_eq!(
+                records(&input, true),
+                records(&input, false),
+                "input {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
 
     #[test]
     fn splits_only_between_records() {

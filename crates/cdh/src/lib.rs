@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod csv_out;
 pub mod csv_scan;
 #[path = "gen.rs"]
 pub mod generator;

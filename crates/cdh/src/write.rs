@@ -14,6 +14,7 @@ use cdh_core::resolve::Members;
 use cdh_core::{Partition, Timestamp};
 use rayon::prelude::*;
 
+use crate::csv_out::CsvOut;
 use crate::csv_scan::{RecordBuf, RecordReader, TextRecord};
 use crate::load::Loaded;
 
@@ -112,10 +113,10 @@ fn render(
     loaded: &Loaded,
     members: &Members,
     profiles: std::ops::Range<usize>,
-    (profile_buf, assign_buf): (Vec<u8>, Vec<u8>),
-) -> (Vec<u8>, Vec<u8>) {
-    let mut out = csv::Writer::from_writer(profile_buf);
-    let mut assign = csv::Writer::from_writer(assign_buf);
+    (mut profile_buf, mut assign_buf): Buffers,
+) -> Buffers {
+    let mut out = CsvOut::new(&mut profile_buf);
+    let mut assign = CsvOut::new(&mut assign_buf);
     let mut s = Scratch::default();
     let c = &loaded.columns;
     for p in profiles {
@@ -146,30 +147,24 @@ fn render(
         };
         let profile_id = members.ids[0];
         for id in &members.ids {
-            assign
-                .write_record([id, profile_id])
-                .expect("writing to memory");
+            assign.field(id.as_bytes());
+            assign.field(profile_id.as_bytes());
+            assign.end_record();
         }
         write_profile(&mut out, &mut s.cell, loaded, &members);
     }
-    (
-        out.into_inner().expect("writing to memory"),
-        assign.into_inner().expect("writing to memory"),
-    )
+    (profile_buf, assign_buf)
 }
 
 /// One row of `profiles.csv`, in the column order of [`profiles_header`].
-fn write_profile(
-    out: &mut csv::Writer<Vec<u8>>,
-    cell: &mut Vec<u8>,
-    loaded: &Loaded,
-    m: &ProfileRows<'_>,
-) {
+fn write_profile(out: &mut CsvOut<'_>, cell: &mut Vec<u8>, loaded: &Loaded, m: &ProfileRows<'_>) {
     let c = &loaded.columns;
     let graph = &loaded.graph;
-    let mut put = |bytes: &[u8]| out.write_field(bytes).expect("writing to memory");
+    let mut put = |bytes: &[u8]| out.field(bytes);
     put(m.ids[0].as_bytes());
-    put(m.ids.len().to_string().as_bytes());
+    cell.clear();
+    write!(cell, "{}", m.ids.len()).expect("writing to memory");
+    put(cell);
     // Contact ids are listed as given (a repeated id would be a repeated row).
     cell.clear();
     for (i, id) in m.ids.iter().enumerate() {
@@ -216,7 +211,7 @@ fn write_profile(
         .max_by_key(|&i| m.times[i])
         .and_then(|i| c.updated_at.map(|col| field(&m.rows[i], col)));
     put(latest.unwrap_or("").as_bytes());
-    out.write_record(None::<&[u8]>).expect("writing to memory");
+    out.end_record();
 }
 
 /// A field of a parsed row, trimmed.
