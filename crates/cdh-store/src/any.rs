@@ -3,12 +3,16 @@
 use cdh_core::GoldenRecord;
 
 use crate::error::{StoreError, StoreResult};
+use std::collections::BTreeMap;
+
 use crate::model::{
-    AppliedSetting, ChannelId, Contact, ContactId, ContactInput, Event, HubId, IssuedToken,
-    LedgerEntry, Millis, NewChannel, OrganizationId, Page, Profile, ProfileId, Task, TaskId,
-    TimelineEntry, TokenGrant, TokenId, UnifySetting, Upserted,
+    AppliedSetting, Channel, ChannelId, Contact, ContactId, ContactInput, Delivery, DeliveryLog,
+    Event, HubId, HubSettings, ImportOutcome, ImportRow, IssuedToken, LedgerEntry, Millis,
+    NewChannel, Organization, OrganizationId, Page, Profile, ProfileId, StoredPreview, Task,
+    TaskId, TimelineEntry, TokenGrant, TokenId, TokenInfo, UnifySetting, Upserted, WebhookEndpoint,
+    WebhookId,
 };
-use crate::port::{ApplyOptions, Store};
+use crate::port::{ApplyOptions, ExportSink, Store};
 use crate::{PgStore, SqliteStore};
 
 /// Either adapter, so the server can hold one type whatever the URL says.
@@ -205,5 +209,136 @@ impl Store for AnyStore {
     }
     async fn check_invariants(&self, hub: HubId) -> StoreResult<Vec<String>> {
         forward!(self.check_invariants(hub))
+    }
+    async fn organization_hub(&self, org: OrganizationId) -> StoreResult<Option<Organization>> {
+        forward!(self.organization_hub(org))
+    }
+    async fn get_organization(&self, hub: HubId, org: OrganizationId) -> StoreResult<Organization> {
+        forward!(self.get_organization(hub, org))
+    }
+    async fn list_organizations(&self, hub: HubId) -> StoreResult<Vec<Organization>> {
+        forward!(self.list_organizations(hub))
+    }
+    async fn list_channels(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<Channel>> {
+        forward!(self.list_channels(hub, org))
+    }
+    async fn get_channel(&self, hub: HubId, id: ChannelId) -> StoreResult<Channel> {
+        forward!(self.get_channel(hub, id))
+    }
+    async fn list_tokens(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<TokenInfo>> {
+        forward!(self.list_tokens(hub, org))
+    }
+    async fn hub_settings(&self, hub: HubId) -> StoreResult<HubSettings> {
+        forward!(self.hub_settings(hub))
+    }
+    async fn create_preview(
+        &self,
+        hub: HubId,
+        setting: &UnifySetting,
+        suspicious_threshold: u32,
+    ) -> StoreResult<StoredPreview> {
+        forward!(self.create_preview(hub, setting, suspicious_threshold))
+    }
+    async fn get_preview(&self, hub: HubId, id: i64) -> StoreResult<StoredPreview> {
+        forward!(self.get_preview(hub, id))
+    }
+    async fn apply_preview(&self, hub: HubId, id: i64, actor: &str) -> StoreResult<TaskId> {
+        forward!(self.apply_preview(hub, id, actor))
+    }
+    async fn list_profiles(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        updated_since: Option<Millis>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Profile>> {
+        forward!(self.list_profiles(hub, org, updated_since, limit, cursor))
+    }
+    async fn patch_profile(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+        edits: &BTreeMap<String, Option<String>>,
+        actor: &str,
+    ) -> StoreResult<(Profile, GoldenRecord)> {
+        forward!(self.patch_profile(hub, id, edits, actor))
+    }
+    async fn start_task_exclusive(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        kind: &str,
+        params: &serde_json::Value,
+    ) -> StoreResult<TaskId> {
+        forward!(self.start_task_exclusive(hub, org, kind, params))
+    }
+    async fn claim_task(&self, hub: HubId, id: TaskId) -> StoreResult<bool> {
+        forward!(self.claim_task(hub, id))
+    }
+    async fn unfinished_tasks(&self) -> StoreResult<Vec<(HubId, Task)>> {
+        forward!(self.unfinished_tasks())
+    }
+    async fn import_rows(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        import_key: &str,
+        rows: &[ImportRow],
+        on_unmatched_create: bool,
+        actor: &str,
+        task: Option<TaskId>,
+    ) -> StoreResult<ImportOutcome> {
+        forward!(self.import_rows(hub, org, import_key, rows, on_unmatched_create, actor, task))
+    }
+    async fn export_profiles(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        updated_since: Option<Millis>,
+        sink: ExportSink<'_>,
+    ) -> StoreResult<u64> {
+        forward!(self.export_profiles(hub, org, updated_since, sink))
+    }
+    async fn create_webhook(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        url: &str,
+        secret: &str,
+    ) -> StoreResult<WebhookId> {
+        forward!(self.create_webhook(hub, org, url, secret))
+    }
+    async fn list_webhooks(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+    ) -> StoreResult<Vec<WebhookEndpoint>> {
+        forward!(self.list_webhooks(hub, org))
+    }
+    async fn delete_webhook(&self, hub: HubId, id: WebhookId) -> StoreResult<()> {
+        forward!(self.delete_webhook(hub, id))
+    }
+    async fn due_deliveries(&self, now: Millis, limit: u32) -> StoreResult<Vec<Delivery>> {
+        forward!(self.due_deliveries(now, limit))
+    }
+    async fn record_delivery(
+        &self,
+        hub: HubId,
+        endpoint: WebhookId,
+        event_seq: i64,
+        attempt: u32,
+        outcome: Result<u16, String>,
+        next_attempt_at: Option<Millis>,
+    ) -> StoreResult<()> {
+        forward!(self.record_delivery(hub, endpoint, event_seq, attempt, outcome, next_attempt_at))
+    }
+    async fn deliveries(
+        &self,
+        hub: HubId,
+        endpoint: WebhookId,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryLog>> {
+        forward!(self.deliveries(hub, endpoint, limit))
     }
 }

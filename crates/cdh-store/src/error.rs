@@ -29,6 +29,52 @@ pub enum StoreError {
     },
     /// Stored data that cannot be read back (bad JSON, a dangling reference).
     Corrupt(String),
+    /// The input breaks a rule that has a stable code (`too_many_keys`, `unknown_field`,
+    /// `duplicate_key`, `invalid_import_key`, ...); the server answers 422 with it.
+    Rejected {
+        /// A stable snake_case code.
+        code: &'static str,
+        /// A human sentence.
+        message: String,
+    },
+    /// A preview no longer describes the hub: contacts changed since it was computed.
+    PreviewStale {
+        /// The preview.
+        preview_id: i64,
+    },
+    /// A task of this kind is already queued or running for the organization.
+    TaskInProgress {
+        /// `import` or `export`.
+        kind: &'static str,
+        /// The task in the way.
+        task_id: i64,
+    },
+}
+
+impl StoreError {
+    /// A stable snake_case code for the error, for the server's one error table.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::Invalid(_) => "invalid",
+            Self::Conflict(_) => "conflict",
+            Self::Contention { .. } => "contention",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Backend { .. } => "backend",
+            Self::Corrupt(_) => "corrupt",
+            Self::Rejected { code, .. } => code,
+            Self::PreviewStale { .. } => "preview_stale",
+            Self::TaskInProgress { kind: "export", .. } => "export_in_progress",
+            Self::TaskInProgress { .. } => "import_in_progress",
+        }
+    }
+
+    pub(crate) fn rejected(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Rejected {
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -41,6 +87,15 @@ impl fmt::Display for StoreError {
             Self::Unavailable { cause } => write!(f, "database unavailable: {cause}"),
             Self::Backend { cause } => write!(f, "database error: {cause}"),
             Self::Corrupt(why) => write!(f, "corrupt stored data: {why}"),
+            Self::Rejected { message, .. } => f.write_str(message),
+            Self::PreviewStale { preview_id } => write!(
+                f,
+                "preview {preview_id} is stale: contacts changed since it was computed; preview again"
+            ),
+            Self::TaskInProgress { kind, task_id } => write!(
+                f,
+                "an {kind} is already in progress for this organization (task {task_id})"
+            ),
         }
     }
 }

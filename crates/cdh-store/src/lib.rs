@@ -14,6 +14,6 @@ mod any;
 
 pub use any::{AnyStore, open};
 pub use error::{StoreError, StoreResult};
-pub use port::{ApplyOptions, ProgressHook, Store};
+pub use port::{ApplyOptions, ExportSink, ProgressHook, Store};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -296,3 +296,272 @@ pub struct Event {
     /// Kind-specific data (`{survivor_id, merged_ids, key, value}` for merges).
     pub payload: serde_json::Value,
 }
+
+/// A webhook endpoint's id.
+pub type WebhookId = i64;
+
+/// An organization of a hub.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    /// Its id.
+    pub id: OrganizationId,
+    /// The hub it belongs to.
+    pub hub_id: HubId,
+    /// A display name.
+    pub name: String,
+    /// The phone region national numbers are read in (`TW`, ...).
+    pub default_region: String,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// A stored channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    /// Its id.
+    pub id: ChannelId,
+    /// The organization it belongs to.
+    pub organization_id: OrganizationId,
+    /// line, messenger, instagram, whatsapp, sms, email, webchat or api.
+    pub channel_type: String,
+    /// caac or maac.
+    pub product: String,
+    /// A display name.
+    pub name: String,
+    /// The external account (LINE provider, Facebook page, ...).
+    pub external_account_id: String,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// What is shown of a token after it was issued (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Its id.
+    pub id: TokenId,
+    /// Its name.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Millis>,
+}
+
+/// A partner connection: organizations of one brand unifying in one scope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// Its id.
+    pub id: i64,
+    /// The organizations it connects.
+    pub organization_ids: Vec<OrganizationId>,
+    /// The brand's disclosure.
+    pub disclosure_url: String,
+    /// Who connected them.
+    pub actor: String,
+    /// When.
+    pub at: Millis,
+}
+
+/// The hub's unification scope settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubSettings {
+    /// Whether MAAC and CAAC contacts unify together.
+    pub cross_product: bool,
+    /// Partner connections, oldest first.
+    pub connections: Vec<Connection>,
+}
+
+/// A resulting profile of a preview, by size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewProfile {
+    /// How many contacts it would hold.
+    pub n_contacts: u32,
+    /// Its contacts, oldest first (at most 20).
+    pub contact_ids: Vec<ContactId>,
+}
+
+/// A value carried by suspiciously many contacts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspiciousValue {
+    /// The field.
+    pub field: String,
+    /// The normalised value.
+    pub value: String,
+    /// How many contacts carry it.
+    pub n_contacts: u32,
+}
+
+/// One step of a chain: the contact reached and what tied it to the one before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    /// The contact reached.
+    pub contact_id: ContactId,
+    /// `start` (the first contact), `value` (a shared key value) or `profile` (already in
+    /// one profile: merges are permanent).
+    pub tie: String,
+    /// The field of the shared value (`tie == "value"`).
+    pub field: Option<String>,
+    /// The shared normalised value (`tie == "value"`).
+    pub value: Option<String>,
+}
+
+/// A sample merge with the chain from its oldest contact to its farthest one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewSample {
+    /// The contacts of the resulting profile, oldest first (at most 50).
+    pub contact_ids: Vec<ContactId>,
+    /// The chain.
+    pub chain: Vec<ChainLink>,
+}
+
+/// A resulting profile that would hold two values of a field marked unique.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewConflict {
+    /// The field.
+    pub field: String,
+    /// The distinct values (at most 10).
+    pub values: Vec<String>,
+    /// The contacts along the chain.
+    pub contact_ids: Vec<ContactId>,
+    /// A chain between two contacts holding different values.
+    pub chain: Vec<ChainLink>,
+}
+
+/// What applying a setting would do, as of the preview.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewReport {
+    /// Profiles now.
+    pub profiles_before: u64,
+    /// Profiles after applying.
+    pub profiles_after: u64,
+    /// Contacts in a profile that would gain members.
+    pub contacts_merged: u64,
+    /// The largest resulting profiles, largest first.
+    pub largest_profiles: Vec<PreviewProfile>,
+    /// Values carried by more contacts than the threshold, most shared first.
+    pub suspicious_values: Vec<SuspiciousValue>,
+    /// Sample merges.
+    pub samples: Vec<PreviewSample>,
+    /// Conflicts on unique fields.
+    pub conflicts: Vec<PreviewConflict>,
+    /// Remarks for the admin (for example cross-product without `line_uid`).
+    pub notes: Vec<String>,
+}
+
+/// A preview as stored, to be applied later exactly as shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPreview {
+    /// Its id.
+    pub id: i64,
+    /// The unify keys previewed.
+    pub keys: Vec<String>,
+    /// The `(field, value)` pairs excluded, as given.
+    pub excluded: Vec<(String, String)>,
+    /// What it would do.
+    pub report: PreviewReport,
+    /// The state of the hub's contacts it was computed from.
+    pub fingerprint: String,
+    /// When.
+    pub created_at: Millis,
+}
+
+/// One row of an import: `fields` absent stay unchanged, `None` clears.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRow {
+    /// The row's number in the request (0-based or 1-based, as the caller counts).
+    pub row: usize,
+    /// Fields by name, including the import key.
+    pub fields: BTreeMap<String, Option<String>>,
+    /// Tags; `None` keeps the stored ones.
+    pub tags: Option<Vec<String>>,
+    /// Custom fields; `None` keeps the stored ones.
+    pub custom_fields: Option<BTreeMap<String, String>>,
+}
+
+/// A row that failed, alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRow {
+    /// The row's number as given.
+    pub row: usize,
+    /// A stable code (`missing_import_key`, `invalid_import_key`, `invalid_field`, ...).
+    pub code: String,
+    /// A human sentence.
+    pub message: String,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOutcome {
+    /// Rows given.
+    pub total: u64,
+    /// Rows that matched at least one contact (all matched contacts were overwritten).
+    pub matched: u64,
+    /// Rows created as contacts of the organization's `api` channel.
+    pub created: u64,
+    /// Rows that matched nothing and were not created.
+    pub unmatched: u64,
+    /// Rows that failed.
+    pub failed_rows: Vec<FailedRow>,
+}
+
+/// One profile of an export with its merged record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportRow {
+    /// The profile.
+    pub profile: Profile,
+    /// Its merged fields, tags, identifiers and timeline.
+    pub golden: cdh_core::GoldenRecord,
+}
+
+/// A webhook endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEndpoint {
+    /// Its id.
+    pub id: WebhookId,
+    /// The organization that registered it.
+    pub organization_id: OrganizationId,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The signing secret.
+    pub secret: String,
+    /// The last event sequence delivered (or given up on).
+    pub delivered_seq: i64,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// An event due for delivery to an endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// The hub.
+    pub hub_id: HubId,
+    /// The endpoint.
+    pub endpoint_id: WebhookId,
+    /// Where to POST.
+    pub url: String,
+    /// The signing secret.
+    pub secret: String,
+    /// The event.
+    pub event: Event,
+    /// 1 for the first try.
+    pub attempt: u32,
+}
+
+/// One recorded delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryLog {
+    /// The event.
+    pub event_seq: i64,
+    /// Which try.
+    pub attempt: u32,
+    /// The HTTP status received, if any.
+    pub status: Option<u16>,
+    /// Why it failed, if it did without a status.
+    pub error: Option<String>,
+    /// When.
+    pub at: Millis,
+    /// When the next try is due (`None`: no more tries for this event).
+    pub next_attempt_at: Option<Millis>,
+}

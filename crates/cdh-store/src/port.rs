@@ -1,5 +1,6 @@
 //! The store port: the operations the server needs, implemented by each backend.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -7,10 +8,15 @@ use cdh_core::GoldenRecord;
 
 use crate::error::StoreResult;
 use crate::model::{
-    AppliedSetting, ChannelId, Contact, ContactId, ContactInput, Event, HubId, IssuedToken,
-    LedgerEntry, Millis, NewChannel, OrganizationId, Page, Profile, ProfileId, Task, TaskId,
-    TimelineEntry, TokenGrant, TokenId, UnifySetting, Upserted,
+    AppliedSetting, Channel, ChannelId, Contact, ContactId, ContactInput, Delivery, DeliveryLog,
+    Event, ExportRow, HubId, HubSettings, ImportOutcome, ImportRow, IssuedToken, LedgerEntry,
+    Millis, NewChannel, Organization, OrganizationId, Page, Profile, ProfileId, StoredPreview,
+    Task, TaskId, TimelineEntry, TokenGrant, TokenId, TokenInfo, UnifySetting, Upserted,
+    WebhookEndpoint, WebhookId,
 };
+
+/// Where an export writes each row; an `Err` stops the export with that message.
+pub type ExportSink<'a> = &'a mut (dyn FnMut(ExportRow) -> Result<(), String> + Send);
 
 /// Called after each batch an apply writes, with (rows written, rows in all).
 pub type ProgressHook = Arc<dyn Fn(i64, i64) + Send + Sync>;
@@ -219,4 +225,170 @@ pub trait Store: Send + Sync {
     /// Every broken invariant of a hub, described; empty when all hold.
     fn check_invariants(&self, hub: HubId)
     -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// An organization by id alone, whatever its hub (for operator routes). Ids are unique
+    /// across hubs on PostgreSQL; on SQLite two hubs may share one, which is an error here.
+    fn organization_hub(
+        &self,
+        org: OrganizationId,
+    ) -> impl Future<Output = StoreResult<Option<Organization>>> + Send;
+    /// An organization of a hub.
+    fn get_organization(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+    ) -> impl Future<Output = StoreResult<Organization>> + Send;
+    /// A hub's organizations, oldest first.
+    fn list_organizations(
+        &self,
+        hub: HubId,
+    ) -> impl Future<Output = StoreResult<Vec<Organization>>> + Send;
+    /// An organization's channels, oldest first.
+    fn list_channels(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+    ) -> impl Future<Output = StoreResult<Vec<Channel>>> + Send;
+    /// A channel.
+    fn get_channel(
+        &self,
+        hub: HubId,
+        id: ChannelId,
+    ) -> impl Future<Output = StoreResult<Channel>> + Send;
+    /// An organization's tokens (never their secrets), oldest first.
+    fn list_tokens(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+    ) -> impl Future<Output = StoreResult<Vec<TokenInfo>>> + Send;
+    /// The hub's scope settings: cross-product and partner connections.
+    fn hub_settings(&self, hub: HubId) -> impl Future<Output = StoreResult<HubSettings>> + Send;
+
+    /// Computes and stores what applying `setting` would do, on top of the current profiles.
+    /// Bad keys fail with `Rejected` (`too_many_keys`, `unknown_field`, `duplicate_key`).
+    fn create_preview(
+        &self,
+        hub: HubId,
+        setting: &UnifySetting,
+        suspicious_threshold: u32,
+    ) -> impl Future<Output = StoreResult<StoredPreview>> + Send;
+    /// A stored preview.
+    fn get_preview(
+        &self,
+        hub: HubId,
+        id: i64,
+    ) -> impl Future<Output = StoreResult<StoredPreview>> + Send;
+    /// Queues the apply of exactly the previewed setting, or fails with `PreviewStale` when
+    /// contacts changed since the preview.
+    fn apply_preview(
+        &self,
+        hub: HubId,
+        id: i64,
+        actor: &str,
+    ) -> impl Future<Output = StoreResult<TaskId>> + Send;
+
+    /// Live profiles with a contact in the organization, by `(updated_at, id)`, from
+    /// `updated_since` (inclusive) on; the cursor continues a previous page.
+    fn list_profiles(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        updated_since: Option<Millis>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = StoreResult<Page<Profile>>> + Send;
+    /// Manual edits of merged fields (`None` clears); they win over survivorship until a
+    /// contact of the profile writes that field again. Appends a `profile.updated` event.
+    fn patch_profile(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+        edits: &BTreeMap<String, Option<String>>,
+        actor: &str,
+    ) -> impl Future<Output = StoreResult<(Profile, GoldenRecord)>> + Send;
+
+    /// Queues an `import` or `export` task for an organization, or fails with
+    /// `TaskInProgress` when one of that kind is queued or running for it.
+    fn start_task_exclusive(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        kind: &str,
+        params: &serde_json::Value,
+    ) -> impl Future<Output = StoreResult<TaskId>> + Send;
+    /// Marks a queued task running; `false` if it was not queued (someone else has it).
+    fn claim_task(&self, hub: HubId, id: TaskId) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Queued and running tasks of every hub, oldest first (for the worker at start-up).
+    fn unfinished_tasks(&self) -> impl Future<Output = StoreResult<Vec<(HubId, Task)>>> + Send;
+    /// Imports rows matched by `import_key` within the organization: matched contacts are
+    /// overwritten (absent fields unchanged, `None` clears), unmatched rows are reported or
+    /// created on the organization's `api` channel, a bad row fails alone. Progress goes to
+    /// `task` when given.
+    #[allow(clippy::too_many_arguments)]
+    fn import_rows(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        import_key: &str,
+        rows: &[ImportRow],
+        on_unmatched_create: bool,
+        actor: &str,
+        task: Option<TaskId>,
+    ) -> impl Future<Output = StoreResult<ImportOutcome>> + Send;
+    /// Streams the organization's live profiles (updated since, if given) with their merged
+    /// records to `sink`, from one snapshot; returns how many rows were written.
+    fn export_profiles(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        updated_since: Option<Millis>,
+        sink: ExportSink<'_>,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Registers a webhook endpoint; it receives events appended from now on.
+    fn create_webhook(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        url: &str,
+        secret: &str,
+    ) -> impl Future<Output = StoreResult<WebhookId>> + Send;
+    /// An organization's webhook endpoints.
+    fn list_webhooks(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+    ) -> impl Future<Output = StoreResult<Vec<WebhookEndpoint>>> + Send;
+    /// Removes a webhook endpoint.
+    fn delete_webhook(
+        &self,
+        hub: HubId,
+        id: WebhookId,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// For every endpoint of every hub whose next try is due at `now`, its next undelivered
+    /// event (events go out one at a time per endpoint, in order).
+    fn due_deliveries(
+        &self,
+        now: Millis,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Delivery>>> + Send;
+    /// Records a try: `Ok(status)` or `Err(message)`. With `next_attempt_at` the event is
+    /// tried again then; without it the endpoint moves on to the next event.
+    #[allow(clippy::too_many_arguments)]
+    fn record_delivery(
+        &self,
+        hub: HubId,
+        endpoint: WebhookId,
+        event_seq: i64,
+        attempt: u32,
+        outcome: Result<u16, String>,
+        next_attempt_at: Option<Millis>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// An endpoint's recorded tries, newest first.
+    fn deliveries(
+        &self,
+        hub: HubId,
+        endpoint: WebhookId,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<DeliveryLog>>> + Send;
 }

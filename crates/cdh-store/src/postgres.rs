@@ -13,6 +13,7 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 include!("shared/prelude.rs");
+include!("shared/api_prelude.rs");
 
 type Conn = sqlx::PgConnection;
 type ThisStore = PgStore;
@@ -135,6 +136,44 @@ async fn lock_keys(conn: &mut Conn, mut keys: Vec<i64>) -> StoreResult<()> {
     Ok(())
 }
 
+/// The hub lock (shared) and the contact's key lock, in one round trip.
+async fn lock_hub_and_contact(conn: &mut Conn, hub: HubId, contact: i64) -> StoreResult<()> {
+    let (a, b) = hub_lock(hub);
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1, $2), pg_advisory_xact_lock($3)")
+        .bind(a)
+        .bind(b)
+        .bind(contact)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// `cdh_ids` steps by `ID_BLOCK_LEN` (migration 0002), so one `nextval` is a block of ids.
+const ID_BLOCK_SQL: &str = "nextval('cdh_ids')";
+
+const ID_BLOCK_LEN: i64 = 8;
+
+/// Concurrent writers: profile rows are re-read under `FOR UPDATE`.
+const ROW_LOCKS: bool = true;
+
+/// Takes `events` event numbers from the hub row (held to commit, so numbers follow commit
+/// order); returns the last one. Ids come from the sequence, nothing to store back.
+async fn advance_hub(
+    conn: &mut Conn,
+    hub: HubId,
+    _next_free: i64,
+    events: i64,
+) -> StoreResult<i64> {
+    let (last,): (i64,) = sqlx::query_as(
+        "UPDATE hubs SET event_seq = event_seq + $2 WHERE hub_id = $1 RETURNING event_seq",
+    )
+    .bind(hub)
+    .bind(events)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(last)
+}
+
 async fn next_id(conn: &mut Conn, _hub: HubId) -> StoreResult<i64> {
     let (id,): (i64,) = sqlx::query_as("SELECT nextval('cdh_ids')")
         .fetch_one(&mut *conn)
@@ -177,6 +216,11 @@ async fn write_staging(
     Ok(())
 }
 
+/// A numbered placeholder.
+fn param(i: usize) -> String {
+    format!("${i}")
+}
+
 include!("shared/unify.rs");
 include!("shared/write.rs");
 include!("shared/setup.rs");
@@ -184,4 +228,11 @@ include!("shared/read.rs");
 include!("shared/tasks.rs");
 include!("shared/apply.rs");
 include!("shared/check.rs");
+include!("shared/lookups.rs");
+include!("shared/preview.rs");
+include!("shared/profiles.rs");
+include!("shared/task_queue.rs");
+include!("shared/import.rs");
+include!("shared/export.rs");
+include!("shared/webhooks.rs");
 include!("shared/port_impl.rs");

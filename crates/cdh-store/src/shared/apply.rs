@@ -335,11 +335,16 @@ impl ThisStore {
         let total = plan.staged.len() as i64;
         self.progress_impl(hub, task_id, 0, total).await?;
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM apply_staging WHERE hub_id = $1 AND task_id = $2")
+        for table in ["apply_staging", "apply_profile_staging"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE hub_id = $1 AND task_id = $2"
+            ))
             .bind(hub)
             .bind(task_id)
             .execute(&mut *tx)
             .await?;
+        }
+        write_profile_staging(&mut tx, hub, task_id, &plan.merges).await?;
         tx.commit().await?;
         let mut done = 0i64;
         for batch in plan.staged.chunks(options.batch_size.max(1)) {
@@ -408,56 +413,16 @@ impl ThisStore {
         let cause_id = version.to_string();
         let mut events = Vec::new();
         let n_ledger: usize = plan.merges.iter().map(|m| m.by_value.len()).sum();
-        let mut seqs = next_ids(conn, hub, n_ledger).await?.into_iter();
+        let seqs = next_ids(conn, hub, n_ledger).await?;
+        swap_profiles(conn, hub, task_id, now).await?;
+        let mut ledger = Vec::with_capacity(n_ledger);
         for m in &plan.merges {
-            sqlx::query("UPDATE profiles SET bucket_id = $3, member_count = $4, oldest_contact = $5, updated_at = $6 WHERE hub_id = $1 AND id = $2")
-                .bind(hub)
-                .bind(m.survivor)
-                .bind(m.target_bucket)
-                .bind(m.member_count)
-                .bind(m.oldest_contact)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            // One statement per column rather than an OR, so each uses its index.
-            for (chunk, column) in m
-                .absorbed
-                .chunks(500)
-                .flat_map(|c| [(c, "id"), (c, "merged_into")])
-            {
-                let sql = format!(
-                    "UPDATE profiles SET merged_into = $2, updated_at = $3 WHERE hub_id = $1 \
-                     AND {column} IN ({})",
-                    placeholders(4, chunk.len())
-                );
-                let mut q = sqlx::query(&sql).bind(hub).bind(m.survivor).bind(now);
-                for id in chunk {
-                    q = q.bind(*id);
-                }
-                q.execute(&mut *conn).await?;
-            }
-            for ((field, value), absorbed) in &m.by_value {
-                let seq = seqs
-                    .next()
-                    .ok_or_else(|| StoreError::Corrupt("ran out of ledger ids".into()))?;
-                sqlx::query(
-                    "INSERT INTO merge_ledger (hub_id, seq, at, survivor_id, absorbed_ids, key_field, \
-                     key_value, cause_kind, cause_id, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, 'setting', $8, $9)",
-                )
-                .bind(hub)
-                .bind(seq)
-                .bind(now)
-                .bind(m.survivor)
-                .bind(serde_json::to_string(absorbed)?)
-                .bind(field.clone())
-                .bind(value.clone())
-                .bind(cause_id.clone())
-                .bind(actor.to_owned())
-                .execute(&mut *conn)
-                .await?;
-                events.push(merged_event(m.survivor, absorbed, field, value));
+            for ((field, value), merged) in &m.by_value {
+                ledger.push((m.survivor, merged, field.as_str(), value.as_str()));
+                events.push(merged_event(m.survivor, merged, field, value));
             }
         }
+        insert_setting_ledger(conn, hub, &seqs, &ledger, now, &cause_id, actor).await?;
         sqlx::query("INSERT INTO unify_settings (hub_id, version, keys, excluded, actor, task_id, applied_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(hub)
             .bind(version)
@@ -489,3 +454,121 @@ impl ThisStore {
 
 /// How often an apply recomputes after writes raced it before it gives up.
 const MAX_APPLY_ATTEMPTS: u32 = 5;
+
+/// Stages each merge's profile changes: the survivor's new bucket, count and oldest contact
+/// (`merged_into` NULL), and each absorbed profile's survivor.
+async fn write_profile_staging(
+    conn: &mut Conn,
+    hub: HubId,
+    task: TaskId,
+    merges: &[PlannedMerge],
+) -> StoreResult<()> {
+    type Row = (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = merges
+        .iter()
+        .flat_map(|m| {
+            std::iter::once((
+                m.survivor,
+                Some(m.target_bucket),
+                Some(m.member_count),
+                Some(m.oldest_contact),
+                None,
+            ))
+            .chain(
+                m.absorbed
+                    .iter()
+                    .map(|&a| (a, None, None, None, Some(m.survivor))),
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(rows_per_statement(7)) {
+        let sql = format!(
+            "INSERT INTO apply_profile_staging (hub_id, task_id, profile_id, bucket_id, \
+             member_count, oldest_contact, merged_into) VALUES {}",
+            values_list(chunk.len(), 7)
+        );
+        let mut q = sqlx::query(&sql);
+        for (profile, bucket, count, oldest, merged_into) in chunk {
+            q = q
+                .bind(hub)
+                .bind(task)
+                .bind(*profile)
+                .bind(*bucket)
+                .bind(*count)
+                .bind(*oldest)
+                .bind(*merged_into);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Applies the staged profile changes: survivors take their new bucket and counts; every
+/// profile merged into an absorbed one, then the absorbed ones, point at the survivor, so
+/// resolving an old id stays one read.
+async fn swap_profiles(conn: &mut Conn, hub: HubId, task: TaskId, at: Millis) -> StoreResult<()> {
+    for sql in [
+        "UPDATE profiles SET bucket_id = s.bucket_id, member_count = s.member_count, \
+         oldest_contact = s.oldest_contact, updated_at = $3 FROM apply_profile_staging s \
+         WHERE profiles.hub_id = $1 AND s.hub_id = $1 AND s.task_id = $2 \
+         AND s.profile_id = profiles.id AND s.merged_into IS NULL",
+        // An IN list rather than a join: SQLite, planning with bound parameters, may
+        // otherwise scan the hub's profiles once per staged row.
+        "UPDATE profiles SET merged_into = (SELECT s.merged_into FROM apply_profile_staging s \
+         WHERE s.hub_id = $1 AND s.task_id = $2 AND s.profile_id = profiles.merged_into), \
+         updated_at = $3 WHERE profiles.hub_id = $1 AND profiles.merged_into IN \
+         (SELECT s.profile_id FROM apply_profile_staging s \
+          WHERE s.hub_id = $1 AND s.task_id = $2 AND s.merged_into IS NOT NULL)",
+        "UPDATE profiles SET merged_into = s.merged_into, updated_at = $3 \
+         FROM apply_profile_staging s WHERE profiles.hub_id = $1 AND s.hub_id = $1 \
+         AND s.task_id = $2 AND s.profile_id = profiles.id AND s.merged_into IS NOT NULL",
+        "DELETE FROM apply_profile_staging WHERE hub_id = $1 AND task_id = $2 AND $3 = $3",
+    ] {
+        sqlx::query(sql)
+            .bind(hub)
+            .bind(task)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The apply's ledger rows (survivor, absorbed, field, value), many per statement.
+async fn insert_setting_ledger(
+    conn: &mut Conn,
+    hub: HubId,
+    seqs: &[i64],
+    rows: &[(i64, &Vec<i64>, &str, &str)],
+    at: Millis,
+    cause_id: &str,
+    actor: &str,
+) -> StoreResult<()> {
+    if seqs.len() < rows.len() {
+        return Err(StoreError::Corrupt("ran out of ledger ids".into()));
+    }
+    let per = rows_per_statement(10);
+    for (n, chunk) in rows.chunks(per).enumerate() {
+        let sql = format!(
+            "INSERT INTO merge_ledger (hub_id, seq, at, survivor_id, absorbed_ids, key_field, \
+             key_value, cause_kind, cause_id, actor) VALUES {}",
+            values_list(chunk.len(), 10)
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, (survivor, absorbed, field, value)) in chunk.iter().enumerate() {
+            q = q
+                .bind(hub)
+                .bind(seqs[n * per + i])
+                .bind(at)
+                .bind(*survivor)
+                .bind(serde_json::to_string(absorbed)?)
+                .bind((*field).to_owned())
+                .bind((*value).to_owned())
+                .bind("setting")
+                .bind(cause_id.to_owned())
+                .bind(actor.to_owned());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}

@@ -183,4 +183,141 @@ impl Store for ThisStore {
     async fn check_invariants(&self, hub: HubId) -> StoreResult<Vec<String>> {
         self.check_impl(hub).await
     }
+    async fn organization_hub(&self, org: OrganizationId) -> StoreResult<Option<Organization>> {
+        self.organization_hub_impl(org).await
+    }
+    async fn get_organization(&self, hub: HubId, org: OrganizationId) -> StoreResult<Organization> {
+        self.get_organization_impl(hub, org).await
+    }
+    async fn list_organizations(&self, hub: HubId) -> StoreResult<Vec<Organization>> {
+        self.list_organizations_impl(hub).await
+    }
+    async fn list_channels(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<Channel>> {
+        self.list_channels_impl(hub, org).await
+    }
+    async fn get_channel(&self, hub: HubId, id: ChannelId) -> StoreResult<Channel> {
+        self.get_channel_impl(hub, id).await
+    }
+    async fn list_tokens(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<TokenInfo>> {
+        self.list_tokens_impl(hub, org).await
+    }
+    async fn hub_settings(&self, hub: HubId) -> StoreResult<HubSettings> {
+        self.hub_settings_impl(hub).await
+    }
+    async fn create_preview(
+        &self,
+        hub: HubId,
+        setting: &UnifySetting,
+        suspicious_threshold: u32,
+    ) -> StoreResult<StoredPreview> {
+        self.create_preview_impl(hub, setting, suspicious_threshold)
+            .await
+    }
+    async fn get_preview(&self, hub: HubId, id: i64) -> StoreResult<StoredPreview> {
+        let mut conn = self.pool.acquire().await?;
+        load_preview(&mut conn, hub, id).await
+    }
+    async fn apply_preview(&self, hub: HubId, id: i64, actor: &str) -> StoreResult<TaskId> {
+        self.apply_preview_impl(hub, id, actor).await
+    }
+    async fn list_profiles(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        updated_since: Option<Millis>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Profile>> {
+        self.list_profiles_impl(hub, org, updated_since, limit, cursor)
+            .await
+    }
+    async fn patch_profile(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+        edits: &BTreeMap<String, Option<String>>,
+        actor: &str,
+    ) -> StoreResult<(Profile, cdh_core::GoldenRecord)> {
+        self.patch_profile_impl(hub, id, edits, actor).await
+    }
+    async fn start_task_exclusive(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        kind: &str,
+        params: &serde_json::Value,
+    ) -> StoreResult<TaskId> {
+        self.start_task_exclusive_impl(hub, org, kind, params).await
+    }
+    async fn claim_task(&self, hub: HubId, id: TaskId) -> StoreResult<bool> {
+        self.claim_task_impl(hub, id).await
+    }
+    async fn unfinished_tasks(&self) -> StoreResult<Vec<(HubId, Task)>> {
+        self.unfinished_tasks_impl().await
+    }
+    async fn import_rows(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        import_key: &str,
+        rows: &[ImportRow],
+        on_unmatched_create: bool,
+        actor: &str,
+        task: Option<TaskId>,
+    ) -> StoreResult<ImportOutcome> {
+        self.import_rows_impl(hub, org, import_key, rows, on_unmatched_create, actor, task)
+            .await
+    }
+    async fn export_profiles(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        updated_since: Option<Millis>,
+        sink: ExportSink<'_>,
+    ) -> StoreResult<u64> {
+        self.export_profiles_impl(hub, org, updated_since, sink)
+            .await
+    }
+    async fn create_webhook(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        url: &str,
+        secret: &str,
+    ) -> StoreResult<WebhookId> {
+        self.create_webhook_impl(hub, org, url, secret).await
+    }
+    async fn list_webhooks(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+    ) -> StoreResult<Vec<WebhookEndpoint>> {
+        self.list_webhooks_impl(hub, org).await
+    }
+    async fn delete_webhook(&self, hub: HubId, id: WebhookId) -> StoreResult<()> {
+        self.delete_webhook_impl(hub, id).await
+    }
+    async fn due_deliveries(&self, now: Millis, limit: u32) -> StoreResult<Vec<Delivery>> {
+        self.due_deliveries_impl(now, limit).await
+    }
+    async fn record_delivery(
+        &self,
+        hub: HubId,
+        endpoint: WebhookId,
+        event_seq: i64,
+        attempt: u32,
+        outcome: Result<u16, String>,
+        next_attempt_at: Option<Millis>,
+    ) -> StoreResult<()> {
+        self.record_delivery_impl(hub, endpoint, event_seq, attempt, outcome, next_attempt_at)
+            .await
+    }
+    async fn deliveries(
+        &self,
+        hub: HubId,
+        endpoint: WebhookId,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryLog>> {
+        self.deliveries_impl(hub, endpoint, limit).await
+    }
 }

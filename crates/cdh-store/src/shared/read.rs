@@ -169,74 +169,9 @@ impl ThisStore {
     ) -> StoreResult<(Profile, cdh_core::GoldenRecord)> {
         // One read transaction so the members, fields and timeline are of one moment.
         let mut tx = self.pool.begin().await?;
-        let profile = load_profile(&mut tx, hub, id).await?;
-        let setting = load_setting(&mut tx, hub).await?;
-        let keys = parse_keys(&setting.setting.keys)?;
-        let keys = (!keys.is_empty())
-            .then(|| UnifyKeys::new(keys))
-            .transpose()
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let mut records = Vec::with_capacity(profile.members.len());
-        for member in &profile.members {
-            let sql = format!(
-                "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.hub_id = $1 AND c.id = $2"
-            );
-            let row: ContactRow = sqlx::query_as(&sql)
-                .bind(hub)
-                .bind(member.contact_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            let contact = contact_from_row(row, profile.id)?;
-            let ids: Vec<(String, String)> = sqlx::query_as(
-                "SELECT field, value FROM identifiers WHERE hub_id = $1 AND contact_id = $2",
-            )
-            .bind(hub)
-            .bind(member.contact_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            let timeline: Vec<(String, String, i64)> = sqlx::query_as(
-                "SELECT kind, text, at FROM timeline_entries WHERE hub_id = $1 AND contact_id = $2",
-            )
-            .bind(hub)
-            .bind(member.contact_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            records.push(MemberRecord {
-                contact_id: contact.id.to_string(),
-                fields: contact
-                    .fields
-                    .into_iter()
-                    .map(|(k, v)| (k, (v.value, v.updated_at)))
-                    .collect(),
-                tags: contact.tags,
-                identifiers: ids
-                    .into_iter()
-                    .map(|(f, value)| cdh_core::golden::IdentifierValue {
-                        field: IdentifierField::parse(&f, std::slice::from_ref(&f))
-                            .unwrap_or(IdentifierField::Custom(f)),
-                        value,
-                        valid: true,
-                    })
-                    .collect(),
-                timeline: timeline
-                    .into_iter()
-                    .map(|(kind, text, at)| cdh_core::golden::TimelineItem {
-                        kind: if kind == "note" {
-                            cdh_core::golden::TimelineKind::Note
-                        } else {
-                            cdh_core::golden::TimelineKind::Conversation
-                        },
-                        contact_id: contact.id.to_string(),
-                        text,
-                        at,
-                    })
-                    .collect(),
-            });
-        }
+        let result = golden_in(&mut tx, hub, id).await?;
         tx.commit().await?;
-        let refs: Vec<&MemberRecord> = records.iter().collect();
-        let golden = golden_record(&refs, keys.as_ref());
-        Ok((profile, golden))
+        Ok(result)
     }
 
     async fn timeline_impl(
@@ -396,4 +331,80 @@ fn ledger_from_row(row: LedgerRow) -> StoreResult<LedgerEntry> {
         key_value,
         cause: Cause { kind, id, actor },
     })
+}
+
+/// A profile and its merged record (manual overrides applied), read over `tx`.
+async fn golden_in(
+    tx: &mut Conn,
+    hub: HubId,
+    id: ProfileId,
+) -> StoreResult<(Profile, cdh_core::GoldenRecord)> {
+    let profile = load_profile(&mut *tx, hub, id).await?;
+    let setting = load_setting(&mut *tx, hub).await?;
+    let keys = parse_keys(&setting.setting.keys)?;
+    let keys = (!keys.is_empty())
+        .then(|| UnifyKeys::new(keys))
+        .transpose()
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let mut records = Vec::with_capacity(profile.members.len());
+    for member in &profile.members {
+        let sql =
+            format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.hub_id = $1 AND c.id = $2");
+        let row: ContactRow = sqlx::query_as(&sql)
+            .bind(hub)
+            .bind(member.contact_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let contact = contact_from_row(row, profile.id)?;
+        let ids: Vec<(String, String)> = sqlx::query_as(
+            "SELECT field, value FROM identifiers WHERE hub_id = $1 AND contact_id = $2",
+        )
+        .bind(hub)
+        .bind(member.contact_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let timeline: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT kind, text, at FROM timeline_entries WHERE hub_id = $1 AND contact_id = $2",
+        )
+        .bind(hub)
+        .bind(member.contact_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        records.push(MemberRecord {
+            contact_id: contact.id.to_string(),
+            fields: contact
+                .fields
+                .into_iter()
+                .map(|(k, v)| (k, (v.value, v.updated_at)))
+                .collect(),
+            tags: contact.tags,
+            identifiers: ids
+                .into_iter()
+                .map(|(f, value)| cdh_core::golden::IdentifierValue {
+                    field: IdentifierField::parse(&f, std::slice::from_ref(&f))
+                        .unwrap_or(IdentifierField::Custom(f)),
+                    value,
+                    valid: true,
+                })
+                .collect(),
+            timeline: timeline
+                .into_iter()
+                .map(|(kind, text, at)| cdh_core::golden::TimelineItem {
+                    kind: if kind == "note" {
+                        cdh_core::golden::TimelineKind::Note
+                    } else {
+                        cdh_core::golden::TimelineKind::Conversation
+                    },
+                    contact_id: contact.id.to_string(),
+                    text,
+                    at,
+                })
+                .collect(),
+        });
+    }
+    let overrides = load_overrides(&mut *tx, hub, profile.id).await?;
+    let refs: Vec<&MemberRecord> = records.iter().collect();
+    let mut golden = golden_record(&refs, keys.as_ref());
+    apply_overrides(&mut golden, overrides);
+    Ok((profile, golden))
 }

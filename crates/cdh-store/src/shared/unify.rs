@@ -11,33 +11,6 @@ struct ChannelInfo {
     cross_product: bool,
 }
 
-async fn load_channel(conn: &mut Conn, hub: HubId, channel: ChannelId) -> StoreResult<ChannelInfo> {
-    let row: Option<(i64, String, String, String, Option<i64>, i64)> = sqlx::query_as(
-        "SELECT ch.organization_id, ch.channel_type, ch.product, o.default_region, \
-         cm.connection_id, h.cross_product \
-         FROM channels ch \
-         JOIN organizations o ON o.hub_id = ch.hub_id AND o.id = ch.organization_id \
-         JOIN hubs h ON h.hub_id = ch.hub_id \
-         LEFT JOIN connection_members cm \
-           ON cm.hub_id = ch.hub_id AND cm.organization_id = ch.organization_id \
-         WHERE ch.hub_id = $1 AND ch.id = $2",
-    )
-    .bind(hub)
-    .bind(channel)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (organization_id, channel_type, product, region, group, cross) =
-        row.ok_or(StoreError::NotFound("channel"))?;
-    Ok(ChannelInfo {
-        organization_id,
-        channel_type,
-        product,
-        region,
-        group,
-        cross_product: cross != 0,
-    })
-}
-
 impl ChannelInfo {
     fn scope(&self, line_uid_is_key: bool) -> String {
         scope_name(
@@ -204,29 +177,29 @@ async fn append_events(
     .bind(events.len() as i64)
     .fetch_one(&mut *conn)
     .await?;
-    let first = last - events.len() as i64 + 1;
+    insert_events(conn, hub, last - events.len() as i64 + 1, events).await
+}
+
+/// Inserts events numbered from `first` (numbers the caller took from the hub row).
+async fn insert_events(
+    conn: &mut Conn,
+    hub: HubId,
+    first: i64,
+    events: &[(String, ProfileId, serde_json::Value)],
+) -> StoreResult<()> {
     let at = now_ms();
-    for (n, chunk) in events.chunks(EVENTS_PER_INSERT).enumerate() {
-        let rows = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "($1, ${}, $2, ${}, ${}, ${})",
-                    3 + i * 4,
-                    4 + i * 4,
-                    5 + i * 4,
-                    6 + i * 4
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+    for (n, chunk) in events.chunks(rows_per_statement(6)).enumerate() {
         let sql = format!(
-            "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) VALUES {rows}"
+            "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) VALUES {}",
+            values_list(chunk.len(), 6)
         );
-        let mut q = sqlx::query(&sql).bind(hub).bind(at);
-        let offset = first + (n * EVENTS_PER_INSERT) as i64;
+        let mut q = sqlx::query(&sql);
+        let offset = first + (n * rows_per_statement(6)) as i64;
         for (i, (kind, profile, payload)) in chunk.iter().enumerate() {
             q = q
+                .bind(hub)
                 .bind(offset + i as i64)
+                .bind(at)
                 .bind(kind.clone())
                 .bind(*profile)
                 .bind(payload.to_string());
@@ -236,15 +209,37 @@ async fn append_events(
     Ok(())
 }
 
-/// Appends a merge ledger row.
-async fn append_ledger(conn: &mut Conn, hub: HubId, entry: &LedgerEntry) -> StoreResult<()> {
-    let seq = next_id(conn, hub).await?;
+/// Rows of `cols` columns per multi-row statement: under both backends' parameter limits.
+fn rows_per_statement(cols: usize) -> usize {
+    (30_000 / cols).min(1000)
+}
+
+/// `(p, p, ...), (p, p, ...)`: placeholders for `rows` rows of `cols` columns, bound row by
+/// row. On SQLite they are positional `?`: binding numbered ones costs time quadratic in
+/// their number there.
+fn values_list(rows: usize, cols: usize) -> String {
+    let mut sql = String::with_capacity(rows * cols * 6);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&param(r * cols + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Inserts a merge ledger row under the sequence number it carries.
+async fn insert_ledger(conn: &mut Conn, hub: HubId, entry: &LedgerEntry) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO merge_ledger (hub_id, seq, at, survivor_id, absorbed_ids, key_field, \
          key_value, cause_kind, cause_id, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(hub)
-    .bind(seq)
+    .bind(entry.seq)
     .bind(entry.at)
     .bind(entry.survivor_id)
     .bind(serde_json::to_string(&entry.absorbed_ids)?)

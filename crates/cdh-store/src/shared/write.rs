@@ -1,5 +1,10 @@
 // Auto-unifying upsert, shared by both adapters (included by `sqlite.rs` and `postgres.rs`,
-// which provide `Conn`, `FOR_UPDATE`, the lock functions and `next_id`).
+// which provide `Conn`, `FOR_UPDATE`, the lock functions, the id block and `advance_hub`).
+//
+// The statements are few on purpose (an upsert is ~10 statements, most of them index lookups):
+// one read for the channel, setting, id block and stored contact; one for the profiles every
+// unify-key value ties to (one identifier row per value: a value is in one profile per scope);
+// then the writes. A merge moves only the smaller side's membership rows (see `merge_profiles`).
 
 impl ThisStore {
     /// One attempt at an upsert; the caller retries on contention.
@@ -10,318 +15,9 @@ impl ThisStore {
         actor: &str,
     ) -> StoreResult<Upserted> {
         let mut tx = self.begin_write().await?;
-        let conn: &mut Conn = &mut tx;
-        lock_hub_shared(conn, hub).await?;
-        let channel = load_channel(conn, hub, input.channel_id).await?;
-        let setting = load_setting(conn, hub).await?;
-        let keys = parse_keys(&setting.setting.keys)?;
-        let scope = channel.scope(keys.contains(&IdentifierField::LineUid));
-        let mut normalizer = normalizer(&channel.region, &setting.setting)?;
-        lock_keys(
-            conn,
-            vec![contact_lock_key(hub, input.channel_id, &input.external_id)],
-        )
-        .await?;
-
-        let existing: Option<(i64, String, String, String, i64)> = sqlx::query_as(
-            "SELECT id, fields, tags, custom_fields, created_at FROM contacts \
-             WHERE hub_id = $1 AND channel_id = $2 AND external_id = $3",
-        )
-        .bind(hub)
-        .bind(input.channel_id)
-        .bind(input.external_id.clone())
-        .fetch_optional(&mut *conn)
-        .await?;
-        let now = now_ms();
-        let written_at = input.updated_at.unwrap_or(now);
-        let (mut fields, mut tags, mut custom_fields, created_at): (
-            BTreeMap<String, FieldValue>,
-            Vec<String>,
-            BTreeMap<String, String>,
-            Millis,
-        ) = match &existing {
-            Some((_, f, t, c, created)) => (
-                serde_json::from_str(f)?,
-                serde_json::from_str(t)?,
-                serde_json::from_str(c)?,
-                *created,
-            ),
-            None => (BTreeMap::new(), Vec::new(), BTreeMap::new(), now),
-        };
-        for (name, value) in &input.fields {
-            // A write older than the stored value loses, field by field.
-            if fields
-                .get(name)
-                .is_some_and(|old| old.updated_at > written_at)
-            {
-                continue;
-            }
-            match value {
-                Some(v) => {
-                    fields.insert(
-                        name.clone(),
-                        FieldValue {
-                            value: v.clone(),
-                            updated_at: written_at,
-                        },
-                    );
-                }
-                None => {
-                    fields.remove(name);
-                }
-            }
-        }
-        if let Some(t) = &input.tags {
-            tags = t.clone();
-            tags.sort();
-            tags.dedup();
-        }
-        if let Some(c) = &input.custom_fields {
-            custom_fields = c.clone();
-        }
-        let (values, invalid) = identifiers_of(&mut normalizer, &keys, &fields, &custom_fields);
-        let key_values: Vec<&(String, String)> = values
-            .iter()
-            .filter(|(f, v)| keys.iter().any(|k| k.name() == f) && !is_excluded(&normalizer, f, v))
-            .collect();
-        let mut value_locks: Vec<i64> = key_values
-            .iter()
-            .map(|(f, v)| value_lock_key(hub, &scope, f, v))
-            .collect();
-        value_locks.sort_unstable();
-        value_locks.dedup();
-        lock_keys(conn, value_locks).await?;
-
-        let contact_id = match &existing {
-            Some((id, ..)) => {
-                sqlx::query(
-                    "UPDATE contacts SET scope = $3, fields = $4, tags = $5, custom_fields = $6, \
-                     invalid_fields = $7, updated_at = $8 WHERE hub_id = $1 AND id = $2",
-                )
-                .bind(hub)
-                .bind(*id)
-                .bind(scope.clone())
-                .bind(serde_json::to_string(&fields)?)
-                .bind(serde_json::to_string(&tags)?)
-                .bind(serde_json::to_string(&custom_fields)?)
-                .bind(serde_json::to_string(&invalid)?)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query("DELETE FROM identifiers WHERE hub_id = $1 AND contact_id = $2")
-                    .bind(hub)
-                    .bind(*id)
-                    .execute(&mut *conn)
-                    .await?;
-                *id
-            }
-            None => {
-                let id = next_id(conn, hub).await?;
-                sqlx::query(
-                    "INSERT INTO contacts (hub_id, id, channel_id, external_id, scope, fields, \
-                     tags, custom_fields, invalid_fields, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(hub)
-                .bind(id)
-                .bind(input.channel_id)
-                .bind(input.external_id.clone())
-                .bind(scope.clone())
-                .bind(serde_json::to_string(&fields)?)
-                .bind(serde_json::to_string(&tags)?)
-                .bind(serde_json::to_string(&custom_fields)?)
-                .bind(serde_json::to_string(&invalid)?)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                id
-            }
-        };
-        if !values.is_empty() {
-            let rows = (0..values.len())
-                .map(|i| format!("($1, $2, ${}, ${}, $3)", 4 + i * 2, 5 + i * 2))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "INSERT INTO identifiers (hub_id, contact_id, field, value, scope) VALUES {rows}"
-            );
-            let mut q = sqlx::query(&sql)
-                .bind(hub)
-                .bind(contact_id)
-                .bind(scope.clone());
-            for (f, v) in &values {
-                q = q.bind(f.clone()).bind(v.clone());
-            }
-            q.execute(&mut *conn).await?;
-        }
-
-        // Which live profiles the contact ties to, and through which value.
-        let mut ties: Vec<(ProfileId, String, String)> = Vec::new();
-        let current = match existing {
-            Some(_) => Some(profile_of_contact(conn, hub, contact_id).await?),
-            None => None,
-        };
-        for (field, value) in &key_values {
-            let found: Vec<(i64,)> = sqlx::query_as(
-                &format!("SELECT DISTINCT p.id FROM identifiers i \
-                 {ORDERED_JOIN} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
-                 {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-                   AND +p.merged_into IS NULL \
-                 WHERE i.hub_id = $1 AND i.scope = $2 AND i.field = $3 AND i.value = $4 \
-                   AND i.contact_id <> $5"),
-            )
-            .bind(hub)
-            .bind(scope.clone())
-            .bind(field.clone())
-            .bind(value.clone())
-            .bind(contact_id)
-            .fetch_all(&mut *conn)
-            .await?;
-            ties.extend(
-                found
-                    .into_iter()
-                    .map(|(p,)| (p, field.clone(), value.clone())),
-            );
-        }
-        if let (Some(c), Some((_, f, v))) = (current, ties.first().cloned()) {
-            ties.push((c, f, v));
-        }
-        // Lock the profiles; one merged meanwhile is replaced by its survivor and we lock again.
-        let mut locked = loop {
-            let mut ids: Vec<i64> = ties.iter().map(|t| t.0).chain(current).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            if ids.is_empty() {
-                break Vec::new();
-            }
-            let rows = lock_profiles(conn, hub, &ids).await?;
-            let moved: Vec<(i64, i64)> = rows
-                .iter()
-                .filter_map(|r| r.merged_into.map(|m| (r.id, m)))
-                .collect();
-            if moved.is_empty() {
-                break rows;
-            }
-            for (from, to) in moved {
-                for t in ties.iter_mut().filter(|t| t.0 == from) {
-                    t.0 = to;
-                }
-            }
-        };
-        let is_new = existing.is_none();
-        let mut events = Vec::new();
-        let (profile_id, unification) = if locked.is_empty() {
-            let pid = next_id(conn, hub).await?;
-            sqlx::query(
-                "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
-                 member_count, merged_into, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $3, $2, 1, NULL, $4, $4)",
-            )
-            .bind(hub)
-            .bind(pid)
-            .bind(contact_id)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            insert_membership(conn, hub, contact_id, pid).await?;
-            events.push((
-                "profile.created".to_owned(),
-                pid,
-                serde_json::json!({ "contact_id": contact_id }),
-            ));
-            (pid, Unification::Created)
-        } else if locked.len() == 1 {
-            let p = locked.remove(0);
-            if is_new {
-                insert_membership(conn, hub, contact_id, p.bucket_id).await?;
-            }
-            sqlx::query(
-                "UPDATE profiles SET member_count = member_count + $3, updated_at = $4 \
-                 WHERE hub_id = $1 AND id = $2",
-            )
-            .bind(hub)
-            .bind(p.id)
-            .bind(i64::from(is_new))
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            events.push((
-                "profile.updated".to_owned(),
-                p.id,
-                serde_json::json!({ "contact_id": contact_id }),
-            ));
-            (
-                p.id,
-                if is_new {
-                    Unification::Joined
-                } else {
-                    Unification::Unchanged
-                },
-            )
-        } else {
-            let survivor = merge_profiles(conn, hub, &locked, i64::from(is_new), now).await?;
-            if is_new {
-                insert_membership(conn, hub, contact_id, survivor.bucket_id).await?;
-            }
-            let absorbed: Vec<ProfileId> = locked
-                .iter()
-                .map(|p| p.id)
-                .filter(|&p| p != survivor.id)
-                .collect();
-            // One ledger row per tying value; the contact's own profile counts as tied by the
-            // first value, which is what brought the others in.
-            let mut by_value: BTreeMap<(String, String), Vec<ProfileId>> = BTreeMap::new();
-            for p in &absorbed {
-                let via = ties
-                    .iter()
-                    .find(|t| t.0 == *p)
-                    .map(|t| (t.1.clone(), t.2.clone()))
-                    .unwrap_or_default();
-                by_value.entry(via).or_default().push(*p);
-            }
-            for ((field, value), merged) in by_value {
-                let entry = LedgerEntry {
-                    seq: 0,
-                    at: now,
-                    survivor_id: survivor.id,
-                    absorbed_ids: merged.clone(),
-                    key_field: field.clone(),
-                    key_value: value.clone(),
-                    cause: Cause {
-                        kind: "contact".to_owned(),
-                        id: contact_id.to_string(),
-                        actor: actor.to_owned(),
-                    },
-                };
-                append_ledger(conn, hub, &entry).await?;
-                events.push(merged_event(survivor.id, &merged, &field, &value));
-            }
-            (
-                survivor.id,
-                Unification::Merged {
-                    survivor: survivor.id,
-                    absorbed,
-                },
-            )
-        };
-        append_events(conn, hub, &events).await?;
+        let upserted = upsert_in(&mut tx, hub, input, actor).await?;
         tx.commit().await?;
-        Ok(Upserted {
-            contact: Contact {
-                id: contact_id,
-                channel_id: input.channel_id,
-                external_id: input.external_id.clone(),
-                profile_id,
-                fields,
-                tags,
-                custom_fields,
-                invalid_fields: invalid,
-                created_at,
-                updated_at: now,
-            },
-            unification,
-        })
+        Ok(upserted)
     }
 
     /// An upsert, retried when another transaction got in the way.
@@ -341,11 +37,502 @@ impl ThisStore {
     }
 }
 
-/// Rows per multi-row INSERT of events (SQLite allows 32766 bound parameters).
-const EVENTS_PER_INSERT: usize = 100;
+/// An upsert inside the caller's write transaction (imports batch many in one).
+async fn upsert_in(
+    conn: &mut Conn,
+    hub: HubId,
+    input: &ContactInput,
+    actor: &str,
+) -> StoreResult<Upserted> {
+    lock_hub_and_contact(
+        conn,
+        hub,
+        contact_lock_key(hub, input.channel_id, &input.external_id),
+    )
+    .await?;
+    let context = load_upsert_context(conn, hub, input).await?;
+    let mut ids = context.ids;
+    let keys = parse_keys(&context.setting.keys)?;
+    let scope = context
+        .channel
+        .scope(keys.contains(&IdentifierField::LineUid));
+    let mut normalizer = normalizer(&context.channel.region, &context.setting)?;
+    let existing = context.existing;
+    let now = now_ms();
+    let written_at = input.updated_at.unwrap_or(now);
+    let (mut fields, mut tags, mut custom_fields, created_at) = match &existing {
+        Some(c) => (
+            serde_json::from_str::<BTreeMap<String, FieldValue>>(&c.fields)?,
+            serde_json::from_str::<Vec<String>>(&c.tags)?,
+            serde_json::from_str::<BTreeMap<String, String>>(&c.custom_fields)?,
+            c.created_at,
+        ),
+        None => (BTreeMap::new(), Vec::new(), BTreeMap::new(), now),
+    };
+    for (name, value) in &input.fields {
+        // A write older than the stored value loses, field by field.
+        if fields
+            .get(name)
+            .is_some_and(|old| old.updated_at > written_at)
+        {
+            continue;
+        }
+        match value {
+            Some(v) => {
+                fields.insert(
+                    name.clone(),
+                    FieldValue {
+                        value: v.clone(),
+                        updated_at: written_at,
+                    },
+                );
+            }
+            None => {
+                fields.remove(name);
+            }
+        }
+    }
+    if let Some(t) = &input.tags {
+        tags = t.clone();
+        tags.sort();
+        tags.dedup();
+    }
+    if let Some(c) = &input.custom_fields {
+        custom_fields = c.clone();
+    }
+    let (values, invalid) = identifiers_of(&mut normalizer, &keys, &fields, &custom_fields);
+    let key_values: Vec<&(String, String)> = values
+        .iter()
+        .filter(|(f, v)| keys.iter().any(|k| k.name() == f) && !is_excluded(&normalizer, f, v))
+        .collect();
+    lock_keys(
+        conn,
+        key_values
+            .iter()
+            .map(|(f, v)| value_lock_key(hub, &scope, f, v))
+            .collect(),
+    )
+    .await?;
+
+    let contact_id = match &existing {
+        Some(c) => {
+            sqlx::query(
+                "UPDATE contacts SET scope = $3, fields = $4, tags = $5, custom_fields = $6, \
+                 invalid_fields = $7, updated_at = $8 WHERE hub_id = $1 AND id = $2",
+            )
+            .bind(hub)
+            .bind(c.id)
+            .bind(scope.clone())
+            .bind(serde_json::to_string(&fields)?)
+            .bind(serde_json::to_string(&tags)?)
+            .bind(serde_json::to_string(&custom_fields)?)
+            .bind(serde_json::to_string(&invalid)?)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("DELETE FROM identifiers WHERE hub_id = $1 AND contact_id = $2")
+                .bind(hub)
+                .bind(c.id)
+                .execute(&mut *conn)
+                .await?;
+            c.id
+        }
+        None => {
+            let id = ids.take(conn, hub).await?;
+            sqlx::query(
+                "INSERT INTO contacts (hub_id, id, channel_id, external_id, scope, fields, \
+                 tags, custom_fields, invalid_fields, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(hub)
+            .bind(id)
+            .bind(input.channel_id)
+            .bind(input.external_id.clone())
+            .bind(scope.clone())
+            .bind(serde_json::to_string(&fields)?)
+            .bind(serde_json::to_string(&tags)?)
+            .bind(serde_json::to_string(&custom_fields)?)
+            .bind(serde_json::to_string(&invalid)?)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            id
+        }
+    };
+    if !values.is_empty() {
+        let rows = (0..values.len())
+            .map(|i| format!("($1, $2, ${}, ${}, $3)", 4 + i * 2, 5 + i * 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO identifiers (hub_id, contact_id, field, value, scope) VALUES {rows}"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(hub)
+            .bind(contact_id)
+            .bind(scope.clone());
+        for (f, v) in &values {
+            q = q.bind(f.clone()).bind(v.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+
+    // Which live profiles the contact ties to, and through which value.
+    let tied = tied_profiles(conn, hub, &scope, contact_id, &key_values).await?;
+    let mut ties: Vec<(ProfileId, String, String)> = tied
+        .iter()
+        .map(|(row, f, v)| (row.id, f.clone(), v.clone()))
+        .collect();
+    let current = match existing {
+        Some(_) => Some(profile_of_contact(conn, hub, contact_id).await?),
+        None => None,
+    };
+    if let (Some(c), Some((_, f, v))) = (current, ties.first().cloned()) {
+        ties.push((c, f, v));
+    }
+    let mut locked = if !ROW_LOCKS && current.is_none() {
+        // One writer at a time: the rows just read are current; no second read needed.
+        let mut rows: Vec<ProfileRow> = tied.into_iter().map(|t| t.0).collect();
+        rows.sort_by_key(|r| r.id);
+        rows.dedup_by_key(|r| r.id);
+        rows
+    } else {
+        // Lock the profiles; one merged meanwhile is replaced by its survivor and we lock again.
+        loop {
+            let mut ids: Vec<i64> = ties.iter().map(|t| t.0).chain(current).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.is_empty() {
+                break Vec::new();
+            }
+            let rows = lock_profiles(conn, hub, &ids).await?;
+            let moved: Vec<(i64, i64)> = rows
+                .iter()
+                .filter_map(|r| r.merged_into.map(|m| (r.id, m)))
+                .collect();
+            if moved.is_empty() {
+                break rows;
+            }
+            for (from, to) in moved {
+                for t in ties.iter_mut().filter(|t| t.0 == from) {
+                    t.0 = to;
+                }
+            }
+        }
+    };
+    let is_new = existing.is_none();
+    let mut events = Vec::new();
+    let (profile_id, unification) = if locked.is_empty() {
+        let pid = ids.take(conn, hub).await?;
+        sqlx::query(
+            "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
+             member_count, merged_into, created_at, updated_at) \
+             VALUES ($1, $2, $3, $3, $2, 1, NULL, $4, $4)",
+        )
+        .bind(hub)
+        .bind(pid)
+        .bind(contact_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        insert_membership(conn, hub, contact_id, pid).await?;
+        events.push((
+            "profile.created".to_owned(),
+            pid,
+            serde_json::json!({ "contact_id": contact_id }),
+        ));
+        (pid, Unification::Created)
+    } else if locked.len() == 1 {
+        let p = locked.remove(0);
+        if is_new {
+            insert_membership(conn, hub, contact_id, p.bucket_id).await?;
+        }
+        sqlx::query(
+            "UPDATE profiles SET member_count = member_count + $3, updated_at = $4 \
+             WHERE hub_id = $1 AND id = $2",
+        )
+        .bind(hub)
+        .bind(p.id)
+        .bind(i64::from(is_new))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        events.push((
+            "profile.updated".to_owned(),
+            p.id,
+            serde_json::json!({ "contact_id": contact_id }),
+        ));
+        (
+            p.id,
+            if is_new {
+                Unification::Joined
+            } else {
+                Unification::Unchanged
+            },
+        )
+    } else {
+        let survivor = merge_profiles(conn, hub, &locked, i64::from(is_new), now).await?;
+        if is_new {
+            insert_membership(conn, hub, contact_id, survivor.bucket_id).await?;
+        }
+        let absorbed: Vec<ProfileId> = locked
+            .iter()
+            .map(|p| p.id)
+            .filter(|&p| p != survivor.id)
+            .collect();
+        // One ledger row per tying value; the contact's own profile counts as tied by the
+        // first value, which is what brought the others in.
+        let mut by_value: BTreeMap<(String, String), Vec<ProfileId>> = BTreeMap::new();
+        for p in &absorbed {
+            let via = ties
+                .iter()
+                .find(|t| t.0 == *p)
+                .map(|t| (t.1.clone(), t.2.clone()))
+                .unwrap_or_default();
+            by_value.entry(via).or_default().push(*p);
+        }
+        for ((field, value), merged) in by_value {
+            let entry = LedgerEntry {
+                seq: ids.take(conn, hub).await?,
+                at: now,
+                survivor_id: survivor.id,
+                absorbed_ids: merged.clone(),
+                key_field: field.clone(),
+                key_value: value.clone(),
+                cause: Cause {
+                    kind: "contact".to_owned(),
+                    id: contact_id.to_string(),
+                    actor: actor.to_owned(),
+                },
+            };
+            insert_ledger(conn, hub, &entry).await?;
+            events.push(merged_event(survivor.id, &merged, &field, &value));
+        }
+        (
+            survivor.id,
+            Unification::Merged {
+                survivor: survivor.id,
+                absorbed,
+            },
+        )
+    };
+    // Last: the hub row it updates is held to commit, so event numbers follow commit order.
+    let last_event = advance_hub(conn, hub, ids.next, events.len() as i64).await?;
+    insert_events(conn, hub, last_event - events.len() as i64 + 1, &events).await?;
+    Ok(Upserted {
+        contact: Contact {
+            id: contact_id,
+            channel_id: input.channel_id,
+            external_id: input.external_id.clone(),
+            profile_id,
+            fields,
+            tags,
+            custom_fields,
+            invalid_fields: invalid,
+            created_at,
+            updated_at: now,
+        },
+        unification,
+    })
+}
 
 /// How often a transaction that lost a race is retried.
 const MAX_RETRIES: u32 = 20;
+
+/// The stored contact an upsert updates.
+struct StoredContact {
+    id: i64,
+    fields: String,
+    tags: String,
+    custom_fields: String,
+    created_at: i64,
+}
+
+/// Everything an upsert reads before it writes, in one statement.
+struct UpsertContext {
+    channel: ChannelInfo,
+    setting: UnifySetting,
+    ids: IdBlock,
+    existing: Option<StoredContact>,
+}
+
+/// Ids handed out within one transaction: a block from the sequence on PostgreSQL, the
+/// hub's counter on SQLite (whose one writer stores the counter back in `advance_hub`).
+struct IdBlock {
+    next: i64,
+    end: i64,
+}
+
+impl IdBlock {
+    async fn take(&mut self, conn: &mut Conn, hub: HubId) -> StoreResult<i64> {
+        if self.next >= self.end {
+            self.next = next_id(conn, hub).await?;
+            self.end = self.next + ID_BLOCK_LEN;
+        }
+        self.next += 1;
+        Ok(self.next - 1)
+    }
+}
+
+type ContextRow = (
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// The channel, the current unify setting, a block of ids and the stored contact, if any.
+async fn load_upsert_context(
+    conn: &mut Conn,
+    hub: HubId,
+    input: &ContactInput,
+) -> StoreResult<UpsertContext> {
+    let row: Option<ContextRow> = sqlx::query_as(&format!(
+        "SELECT ch.organization_id, ch.channel_type, ch.product, o.default_region, \
+         cm.connection_id, h.cross_product, {ID_BLOCK_SQL}, \
+         (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 ORDER BY s.version DESC LIMIT 1), \
+         (SELECT s.excluded FROM unify_settings s WHERE s.hub_id = $1 ORDER BY s.version DESC LIMIT 1), \
+         c.id, c.fields, c.tags, c.custom_fields, c.created_at \
+         FROM channels ch \
+         JOIN organizations o ON o.hub_id = ch.hub_id AND o.id = ch.organization_id \
+         JOIN hubs h ON h.hub_id = ch.hub_id \
+         LEFT JOIN connection_members cm \
+           ON cm.hub_id = ch.hub_id AND cm.organization_id = ch.organization_id \
+         LEFT JOIN contacts c \
+           ON c.hub_id = ch.hub_id AND c.channel_id = ch.id AND c.external_id = $3 \
+         WHERE ch.hub_id = $1 AND ch.id = $2"
+    ))
+    .bind(hub)
+    .bind(input.channel_id)
+    .bind(input.external_id.clone())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (
+        org,
+        channel_type,
+        product,
+        region,
+        group,
+        cross,
+        first_id,
+        keys,
+        excluded,
+        id,
+        fields,
+        tags,
+        custom_fields,
+        created_at,
+    ) = row.ok_or(StoreError::NotFound("channel"))?;
+    let setting = UnifySetting {
+        keys: keys
+            .map(|k| serde_json::from_str(&k))
+            .transpose()?
+            .unwrap_or_default(),
+        excluded: excluded
+            .map(|e| serde_json::from_str(&e))
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    let existing = match (id, fields, tags, custom_fields, created_at) {
+        (Some(id), Some(fields), Some(tags), Some(custom_fields), Some(created_at)) => {
+            Some(StoredContact {
+                id,
+                fields,
+                tags,
+                custom_fields,
+                created_at,
+            })
+        }
+        _ => None,
+    };
+    Ok(UpsertContext {
+        channel: ChannelInfo {
+            organization_id: org,
+            channel_type,
+            product,
+            region,
+            group,
+            cross_product: cross != 0,
+        },
+        setting,
+        ids: IdBlock {
+            next: first_id,
+            end: first_id.saturating_add(ID_BLOCK_LEN),
+        },
+        existing,
+    })
+}
+
+/// The live profiles the contact's unify-key values tie to, each with the first value (in
+/// key order) that ties it. Within a scope every value is in exactly one profile, so one
+/// identifier row per value is enough, however many contacts share it: the cost of an
+/// upsert does not grow with the profiles it touches.
+async fn tied_profiles(
+    conn: &mut Conn,
+    hub: HubId,
+    scope: &str,
+    contact: ContactId,
+    key_values: &[&(String, String)],
+) -> StoreResult<Vec<(ProfileRow, String, String)>> {
+    if key_values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let arms = (0..key_values.len())
+        .map(|k| {
+            format!(
+                "SELECT * FROM (SELECT CAST({k} AS BIGINT) AS k, p.id, p.oldest_contact, p.bucket_id, \
+                 p.member_count FROM identifiers i \
+                 {ORDERED_JOIN} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
+                 {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
+                   AND +p.merged_into IS NULL \
+                 WHERE i.hub_id = $1 AND i.scope = $2 AND i.field = ${} AND i.value = ${} \
+                   AND i.contact_id <> $3 LIMIT 1) AS t{k}",
+                4 + 2 * k,
+                5 + 2 * k
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(&arms)
+        .bind(hub)
+        .bind(scope.to_owned())
+        .bind(contact);
+    for (f, v) in key_values {
+        q = q.bind(f.clone()).bind(v.clone());
+    }
+    let mut rows = q.fetch_all(&mut *conn).await?;
+    rows.sort_unstable();
+    let mut seen = HashSet::new();
+    Ok(rows
+        .into_iter()
+        .filter(|r| seen.insert(r.1))
+        .map(|(k, id, oldest_contact, bucket_id, member_count)| {
+            let (f, v) = key_values[k as usize];
+            (
+                ProfileRow {
+                    id,
+                    oldest_contact,
+                    bucket_id,
+                    member_count,
+                    merged_into: None,
+                },
+                f.clone(),
+                v.clone(),
+            )
+        })
+        .collect())
+}
 
 async fn insert_membership(
     conn: &mut Conn,
