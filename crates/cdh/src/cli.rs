@@ -23,6 +23,8 @@ pub enum Command {
     Unify(UnifyArgs),
     /// Write a realistic synthetic contact file for benchmarks and demos.
     Gen(GenArgs),
+    /// Run the hub: the Profile API over HTTP.
+    Serve(ServeArgs),
 }
 
 /// Arguments of `cdh unify`.
@@ -78,12 +80,38 @@ pub struct GenArgs {
     pub no_shared_values: bool,
 }
 
+/// Arguments of `cdh serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, env = "CDH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The database: sqlite://PATH or postgres://...
+    #[arg(
+        long,
+        env = "CDH_DATABASE_URL",
+        default_value = "sqlite://./cdh-data/cdh.db"
+    )]
+    pub database_url: String,
+    /// The operator's token; when unset, one is generated at first start, printed once and
+    /// kept only as a hash in the data directory.
+    #[arg(long, env = "CDH_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// Where exports and the operator token's hash are kept.
+    #[arg(long, env = "CDH_DATA_DIR", default_value = "./cdh-data")]
+    pub data_dir: PathBuf,
+    /// Seed a demo organization on first start and print an admin token.
+    #[arg(long)]
+    pub demo: bool,
+}
+
 /// Parses the process's arguments, runs the command, and reports any error on stderr.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Unify(args) => commands::unify::run(&args),
         Command::Gen(args) => commands::gen_file::run(&args),
+        Command::Serve(args) => commands::serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,5 @@
 //! One module per command.
 
 pub mod gen_file;
+pub mod serve;
 pub mod unify;

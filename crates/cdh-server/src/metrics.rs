@@ -1,0 +1,114 @@
+//! Request counts and latency histograms, written as Prometheus text for `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::state::AppState;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Counters by route; one lock, held for a few nanoseconds per request.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    routes: Mutex<BTreeMap<(String, String), RouteStats>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct RouteStats {
+    by_status: BTreeMap<u16, u64>,
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum_seconds: f64,
+}
+
+impl Metrics {
+    /// Records one request.
+    pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = routes
+            .entry((method.to_owned(), route.to_owned()))
+            .or_default();
+        *stats.by_status.entry(status).or_default() += 1;
+        stats.count += 1;
+        stats.sum_seconds += seconds;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                stats.buckets[i] += 1;
+            }
+        }
+    }
+
+    /// The Prometheus text of the request metrics.
+    pub fn render(&self, out: &mut String) {
+        let routes = self
+            .routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        out.push_str("# HELP cdh_http_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE cdh_http_requests_total counter\n");
+        for ((method, route), stats) in &routes {
+            for (status, n) in &stats.by_status {
+                let _ = writeln!(
+                    out,
+                    "cdh_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP cdh_http_request_duration_seconds HTTP request latency by route.\n");
+        out.push_str("# TYPE cdh_http_request_duration_seconds histogram\n");
+        for ((method, route), stats) in &routes {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            for (bound, n) in BUCKETS.iter().zip(stats.buckets.iter()) {
+                let _ = writeln!(
+                    out,
+                    "cdh_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "cdh_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                stats.count
+            );
+            let _ = writeln!(
+                out,
+                "cdh_http_request_duration_seconds_sum{{{labels}}} {}",
+                stats.sum_seconds
+            );
+            let _ = writeln!(
+                out,
+                "cdh_http_request_duration_seconds_count{{{labels}}} {}",
+                stats.count
+            );
+        }
+    }
+}
+
+/// Middleware: times each request and records it under its route template (never the raw
+/// path, so ids do not explode the label set).
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    state.metrics.record(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}

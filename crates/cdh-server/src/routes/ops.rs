@@ -1,0 +1,78 @@
+//! Operations: `GET /healthz` and `GET /metrics` (Prometheus text).
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use cdh_store::Store;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+/// The routes of this group.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+}
+
+/// The health answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// Whether the server is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "The server is up", body = Health)))]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Request counts and latencies in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut text = String::new();
+    state.metrics.render(&mut text);
+    // Store gauges: unfinished tasks by kind and status (a task stuck queued shows here).
+    match state.store.unfinished_tasks().await {
+        Ok(tasks) => {
+            let mut counts = std::collections::BTreeMap::new();
+            for (_, task) in &tasks {
+                *counts
+                    .entry((task.kind.clone(), task.status.clone()))
+                    .or_insert(0u64) += 1;
+            }
+            text.push_str(
+                "# HELP cdh_tasks_unfinished Tasks queued or running, by kind and status.\n",
+            );
+            text.push_str("# TYPE cdh_tasks_unfinished gauge\n");
+            for ((kind, status), n) in counts {
+                let _ = writeln!(
+                    text,
+                    "cdh_tasks_unfinished{{kind=\"{kind}\",status=\"{status}\"}} {n}"
+                );
+            }
+            text.push_str("# HELP cdh_store_up Whether the database answered.\n# TYPE cdh_store_up gauge\ncdh_store_up 1\n");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: the store did not answer");
+            text.push_str("# HELP cdh_store_up Whether the database answered.\n# TYPE cdh_store_up gauge\ncdh_store_up 0\n");
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}

@@ -1,0 +1,28 @@
+//! The API end to end: the app spawned on port 0 against SQLite, and again against
+//! PostgreSQL (a fresh schema per test on 127.0.0.1:5432, or `CDH_TEST_PG_URL`).
+//! Modules live in `tests/api/`.
+
+#[path = "api/support.rs"]
+mod support;
+
+#[path = "api/ops.rs"]
+mod ops;
+
+#[path = "api/bootstrap.rs"]
+mod bootstrap;
+#[path = "api/contacts.rs"]
+mod contacts;
+#[path = "api/exports.rs"]
+mod exports;
+#[path = "api/imports.rs"]
+mod imports;
+#[path = "api/profiles.rs"]
+mod profiles;
+#[path = "api/scenarios.rs"]
+mod scenarios;
+#[path = "api/tasks.rs"]
+mod tasks;
+#[path = "api/unification.rs"]
+mod unification;
+#[path = "api/webhooks.rs"]
+mod webhooks;
