@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cdh_store::Store;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -15,8 +14,7 @@ use utoipa_axum::routes;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::json::ApiJson;
-use crate::routes::imports::TaskAccepted;
-use crate::routes::tasks::{TaskStatus, TaskView, load_task};
+use crate::routes::tasks::{TaskAccepted, TaskStatus, TaskView, load_task, queue_exclusive};
 use crate::state::AppState;
 use crate::wire;
 use crate::worker::export::{self, ExportFormat, ExportParams, ExportResult};
@@ -106,18 +104,7 @@ async fn create_export(
         format: request.format.into(),
         updated_since,
     };
-    let params = serde_json::to_value(&params).map_err(|e| ApiError::internal(e.to_string()))?;
-    let task = state
-        .store
-        .start_task_exclusive(caller.hub, caller.org, "export", &params)
-        .await?;
-    state.worker.notify();
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(TaskAccepted {
-            task_id: wire::id(task),
-        }),
-    ))
+    queue_exclusive(&state, caller, "export", &params).await
 }
 
 /// An export's status and, once it is ready, its download link.

@@ -4,7 +4,6 @@
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use cdh_store::Store;
 use cdh_store::model::{FailedRow, ImportOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,9 +14,8 @@ use utoipa_axum::routes;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::json::{ApiQuery, parse_json};
-use crate::routes::tasks::{TaskView, load_task};
+use crate::routes::tasks::{TaskAccepted, TaskView, load_task, queue_exclusive};
 use crate::state::AppState;
-use crate::wire;
 use crate::worker::import::{ImportParams, with_rejected_rows};
 
 mod rows;
@@ -99,13 +97,6 @@ pub struct ImportQuery {
     pub import_key: Option<ImportKey>,
     /// What to do with rows that match no contact (CSV imports only).
     pub on_unmatched: Option<OnUnmatched>,
-}
-
-/// The answer to a queued task.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TaskAccepted {
-    /// The task to follow.
-    pub task_id: String,
 }
 
 /// An import task with its counts.
@@ -222,18 +213,7 @@ async fn create_import(
         rows: parsed.rows,
         rejected_rows: parsed.rejected,
     };
-    let params = serde_json::to_value(&params).map_err(|e| ApiError::internal(e.to_string()))?;
-    let task = state
-        .store
-        .start_task_exclusive(caller.hub, caller.org, "import", &params)
-        .await?;
-    state.worker.notify();
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(TaskAccepted {
-            task_id: wire::id(task),
-        }),
-    ))
+    queue_exclusive(&state, caller, "import", &params).await
 }
 
 /// An import's status and counts.

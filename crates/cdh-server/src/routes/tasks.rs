@@ -104,6 +104,35 @@ impl TaskView {
     }
 }
 
+/// The answer to a queued task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskAccepted {
+    /// The task to follow.
+    pub task_id: String,
+}
+
+/// Queues the caller organization's task of `kind` (import or export; one at a time per
+/// organization, else `409 <kind>_in_progress`), wakes the worker, and answers `202 {task_id}`.
+pub async fn queue_exclusive(
+    state: &AppState,
+    caller: &OrgCaller,
+    kind: &str,
+    params: &impl Serialize,
+) -> ApiResult<(axum::http::StatusCode, axum::Json<TaskAccepted>)> {
+    let params = serde_json::to_value(params).map_err(|e| ApiError::internal(e.to_string()))?;
+    let task = state
+        .store
+        .start_task_exclusive(caller.hub, caller.org, kind, &params)
+        .await?;
+    state.worker.notify();
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        axum::Json(TaskAccepted {
+            task_id: wire::id(task),
+        }),
+    ))
+}
+
 /// The caller's task `id` of `kind` (any kind when `None`); another organization's task, a
 /// task of another kind, or an id that names nothing, is `404`.
 pub async fn load_task(
