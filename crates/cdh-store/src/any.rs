@@ -6,11 +6,11 @@ use crate::error::{StoreError, StoreResult};
 use std::collections::BTreeMap;
 
 use crate::model::{
-    AppliedSetting, Channel, ChannelId, Contact, ContactId, ContactInput, Delivery, DeliveryLog,
-    Event, HubId, HubSettings, ImportOutcome, ImportRow, IssuedToken, LedgerEntry, Millis,
-    NewChannel, Organization, OrganizationId, Page, Profile, ProfileId, StoredPreview, Task,
-    TaskId, TimelineEntry, TokenGrant, TokenId, TokenInfo, UnifySetting, Upserted, WebhookEndpoint,
-    WebhookId,
+    AppliedSetting, Channel, ChannelId, ConsoleUser, Contact, ContactId, ContactInput, Delivery,
+    DeliveryLog, Event, HubId, HubSettings, ImportOutcome, ImportRow, IssuedToken, LedgerEntry,
+    Millis, NewChannel, Organization, OrganizationId, Page, Profile, ProfileId, Role,
+    StoredPreview, Task, TaskId, TimelineEntry, TokenGrant, TokenId, TokenInfo, UnifySetting,
+    Upserted, UserId, WebhookEndpoint, WebhookId,
 };
 use crate::port::{ApplyOptions, ExportSink, Store};
 use crate::{PgStore, SqliteStore};
@@ -340,5 +340,30 @@ impl Store for AnyStore {
         limit: u32,
     ) -> StoreResult<Vec<DeliveryLog>> {
         forward!(self.deliveries(hub, endpoint, limit))
+    }
+    async fn create_user(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        email: &str,
+        password_hash: &str,
+        role: Role,
+        now: Millis,
+    ) -> StoreResult<ConsoleUser> {
+        forward!(self.create_user(hub, org, email, password_hash, role, now))
+    }
+    async fn user_for_sign_in(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        email: &str,
+    ) -> StoreResult<Option<(ConsoleUser, String)>> {
+        forward!(self.user_for_sign_in(hub, org, email))
+    }
+    async fn get_user(&self, hub: HubId, id: UserId) -> StoreResult<ConsoleUser> {
+        forward!(self.get_user(hub, id))
+    }
+    async fn list_users(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<ConsoleUser>> {
+        forward!(self.list_users(hub, org))
     }
 }

@@ -20,6 +20,8 @@ pub type TaskId = i64;
 pub type TokenId = i64;
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
+/// A console user (a person who signs in to the web console).
+pub type UserId = i64;
 
 /// A channel to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -564,4 +566,53 @@ pub struct DeliveryLog {
     pub at: Millis,
     /// When the next try is due (`None`: no more tries for this event).
     pub next_attempt_at: Option<Millis>,
+}
+
+/// What a console user may do in their organization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Manages the organization: settings, users, unification.
+    Admin,
+    /// Works with contacts and profiles.
+    Agent,
+}
+
+impl Role {
+    /// The role as stored and shown (`admin`, `agent`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Agent => "agent",
+        }
+    }
+
+    /// `admin` or `agent`, exactly; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "admin" => Some(Self::Admin),
+            "agent" => Some(Self::Agent),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A person who signs in to the console (never with their password hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleUser {
+    /// Their id.
+    pub id: UserId,
+    /// The organization they belong to.
+    pub organization_id: OrganizationId,
+    /// Their email address, as the server normalised it.
+    pub email: String,
+    /// What they may do.
+    pub role: Role,
+    /// Creation time.
+    pub created_at: Millis,
 }

@@ -8,11 +8,11 @@ use cdh_core::GoldenRecord;
 
 use crate::error::StoreResult;
 use crate::model::{
-    AppliedSetting, Channel, ChannelId, Contact, ContactId, ContactInput, Delivery, DeliveryLog,
-    Event, ExportRow, HubId, HubSettings, ImportOutcome, ImportRow, IssuedToken, LedgerEntry,
-    Millis, NewChannel, Organization, OrganizationId, Page, Profile, ProfileId, StoredPreview,
-    Task, TaskId, TimelineEntry, TokenGrant, TokenId, TokenInfo, UnifySetting, Upserted,
-    WebhookEndpoint, WebhookId,
+    AppliedSetting, Channel, ChannelId, ConsoleUser, Contact, ContactId, ContactInput, Delivery,
+    DeliveryLog, Event, ExportRow, HubId, HubSettings, ImportOutcome, ImportRow, IssuedToken,
+    LedgerEntry, Millis, NewChannel, Organization, OrganizationId, Page, Profile, ProfileId, Role,
+    StoredPreview, Task, TaskId, TimelineEntry, TokenGrant, TokenId, TokenInfo, UnifySetting,
+    Upserted, UserId, WebhookEndpoint, WebhookId,
 };
 
 /// Where an export writes each row; an `Err` stops the export with that message.
@@ -391,4 +391,36 @@ pub trait Store: Send + Sync {
         endpoint: WebhookId,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<DeliveryLog>>> + Send;
+
+    /// Creates a console user with an already computed password hash. The email is stored as
+    /// given (the server normalises it). An email already used in the organization is
+    /// `Conflict`; an unknown organization is `NotFound`.
+    fn create_user(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        email: &str,
+        password_hash: &str,
+        role: Role,
+        now: Millis,
+    ) -> impl Future<Output = StoreResult<ConsoleUser>> + Send;
+    /// The organization's user with this email (compared exactly) and their stored hash.
+    fn user_for_sign_in(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        email: &str,
+    ) -> impl Future<Output = StoreResult<Option<(ConsoleUser, String)>>> + Send;
+    /// A console user (`NotFound` when missing).
+    fn get_user(
+        &self,
+        hub: HubId,
+        id: UserId,
+    ) -> impl Future<Output = StoreResult<ConsoleUser>> + Send;
+    /// An organization's console users, by email.
+    fn list_users(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+    ) -> impl Future<Output = StoreResult<Vec<ConsoleUser>>> + Send;
 }

@@ -224,4 +224,5 @@ include!("shared/task_queue.rs");
 include!("shared/import.rs");
 include!("shared/export.rs");
 include!("shared/webhooks.rs");
+include!("shared/users.rs");
 include!("shared/port_impl.rs");

@@ -14,4 +14,5 @@ mod lookups;
 mod previews;
 mod profiles_api;
 mod unification;
+mod users;
 mod webhooks;

@@ -130,14 +130,13 @@ impl ThisStore {
         };
         let mut owners: HashMap<(&str, &str, &str), BTreeSet<i64>> = HashMap::new();
         for (contact, field, value, scope) in &identifiers {
-            if keys.iter().any(|k| k.name() == field) && !excluded(contact, field, value) {
-                if let Some(p) = profile_of.get(contact) {
+            if keys.iter().any(|k| k.name() == field) && !excluded(contact, field, value)
+                && let Some(p) = profile_of.get(contact) {
                     owners
                         .entry((scope.as_str(), field.as_str(), value.as_str()))
                         .or_default()
                         .insert(*p);
                 }
-            }
         }
         for ((scope, field, value), ps) in &owners {
             if ps.len() > 1 {

@@ -320,4 +320,30 @@ impl Store for ThisStore {
     ) -> StoreResult<Vec<DeliveryLog>> {
         self.deliveries_impl(hub, endpoint, limit).await
     }
+    async fn create_user(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        email: &str,
+        password_hash: &str,
+        role: Role,
+        now: Millis,
+    ) -> StoreResult<ConsoleUser> {
+        self.create_user_impl(hub, org, email, password_hash, role, now)
+            .await
+    }
+    async fn user_for_sign_in(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        email: &str,
+    ) -> StoreResult<Option<(ConsoleUser, String)>> {
+        self.user_for_sign_in_impl(hub, org, email).await
+    }
+    async fn get_user(&self, hub: HubId, id: UserId) -> StoreResult<ConsoleUser> {
+        self.get_user_impl(hub, id).await
+    }
+    async fn list_users(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<ConsoleUser>> {
+        self.list_users_impl(hub, org).await
+    }
 }
