@@ -17,6 +17,7 @@ pub mod preview;
 pub mod resolve;
 pub mod scope;
 pub mod unify_keys;
+pub mod why;
 
 pub use blocklist::{BlockReason, Blocklist};
 pub use explain::{Chain, Tie, TieGraph};

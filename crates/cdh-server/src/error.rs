@@ -158,10 +158,9 @@ impl ApiError {
     pub fn with_field(mut self, field: &str) -> Self {
         if self.code.status() == StatusCode::UNPROCESSABLE_ENTITY
             && self.details.get("field").is_none()
+            && let Some(map) = self.details.as_object_mut()
         {
-            if let Some(map) = self.details.as_object_mut() {
-                map.insert("field".into(), json!(field));
-            }
+            map.insert("field".into(), json!(field));
         }
         self
     }
@@ -268,10 +267,10 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.code.status_and_code();
-        if status.is_server_error() {
-            if let Some(cause) = &self.cause {
-                tracing::error!(code, %cause, "request failed");
-            }
+        if status.is_server_error()
+            && let Some(cause) = &self.cause
+        {
+            tracing::error!(code, %cause, "request failed");
         }
         let body = ErrorBody {
             error: ErrorDetail {

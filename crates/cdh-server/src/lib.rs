@@ -15,11 +15,13 @@ use tokio::task::JoinHandle;
 
 pub mod access;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod json;
 pub mod metrics;
 pub mod routes;
 pub mod state;
+pub mod users;
 pub mod wire;
 pub mod worker;
 
@@ -99,11 +101,11 @@ impl AppHandle {
 pub async fn start(config: Config) -> anyhow::Result<AppHandle> {
     if let Some(path) = config.database_url.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or(path);
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
+        if let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
     }
     let store = cdh_store::open(&config.database_url)
@@ -122,6 +124,7 @@ pub async fn start_with_store(config: Config, store: AnyStore) -> anyhow::Result
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let console_key = console::session::load_or_create_key(&config.data_dir)?;
     let state = AppState {
         store,
         operator: Arc::new(operator),
@@ -129,6 +132,7 @@ pub async fn start_with_store(config: Config, store: AnyStore) -> anyhow::Result
         worker: worker::Worker::new(),
         metrics: Arc::new(metrics::Metrics::default()),
         channel_orgs: Arc::default(),
+        console_key,
         config: Arc::new(config),
     };
     let (stop, stopped) = watch::channel(false);

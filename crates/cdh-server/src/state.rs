@@ -33,6 +33,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Which organization each channel belongs to (channels never move, so this never goes stale).
     pub channel_orgs: Arc<Mutex<HashMap<(HubId, ChannelId), OrganizationId>>>,
+    /// The key console session and CSRF cookies are signed with.
+    pub console_key: axum_extra::extract::cookie::Key,
 }
 
 impl std::fmt::Debug for AppState {

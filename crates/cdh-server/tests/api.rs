@@ -8,8 +8,15 @@ mod support;
 #[path = "api/ops.rs"]
 mod ops;
 
+#[path = "api/browser.rs"]
+mod browser;
+
 #[path = "api/bootstrap.rs"]
 mod bootstrap;
+#[path = "api/console.rs"]
+mod console;
+#[path = "api/console_smoke.rs"]
+mod console_smoke;
 #[path = "api/contacts.rs"]
 mod contacts;
 #[path = "api/exports.rs"]
@@ -24,5 +31,7 @@ mod scenarios;
 mod tasks;
 #[path = "api/unification.rs"]
 mod unification;
+#[path = "api/users.rs"]
+mod users;
 #[path = "api/webhooks.rs"]
 mod webhooks;

@@ -25,6 +25,8 @@ pub enum Command {
     Gen(GenArgs),
     /// Run the hub: the Profile API over HTTP.
     Serve(ServeArgs),
+    /// Administer the hub's database directly (console users).
+    Admin(AdminArgs),
 }
 
 /// Arguments of `cdh unify`.
@@ -105,6 +107,52 @@ pub struct ServeArgs {
     pub demo: bool,
 }
 
+/// Arguments of `cdh admin`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// The `cdh admin` commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a console user who signs in with an email and a password. The password is read
+    /// from CDH_USER_PASSWORD when set, else from one line of standard input.
+    CreateUser(CreateUserArgs),
+}
+
+/// Arguments of `cdh admin create-user`.
+#[derive(Debug, Args)]
+pub struct CreateUserArgs {
+    /// The organization, as the API names it (`<hub>-<org>`, such as 1-1).
+    #[arg(long)]
+    pub org: String,
+    /// The user's email address.
+    #[arg(long)]
+    pub email: String,
+    /// What the user may do.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// The database: sqlite://PATH or postgres://...
+    #[arg(
+        long,
+        env = "CDH_DATABASE_URL",
+        default_value = "sqlite://./cdh-data/cdh.db"
+    )]
+    pub database_url: String,
+}
+
+/// A console user's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Manages the organization.
+    Admin,
+    /// Works with contacts and profiles.
+    Agent,
+}
+
 /// Parses the process's arguments, runs the command, and reports any error on stderr.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -112,6 +160,7 @@ pub fn main() -> ExitCode {
         Command::Unify(args) => commands::unify::run(&args),
         Command::Gen(args) => commands::gen_file::run(&args),
         Command::Serve(args) => commands::serve::run(&args),
+        Command::Admin(args) => commands::admin::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

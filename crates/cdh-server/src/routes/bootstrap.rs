@@ -158,9 +158,14 @@ fn unknown_brand() -> ApiError {
     )
 }
 
-/// The organization of the path, if the caller may manage its tokens: the operator, or the
-/// organization's own admin. Another organization's admin is told it does not exist.
-async fn managed_org(state: &AppState, principal: &Principal, id: &str) -> ApiResult<OrgRef> {
+/// The organization of the path, if the caller may manage it (its tokens, its users): the
+/// operator, or the organization's own admin. Another organization's admin is told it does
+/// not exist.
+pub(crate) async fn managed_org(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> ApiResult<OrgRef> {
     let target = OrgRef::parse(id)?;
     match principal {
         Principal::Operator => {}
@@ -188,28 +193,7 @@ async fn create_token(
     ApiJson(body): ApiJson<NewToken>,
 ) -> ApiResult<(StatusCode, axum::Json<IssuedTokenView>)> {
     let org = managed_org(&state, &principal, &id).await?;
-    if body.name.trim().is_empty() {
-        return Err(ApiError::invalid_field("name", "`name` must not be empty"));
-    }
-    if body.scopes.is_empty() {
-        return Err(ApiError::invalid_field(
-            "scopes",
-            "`scopes` must name at least one of profiles:read, profiles:write, admin",
-        ));
-    }
-    if let Some(bad) = body
-        .scopes
-        .iter()
-        .find(|s| !Scope::ALL.contains(&s.as_str()))
-    {
-        return Err(ApiError::invalid_field(
-            "scopes",
-            format!("unknown scope {bad:?}; use profiles:read, profiles:write or admin"),
-        ));
-    }
-    let mut scopes = body.scopes.clone();
-    scopes.sort();
-    scopes.dedup();
+    let scopes = checked_scopes(&body.name, &body.scopes)?;
     let issued = state
         .store
         .create_token(org.hub, org.org, body.name.trim(), &scopes)
@@ -241,6 +225,29 @@ async fn list_tokens(
         items: tokens.into_iter().map(token_view).collect(),
         next_cursor: None,
     }))
+}
+
+/// A token request's scopes, sorted and without repeats, once its name and scopes are valid.
+pub(crate) fn checked_scopes(name: &str, scopes: &[String]) -> ApiResult<Vec<String>> {
+    if name.trim().is_empty() {
+        return Err(ApiError::invalid_field("name", "`name` must not be empty"));
+    }
+    if scopes.is_empty() {
+        return Err(ApiError::invalid_field(
+            "scopes",
+            "`scopes` must name at least one of profiles:read, profiles:write, admin",
+        ));
+    }
+    if let Some(bad) = scopes.iter().find(|s| !Scope::ALL.contains(&s.as_str())) {
+        return Err(ApiError::invalid_field(
+            "scopes",
+            format!("unknown scope {bad:?}; use profiles:read, profiles:write or admin"),
+        ));
+    }
+    let mut scopes = scopes.to_vec();
+    scopes.sort();
+    scopes.dedup();
+    Ok(scopes)
 }
 
 fn token_view(t: TokenInfo) -> TokenView {

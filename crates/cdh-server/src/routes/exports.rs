@@ -99,12 +99,26 @@ async fn create_export(
         .as_deref()
         .map(|t| wire::parse_time(t, "updated_since"))
         .transpose()?;
-    let params = ExportParams {
+    queue_exclusive(
+        &state,
+        caller,
+        "export",
+        &export_request(caller, request.format, updated_since),
+    )
+    .await
+}
+
+/// The task parameters of an export of the caller's organization.
+pub(crate) fn export_request(
+    caller: &crate::auth::OrgCaller,
+    format: ExportFormatName,
+    updated_since: Option<cdh_store::model::Millis>,
+) -> ExportParams {
+    ExportParams {
         organization_id: caller.org,
-        format: request.format.into(),
+        format: format.into(),
         updated_since,
-    };
-    queue_exclusive(&state, caller, "export", &params).await
+    }
 }
 
 /// An export's status and, once it is ready, its download link.
@@ -171,7 +185,16 @@ async fn download_export(
     Path(task_id): Path<String>,
 ) -> ApiResult<Response> {
     let caller = principal.org(Scope::ProfilesRead)?;
-    let (hub, task) = load_task(&state, caller, &task_id, Some("export")).await?;
+    export_file(&state, caller, &task_id).await
+}
+
+/// The finished export's file as a download (the API and the console both answer with it).
+pub(crate) async fn export_file(
+    state: &AppState,
+    caller: &crate::auth::OrgCaller,
+    task_id: &str,
+) -> ApiResult<Response> {
+    let (hub, task) = load_task(state, caller, task_id, Some("export")).await?;
     let params = export_params(&task)?;
     if task.status != "succeeded" {
         return Err(ApiError::new(
@@ -183,7 +206,7 @@ async fn download_export(
         )
         .with_details(json!({ "status": task.status })));
     }
-    let path = export::file_path(&state, hub, task.id, params.format);
+    let path = export::file_path(state, hub, task.id, params.format);
     if export::is_expired(task.finished_at, state.now()) {
         // The sweep may not have run yet; the file goes now.
         let _ = tokio::fs::remove_file(&path).await;

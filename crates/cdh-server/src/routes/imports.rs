@@ -11,14 +11,14 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Principal, Scope};
+use crate::auth::{OrgCaller, Principal, Scope};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::json::{ApiQuery, parse_json};
 use crate::routes::tasks::{TaskAccepted, TaskView, load_task, queue_exclusive};
 use crate::state::AppState;
 use crate::worker::import::{ImportParams, with_rejected_rows};
 
-mod rows;
+pub(crate) mod rows;
 
 pub use rows::MAX_ROWS;
 
@@ -154,17 +154,7 @@ async fn create_import(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, axum::Json<TaskAccepted>)> {
     let caller = principal.org(Scope::ProfilesWrite)?;
-    state
-        .worker
-        .import_limiter()
-        .check(caller.hub, caller.org, state.now())
-        .map_err(|wait| {
-            ApiError::new(
-                ErrorCode::RateLimited,
-                format!("at most 15 imports a minute per organization; retry in {wait} s"),
-            )
-            .with_retry_after(wait)
-        })?;
+    check_rate(&state, caller)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -198,13 +188,39 @@ async fn create_import(
             rows::from_json(request.profiles),
         )
     };
+    let params = import_params(caller, key, on_unmatched, parsed)?;
+    queue_exclusive(&state, caller, "import", &params).await
+}
+
+/// Refuses a 16th import within a minute (`429` with the seconds to wait).
+pub(crate) fn check_rate(state: &AppState, caller: &OrgCaller) -> ApiResult<()> {
+    state
+        .worker
+        .import_limiter()
+        .check(caller.hub, caller.org, state.now())
+        .map_err(|wait| {
+            ApiError::new(
+                ErrorCode::RateLimited,
+                format!("at most 15 imports a minute per organization; retry in {wait} s"),
+            )
+            .with_retry_after(wait)
+        })
+}
+
+/// The task parameters of parsed rows (an import with no rows is refused).
+pub(crate) fn import_params(
+    caller: &OrgCaller,
+    key: ImportKey,
+    on_unmatched: Option<OnUnmatched>,
+    parsed: rows::ParsedRows,
+) -> ApiResult<ImportParams> {
     if parsed.total() == 0 {
         return Err(ApiError::invalid_field(
             "profiles",
             "the import has no profiles",
         ));
     }
-    let params = ImportParams {
+    Ok(ImportParams {
         organization_id: caller.org,
         import_key: key.as_str().to_owned(),
         create_unmatched: on_unmatched.unwrap_or_default() == OnUnmatched::Create,
@@ -212,8 +228,7 @@ async fn create_import(
         total: parsed.total() as u64,
         rows: parsed.rows,
         rejected_rows: parsed.rejected,
-    };
-    queue_exclusive(&state, caller, "import", &params).await
+    })
 }
 
 /// An import's status and counts.

@@ -21,17 +21,18 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
 
-mod bootstrap;
+pub(crate) mod bootstrap;
 mod channels;
-mod contacts;
+pub(crate) mod contacts;
 pub(crate) mod events;
-mod exports;
+pub(crate) mod exports;
 pub mod hub;
-mod imports;
+pub(crate) mod imports;
 mod ops;
-mod profiles;
-mod tasks;
-mod unification;
+pub(crate) mod profiles;
+pub(crate) mod tasks;
+pub(crate) mod unification;
+mod users;
 mod webhooks;
 
 /// The document's frame; paths and schemas come from the handlers.
@@ -76,6 +77,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(imports::router())
         .merge(exports::router())
         .merge(webhooks::router())
+        .merge(users::router())
 }
 
 /// The OpenAPI document alone.
@@ -88,6 +90,7 @@ pub fn app(state: AppState) -> Router {
     let (router, doc) = api().split_for_parts();
     let doc = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".into()));
     router
+        .merge(crate::console::router())
         .route(
             "/openapi.json",
             get(move || {

@@ -130,7 +130,7 @@ pub fn view(profile: Profile, golden: GoldenRecord) -> ProfileView {
 }
 
 /// The profile (resolved to its survivor) if the caller may see it.
-async fn visible(state: &AppState, caller: &OrgCaller, id: &str) -> ApiResult<Profile> {
+pub(crate) async fn visible(state: &AppState, caller: &OrgCaller, id: &str) -> ApiResult<Profile> {
     let id = wire::parse_id(id, "profile")?;
     let profile = state.store.get_profile(caller.hub, id).await?;
     access::visible_profile(state, caller, &profile).await?;
@@ -138,7 +138,11 @@ async fn visible(state: &AppState, caller: &OrgCaller, id: &str) -> ApiResult<Pr
 }
 
 /// The full view of a visible profile.
-async fn full(state: &AppState, caller: &OrgCaller, profile: &Profile) -> ApiResult<ProfileView> {
+pub(crate) async fn full(
+    state: &AppState,
+    caller: &OrgCaller,
+    profile: &Profile,
+) -> ApiResult<ProfileView> {
     let (stored, golden) = state.store.golden_record(caller.hub, profile.id).await?;
     let mut shown = view(stored, golden);
     shown.merged_from = profile.merged_from.map(wire::id);
@@ -330,7 +334,7 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
-fn timeline_item(e: TimelineEntry) -> TimelineItemView {
+pub(crate) fn timeline_item(e: TimelineEntry) -> TimelineItemView {
     TimelineItemView {
         kind: e.kind,
         contact_id: wire::id(e.contact_id),
@@ -415,7 +419,7 @@ pub struct Lineage {
     pub items: Vec<LineageEntry>,
 }
 
-fn lineage_entry(e: LedgerEntry) -> LineageEntry {
+pub(crate) fn lineage_entry(e: LedgerEntry) -> LineageEntry {
     LineageEntry {
         at: wire::time(e.at),
         survivor_id: wire::id(e.survivor_id),

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use cdh_store::Store;
-use cdh_store::model::{HubId, Task};
+use cdh_store::model::{HubId, Task, TaskId};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -112,19 +112,30 @@ pub struct TaskAccepted {
 }
 
 /// Queues the caller organization's task of `kind` (import or export; one at a time per
-/// organization, else `409 <kind>_in_progress`), wakes the worker, and answers `202 {task_id}`.
-pub async fn queue_exclusive(
+/// organization, else `409 <kind>_in_progress`) and wakes the worker.
+pub async fn queue_exclusive_task(
     state: &AppState,
     caller: &OrgCaller,
     kind: &str,
     params: &impl Serialize,
-) -> ApiResult<(axum::http::StatusCode, axum::Json<TaskAccepted>)> {
+) -> ApiResult<TaskId> {
     let params = serde_json::to_value(params).map_err(|e| ApiError::internal(e.to_string()))?;
     let task = state
         .store
         .start_task_exclusive(caller.hub, caller.org, kind, &params)
         .await?;
     state.worker.notify();
+    Ok(task)
+}
+
+/// [`queue_exclusive_task`], answered `202 {task_id}`.
+pub async fn queue_exclusive(
+    state: &AppState,
+    caller: &OrgCaller,
+    kind: &str,
+    params: &impl Serialize,
+) -> ApiResult<(axum::http::StatusCode, axum::Json<TaskAccepted>)> {
+    let task = queue_exclusive_task(state, caller, kind, params).await?;
     Ok((
         axum::http::StatusCode::ACCEPTED,
         axum::Json(TaskAccepted {

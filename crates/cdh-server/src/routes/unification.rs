@@ -75,7 +75,7 @@ fn excluded(pairs: Vec<(String, String)>) -> Vec<ExcludedValue> {
         .collect()
 }
 
-fn setting_view(s: AppliedSetting) -> SettingView {
+pub(crate) fn setting_view(s: AppliedSetting) -> SettingView {
     SettingView {
         version: s.version,
         keys: s.setting.keys,
@@ -220,7 +220,7 @@ fn ids(ids: Vec<i64>) -> Vec<String> {
     ids.into_iter().map(wire::id).collect()
 }
 
-fn preview_view(p: StoredPreview) -> PreviewView {
+pub(crate) fn preview_view(p: StoredPreview) -> PreviewView {
     let r = p.report;
     PreviewView {
         preview_id: wire::id(p.id),

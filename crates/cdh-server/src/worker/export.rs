@@ -140,10 +140,10 @@ pub fn remove_expired_files(state: &AppState) {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .and_then(|d| i64::try_from(d.as_millis()).ok());
-        if is_expired(modified, now) {
-            if let Err(e) = std::fs::remove_file(entry.path()) {
-                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove an expired export");
-            }
+        if is_expired(modified, now)
+            && let Err(e) = std::fs::remove_file(entry.path())
+        {
+            tracing::warn!(path = %entry.path().display(), error = %e, "could not remove an expired export");
         }
     }
 }

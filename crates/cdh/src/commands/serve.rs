@@ -1,13 +1,15 @@
 //! `cdh serve`: runs the hub's HTTP server until SIGINT/SIGTERM, optionally seeding a demo
-//! organization on first start.
+//! organization (with an admin token and a console admin) on first start.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
+use cdh_server::wire::OrgRef;
 use cdh_server::{AppHandle, Config};
-use cdh_store::model::{ContactInput, HubId, NewChannel, OrganizationId};
+use cdh_store::model::{ContactInput, HubId, NewChannel, OrganizationId, Role};
 use cdh_store::{AnyStore, Store};
+use rand::Rng;
 
 use crate::cli::ServeArgs;
 use crate::generator::{GenOptions, generate};
@@ -16,6 +18,10 @@ use crate::generator::{GenOptions, generate};
 const DEMO_MARKER: &str = "demo-organization";
 /// How many generated contacts the demo holds.
 const DEMO_CONTACTS: u64 = 300;
+/// The demo's console admin.
+const DEMO_EMAIL: &str = "admin@demo.example";
+/// How long the demo admin's random password is.
+const DEMO_PASSWORD_CHARS: usize = 20;
 
 /// Runs `cdh serve`.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
@@ -64,10 +70,26 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 async fn demo(handle: &AppHandle, data_dir: &Path, base: &str) -> anyhow::Result<()> {
     let marker = data_dir.join(DEMO_MARKER);
     if let Ok(org) = std::fs::read_to_string(&marker) {
+        let org = org.trim();
         println!(
-            "demo organization {} is already seeded; use the admin token printed at its first start",
-            org.trim()
+            "demo organization {org} is already seeded; use the admin token printed at its first start"
         );
+        // A demo seeded before console users existed gets its console admin now, once.
+        if let Ok(org) = OrgRef::parse(org) {
+            if handle
+                .state
+                .store
+                .list_users(org.hub, org.org)
+                .await?
+                .is_empty()
+            {
+                demo_console_user(handle, org, base).await?;
+            } else {
+                println!(
+                    "console: {base}/sign-in?org={org} (sign in as {DEMO_EMAIL} with the password printed at its first start)"
+                );
+            }
+        }
         return Ok(());
     }
     let store = &handle.state.store;
@@ -77,8 +99,8 @@ async fn demo(handle: &AppHandle, data_dir: &Path, base: &str) -> anyhow::Result
     let admin = store
         .create_token(hub, org, "demo admin", &["admin".to_owned()])
         .await?;
-    let org_id = format!("{hub}-{org}");
-    std::fs::write(&marker, &org_id)
+    let org_id = OrgRef { hub, org };
+    std::fs::write(&marker, org_id.to_string())
         .with_context(|| format!("cannot write {}", marker.display()))?;
     println!("demo organization {org_id} seeded with {n} contacts and no unify keys yet");
     println!("admin token (shown once): {}", admin.token);
@@ -86,6 +108,29 @@ async fn demo(handle: &AppHandle, data_dir: &Path, base: &str) -> anyhow::Result
         "try: curl -H 'Authorization: Bearer {}' {base}/v1/channels",
         admin.token
     );
+    demo_console_user(handle, org_id, base).await
+}
+
+/// Creates the demo's console admin with a random password and prints how to sign in (the
+/// password is shown only here).
+async fn demo_console_user(handle: &AppHandle, org: OrgRef, base: &str) -> anyhow::Result<()> {
+    let password: String = rand::rng()
+        .sample_iter(&rand::distr::Alphanumeric)
+        .take(DEMO_PASSWORD_CHARS)
+        .map(char::from)
+        .collect();
+    cdh_server::users::create_user(
+        &handle.state,
+        org.hub,
+        org.org,
+        DEMO_EMAIL,
+        &password,
+        Role::Admin,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create the demo console user: {e}"))?;
+    println!("console: {base}/sign-in?org={org}");
+    println!("console admin (password shown once): {DEMO_EMAIL} / {password}");
     Ok(())
 }
 

@@ -16,7 +16,7 @@ pub(super) fn push_phone(buf: &mut Vec<u8>, p: &Phone, form: u32) {
     }
     let national = p.cc == "886" && form < 66;
     // Some landlines get their area code in parentheses: (02)2700-1234.
-    let paren = national && p.groups[0] == 1 && form % 3 == 0;
+    let paren = national && p.groups[0] == 1 && form.is_multiple_of(3);
     let sep: &[u8] = if national {
         match form {
             0..30 => b"-",

@@ -1,0 +1,114 @@
+//! Admin center → Customer data hub: cross-product unification (CAAC with MAAC) on or off,
+//! a warning when `line_uid` is not a key, and the organizations a partner connected.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use cdh_store::Store;
+use serde::Deserialize;
+
+use crate::console::forms::CsrfForm;
+use crate::console::page::{Layout, PageError, render};
+use crate::console::profile::short_time;
+use crate::console::session::Viewer;
+use crate::state::AppState;
+use crate::wire::OrgRef;
+
+struct Partner {
+    organizations: Vec<String>,
+    disclosure_url: String,
+    actor: String,
+    at: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/hub.html")]
+struct HubPage {
+    l: Layout,
+    cross_product: bool,
+    keys: Vec<String>,
+    line_uid_is_key: bool,
+    partners: Vec<Partner>,
+}
+
+/// `?saved=on|off` after a change.
+#[derive(Debug, Default, Deserialize)]
+pub struct HubQuery {
+    saved: Option<String>,
+}
+
+/// `GET /settings/hub`.
+pub async fn page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(query): Query<HubQuery>,
+) -> Result<Response, PageError> {
+    viewer.admin()?;
+    let settings = state.store.hub_settings(viewer.hub).await?;
+    let current = state.store.unify_setting(viewer.hub).await?;
+    let names: HashMap<i64, String> = state
+        .store
+        .list_organizations(viewer.hub)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.name))
+        .collect();
+    let mut l = Layout::new(&viewer, "hub", "Customer data hub");
+    if let Some(saved) = query.saved {
+        let text = if saved == "on" {
+            "Cross-product unification is on. New contacts unify across CAAC and MAAC now; \
+             stored contacts do when the unify keys are next applied (preview them below)."
+        } else {
+            "Cross-product unification is off. Profiles already merged stay merged; new \
+             contacts unify within their product only."
+        };
+        l = l.flash("success", text);
+    }
+    let hub = viewer.hub;
+    let page = HubPage {
+        l,
+        cross_product: settings.cross_product,
+        line_uid_is_key: current.setting.keys.iter().any(|k| k == "line_uid"),
+        keys: current.setting.keys,
+        partners: settings
+            .connections
+            .into_iter()
+            .map(|c| Partner {
+                organizations: c
+                    .organization_ids
+                    .into_iter()
+                    .map(|org| match names.get(&org) {
+                        Some(name) => format!("{name} ({})", OrgRef { hub, org }),
+                        None => OrgRef { hub, org }.to_string(),
+                    })
+                    .collect(),
+                disclosure_url: c.disclosure_url,
+                actor: c.actor,
+                at: short_time(c.at),
+            })
+            .collect(),
+    };
+    Ok(render(&page))
+}
+
+/// The switch: the checkbox is absent when unticked.
+#[derive(Debug, Deserialize)]
+pub struct HubForm {
+    cross_product: Option<String>,
+}
+
+/// `POST /settings/hub`.
+pub async fn save(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    CsrfForm(form): CsrfForm<HubForm>,
+) -> Result<Response, PageError> {
+    viewer.admin()?;
+    let on = form.cross_product.is_some();
+    state.store.set_cross_product(viewer.hub, on).await?;
+    tracing::info!(hub = viewer.hub, on, actor = %viewer.actor(), "cross-product switched");
+    let saved = if on { "on" } else { "off" };
+    Ok(Redirect::to(&format!("/settings/hub?saved={saved}")).into_response())
+}

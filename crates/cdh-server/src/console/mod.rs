@@ -1,0 +1,93 @@
+//! The web console: server-rendered pages (askama templates, a little vendored htmx) for an
+//! organization's admins and agents, on the same store and the same rules as the API.
+//!
+//! Every page works with full page loads; htmx only spares reloads (task progress). Forms
+//! carry a CSRF value, output is escaped by the templates, and every response carries a
+//! content security policy that allows nothing from elsewhere and no inline script.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+mod contacts;
+mod data;
+pub mod forms;
+mod hub;
+pub mod page;
+mod profile;
+pub mod session;
+mod sign_in;
+mod tasks;
+mod tokens;
+mod unification;
+
+/// The console's routes (merged beside the API's `/v1`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(sign_in::home))
+        .route("/sign-in", get(sign_in::page).post(sign_in::submit))
+        .route("/sign-out", post(sign_in::sign_out))
+        .route("/contacts", get(contacts::page))
+        .route("/profiles/{id}", get(profile::page))
+        .route("/profiles/{id}/notes", post(profile::add_note))
+        .route("/profiles/{id}/fields", post(profile::edit_fields))
+        .route("/settings/unification", get(unification::settings))
+        .route("/settings/unification/edit", get(unification::edit))
+        .route(
+            "/settings/unification/previews",
+            post(unification::create_preview),
+        )
+        .route(
+            "/settings/unification/previews/{id}",
+            get(unification::preview),
+        )
+        .route(
+            "/settings/unification/previews/{id}/apply",
+            post(unification::confirm),
+        )
+        .route("/settings/hub", get(hub::page).post(hub::save))
+        .route("/tasks/{id}", get(tasks::page))
+        .route("/tasks/{id}/status", get(tasks::fragment))
+        .route("/data", get(data::page))
+        .route(
+            "/data/imports",
+            post(data::import).layer(DefaultBodyLimit::max(crate::routes::imports::BODY_LIMIT)),
+        )
+        .route("/data/exports", post(data::export))
+        .route("/data/exports/{id}/download", get(data::download))
+        .route("/settings/tokens", get(tokens::page).post(tokens::create))
+        .route("/settings/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/assets/console.css", get(|| asset("text/css", CSS)))
+        .route(
+            "/assets/htmx.min.js",
+            get(|| asset("text/javascript", HTMX)),
+        )
+        .route(
+            "/assets/console.js",
+            get(|| asset("text/javascript", SCRIPT)),
+        )
+        .layer(middleware::from_fn(page::security_headers))
+}
+
+const CSS: &str = include_str!("../../assets/console.css");
+const HTMX: &str = include_str!("../../assets/htmx.min.js");
+const SCRIPT: &str = include_str!("../../assets/console.js");
+
+/// A static file compiled into the binary.
+async fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        body,
+    )
+}

@@ -1,0 +1,110 @@
+//! Signing in (organization, email and password, checked against the argon2 hash) and out.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::SignedCookieJar;
+use serde::Deserialize;
+
+use crate::console::forms::CsrfForm;
+use crate::console::page::{Layout, PageError, render_status};
+use crate::console::session::{self, SESSION_COOKIE, Viewer};
+use crate::state::AppState;
+use crate::wire::OrgRef;
+
+/// The sign-in page.
+#[derive(Template)]
+#[template(path = "console/sign_in.html")]
+struct SignInPage {
+    l: Layout,
+    organization: String,
+    email: String,
+    error: Option<String>,
+}
+
+/// `?org=` prefills the organization (the address `cdh admin create-user` prints).
+#[derive(Debug, Deserialize)]
+pub struct SignInQuery {
+    org: Option<String>,
+}
+
+/// `GET /sign-in`.
+pub async fn page(jar: SignedCookieJar, Query(query): Query<SignInQuery>) -> Response {
+    let (jar, csrf) = session::ensure_csrf(jar);
+    let page = SignInPage {
+        l: Layout {
+            title: "Sign in".into(),
+            csrf,
+            ..Layout::default()
+        },
+        organization: query.org.unwrap_or_default(),
+        email: String::new(),
+        error: None,
+    };
+    (jar, render_status(StatusCode::OK, &page)).into_response()
+}
+
+/// The sign-in form.
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    organization: String,
+    email: String,
+    password: String,
+}
+
+/// `POST /sign-in`: a session cookie and the contacts page, or the form again with a reason.
+pub async fn submit(
+    State(state): State<AppState>,
+    jar: SignedCookieJar,
+    CsrfForm(form): CsrfForm<SignInForm>,
+) -> Result<Response, PageError> {
+    let user = match OrgRef::parse(form.organization.trim()) {
+        Ok(org) => crate::users::sign_in(&state, org.hub, org.org, &form.email, &form.password)
+            .await?
+            .map(|user| (org.hub, user)),
+        Err(_) => None,
+    };
+    let Some((hub, user)) = user else {
+        let csrf = jar
+            .get(session::CSRF_COOKIE)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default();
+        let page = SignInPage {
+            l: Layout {
+                title: "Sign in".into(),
+                csrf,
+                ..Layout::default()
+            },
+            organization: form.organization,
+            email: form.email,
+            error: Some(
+                "That organization, email and password do not match an account. Check them \
+                 and try again."
+                    .into(),
+            ),
+        };
+        return Ok(render_status(StatusCode::UNAUTHORIZED, &page));
+    };
+    tracing::info!(hub, user = user.id, "console sign-in");
+    let jar = jar.add(session::session_cookie(hub, &user, state.now()));
+    Ok((jar, Redirect::to("/contacts")).into_response())
+}
+
+/// `POST /sign-out`.
+pub async fn sign_out(jar: SignedCookieJar, CsrfForm(_): CsrfForm<Empty>) -> Response {
+    let jar = jar.remove(session::removal(SESSION_COOKIE));
+    (jar, Redirect::to("/sign-in")).into_response()
+}
+
+/// A form with nothing but its CSRF field.
+#[derive(Debug, Deserialize)]
+pub struct Empty {}
+
+/// `GET /`: the contacts when signed in, else the sign-in page.
+pub async fn home(viewer: Result<Viewer, PageError>) -> Redirect {
+    match viewer {
+        Ok(_) => Redirect::to("/contacts"),
+        Err(_) => Redirect::to("/sign-in"),
+    }
+}

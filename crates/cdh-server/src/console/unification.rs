@@ -1,0 +1,361 @@
+//! Settings → Profile unification: the keys in force, choosing up to three, the preview
+//! (with suspicious values to exclude and sample merges with their chains), and confirming,
+//! which applies exactly what was previewed or says the data changed since.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use cdh_store::Store;
+use cdh_store::model::{ChainLink, UnifySetting};
+use serde::Deserialize;
+
+use crate::console::contacts::field_label;
+use crate::console::forms::CsrfForm;
+use crate::console::page::{Layout, PageError, render, render_status};
+use crate::console::profile::short_time;
+use crate::console::session::Viewer;
+use crate::error::{ApiError, ErrorCode};
+use crate::routes::unification::MAX_KEYS;
+use crate::state::AppState;
+use crate::wire;
+
+/// The fields a brand may unify on, in the order the form lists them.
+pub const KEY_FIELDS: [&str; 5] = [
+    "line_uid",
+    "display_mobile",
+    "display_email",
+    "customer_id",
+    "connect_id",
+];
+
+/// A value shared by more contacts than this is flagged as suspicious.
+pub const SUSPICIOUS_THRESHOLD: u32 = 20;
+
+struct HistoryRow {
+    version: i64,
+    keys: String,
+    excluded: usize,
+    actor: String,
+    at: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/unification.html")]
+struct SettingsPage {
+    l: Layout,
+    keys: Vec<(String, String)>,
+    excluded: Vec<(String, String)>,
+    version: i64,
+    cross_product: bool,
+    history: Vec<HistoryRow>,
+}
+
+/// `GET /settings/unification`.
+pub async fn settings(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> Result<Response, PageError> {
+    viewer.admin()?;
+    let current = state.store.unify_setting(viewer.hub).await?;
+    let history = state.store.unify_history(viewer.hub).await?;
+    let hub = state.store.hub_settings(viewer.hub).await?;
+    let page = SettingsPage {
+        l: Layout::new(&viewer, "unification", "Profile unification"),
+        keys: labelled(&current.setting.keys),
+        excluded: current.setting.excluded.clone(),
+        version: current.version,
+        cross_product: hub.cross_product,
+        history: history
+            .into_iter()
+            .rev()
+            .map(|s| HistoryRow {
+                version: s.version,
+                keys: s
+                    .setting
+                    .keys
+                    .iter()
+                    .map(|k| field_label(k))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                excluded: s.setting.excluded.len(),
+                actor: s.actor,
+                at: short_time(s.applied_at),
+            })
+            .collect(),
+    };
+    Ok(render(&page))
+}
+
+fn labelled(keys: &[String]) -> Vec<(String, String)> {
+    keys.iter()
+        .map(|k| (k.clone(), field_label(k).to_owned()))
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "console/unification_edit.html")]
+struct EditPage {
+    l: Layout,
+    choices: Vec<(String, String, bool)>,
+    max: usize,
+}
+
+/// `GET /settings/unification/edit`.
+pub async fn edit(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PageError> {
+    viewer.admin()?;
+    let current = state.store.unify_setting(viewer.hub).await?;
+    Ok(render(&edit_page(&viewer, &current.setting.keys, None)))
+}
+
+fn edit_page(viewer: &Viewer, chosen: &[String], error: Option<String>) -> EditPage {
+    let mut l = Layout::new(viewer, "unification", "Choose unify keys");
+    if let Some(error) = error {
+        l = l.flash("error", error);
+    }
+    EditPage {
+        l,
+        choices: KEY_FIELDS
+            .iter()
+            .map(|f| {
+                (
+                    (*f).to_owned(),
+                    field_label(f).to_owned(),
+                    chosen.iter().any(|c| c == f),
+                )
+            })
+            .collect(),
+        max: MAX_KEYS,
+    }
+}
+
+/// The keys and exclusions to preview (`exclude` values are `field:value`).
+#[derive(Debug, Default, Deserialize)]
+pub struct PreviewForm {
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+/// `POST /settings/unification/previews`: computes a preview and shows it.
+pub async fn create_preview(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    CsrfForm(form): CsrfForm<PreviewForm>,
+) -> Result<Response, PageError> {
+    viewer.admin()?;
+    let problem = if form.keys.is_empty() {
+        Some("Choose at least one key.".to_owned())
+    } else if form.keys.len() > MAX_KEYS {
+        Some(format!(
+            "Choose at most {MAX_KEYS} keys; {} were chosen.",
+            form.keys.len()
+        ))
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        let page = edit_page(&viewer, &form.keys, Some(problem));
+        return Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page));
+    }
+    let setting = UnifySetting {
+        keys: form.keys.clone(),
+        excluded: form
+            .exclude
+            .iter()
+            .filter_map(|e| e.split_once(':'))
+            .map(|(f, v)| (f.to_owned(), v.to_owned()))
+            .collect(),
+    };
+    match state
+        .store
+        .create_preview(viewer.hub, &setting, SUSPICIOUS_THRESHOLD)
+        .await
+    {
+        Ok(preview) => Ok(
+            Redirect::to(&format!("/settings/unification/previews/{}", preview.id)).into_response(),
+        ),
+        Err(e) => {
+            let e = ApiError::from(e);
+            if e.code.status() == StatusCode::UNPROCESSABLE_ENTITY {
+                let page = edit_page(&viewer, &form.keys, Some(e.message));
+                Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
+            } else {
+                Err(e.into())
+            }
+        }
+    }
+}
+
+struct ChainStep {
+    via: Option<String>,
+    contact: String,
+}
+
+struct Suspicious {
+    field: String,
+    label: String,
+    value: String,
+    n_contacts: u32,
+    excluded: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/preview.html")]
+struct PreviewPage {
+    l: Layout,
+    id: String,
+    stale: bool,
+    keys: Vec<(String, String)>,
+    profiles_before: u64,
+    profiles_after: u64,
+    contacts_merged: u64,
+    largest: Vec<(u32, String)>,
+    suspicious: Vec<Suspicious>,
+    samples: Vec<Vec<ChainStep>>,
+    conflicts: Vec<(String, String, Vec<ChainStep>)>,
+    notes: Vec<String>,
+    created_at: String,
+}
+
+/// `?stale=1` when a confirm found the data changed since.
+#[derive(Debug, Default, Deserialize)]
+pub struct PreviewQuery {
+    stale: Option<String>,
+}
+
+/// `GET /settings/unification/previews/{id}`.
+pub async fn preview(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(query): Query<PreviewQuery>,
+) -> Result<Response, PageError> {
+    viewer.admin()?;
+    let id = wire::parse_id(&id, "preview")?;
+    let p = state.store.get_preview(viewer.hub, id).await?;
+    let stale = query.stale.is_some();
+    let mut l = Layout::new(&viewer, "unification", "Preview");
+    if stale {
+        l = l.flash(
+            "warning",
+            "Contacts changed since this preview was computed, so it was not applied. \
+             Compute a fresh preview to see what applying these keys would do now.",
+        );
+    }
+    let r = p.report;
+    let mut suspicious: Vec<Suspicious> = p
+        .excluded
+        .iter()
+        .map(|(field, value)| Suspicious {
+            label: field_label(field).to_owned(),
+            field: field.clone(),
+            value: value.clone(),
+            n_contacts: 0,
+            excluded: true,
+        })
+        .collect();
+    for s in r.suspicious_values {
+        if !suspicious
+            .iter()
+            .any(|x| x.field == s.field && x.value == s.value)
+        {
+            suspicious.push(Suspicious {
+                label: field_label(&s.field).to_owned(),
+                field: s.field,
+                value: s.value,
+                n_contacts: s.n_contacts,
+                excluded: false,
+            });
+        }
+    }
+    let page = PreviewPage {
+        l,
+        id: wire::id(p.id),
+        stale,
+        keys: labelled(&p.keys),
+        profiles_before: r.profiles_before,
+        profiles_after: r.profiles_after,
+        contacts_merged: r.contacts_merged,
+        largest: r
+            .largest_profiles
+            .into_iter()
+            .map(|l| {
+                let ids = l
+                    .contact_ids
+                    .iter()
+                    .map(|c| wire::id(*c))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (l.n_contacts, ids)
+            })
+            .collect(),
+        suspicious,
+        samples: r.samples.into_iter().map(|s| steps(s.chain)).collect(),
+        conflicts: r
+            .conflicts
+            .into_iter()
+            .map(|c| {
+                (
+                    field_label(&c.field).to_owned(),
+                    c.values.join(" ≠ "),
+                    steps(c.chain),
+                )
+            })
+            .collect(),
+        notes: r.notes,
+        created_at: short_time(p.created_at),
+    };
+    Ok(render(&page))
+}
+
+fn steps(chain: Vec<ChainLink>) -> Vec<ChainStep> {
+    chain
+        .into_iter()
+        .map(|link| ChainStep {
+            via: match (link.field, link.value) {
+                (Some(f), Some(v)) => Some(format!("{} {v}", field_label(&f))),
+                _ if link.tie == "profile" => Some("already one profile".into()),
+                _ => None,
+            },
+            contact: wire::id(link.contact_id),
+        })
+        .collect()
+}
+
+/// A form with nothing but its CSRF field.
+#[derive(Debug, Deserialize)]
+pub struct ConfirmForm {}
+
+/// `POST /settings/unification/previews/{id}/apply`: starts the apply and shows its task.
+pub async fn confirm(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<ConfirmForm>,
+) -> Result<Response, PageError> {
+    viewer.admin()?;
+    let preview = wire::parse_id(&id, "preview")?;
+    match state
+        .store
+        .apply_preview(viewer.hub, preview, &viewer.actor())
+        .await
+    {
+        Ok(task) => {
+            state.worker.notify();
+            Ok(Redirect::to(&format!("/tasks/{task}")).into_response())
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            if e.code == ErrorCode::PreviewStale {
+                Ok(
+                    Redirect::to(&format!("/settings/unification/previews/{preview}?stale=1"))
+                        .into_response(),
+                )
+            } else {
+                Err(e.into())
+            }
+        }
+    }
+}
