@@ -76,3 +76,59 @@ both!(
     unknown_routes_and_methods_are_json_errors,
     unknown_routes_and_methods
 );
+
+/// A request the server has begun (it asked for the body with `100 Continue`) when shutdown
+/// is signalled still gets its answer, its write lands, and only then does the server stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_request_in_flight_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::sqlite().await;
+    let org = app.org("Brand").await;
+    let line = app.channel(&org.admin, "line", "caac").await;
+    let body =
+        json!({"channel_id": line, "external_id": "late", "display_name": "In flight"}).to_string();
+    let mut socket = tokio::net::TcpStream::connect(app.handle.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/contacts HTTP/1.1\r\nhost: cdh\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        org.admin,
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("100 Continue") {
+        let n = socket.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the server closed before asking for the body");
+        seen.extend_from_slice(&buf[..n]);
+    }
+
+    // The handler is reading the body: stop the server now, then send the body.
+    let store = app.handle.state.store.clone();
+    let TestApp { handle, .. } = app;
+    let stopping = tokio::spawn(handle.shutdown());
+    socket.write_all(body.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    socket.read_to_end(&mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.contains("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.contains("In flight"), "{reply}");
+    stopping.await.unwrap().expect("a clean shutdown");
+
+    // The write is in the database.
+    use cdh_store::Store;
+    let json_start = reply.find('{').expect("a JSON body");
+    let json_end = reply.rfind('}').expect("a JSON body");
+    let contact: serde_json::Value = serde_json::from_str(&reply[json_start..=json_end])
+        .unwrap_or_else(|e| panic!("{e}: {reply}"));
+    let hub: i64 = org.id.split('-').next().unwrap().parse().unwrap();
+    let id: i64 = contact["id"].as_str().unwrap().parse().unwrap();
+    let stored = store
+        .get_contact(hub, id)
+        .await
+        .expect("the contact was stored");
+    assert_eq!(stored.external_id, "late");
+}
