@@ -37,6 +37,7 @@ struct FieldRow {
     label: String,
     value: String,
     source: String,
+    is_key: bool,
 }
 
 struct IdentifierRow {
@@ -209,6 +210,7 @@ pub async fn page(
             .into_iter()
             .map(|(name, f)| FieldRow {
                 label: field_label(&name).replace('_', " "),
+                is_key: setting.setting.keys.contains(&name),
                 name,
                 value: f.value,
                 source: f.source,

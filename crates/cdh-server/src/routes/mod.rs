@@ -85,6 +85,22 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().split_for_parts().1
 }
 
+/// An unknown path: a JSON error for API clients, a page in words for a browser.
+async fn not_found(
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html && !uri.path().starts_with("/v1/") {
+        crate::console::page::PageError::Api(ApiError::not_found("page")).into_response()
+    } else {
+        ApiError::not_found("route").into_response()
+    }
+}
+
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let (router, doc) = api().split_for_parts();
@@ -98,7 +114,7 @@ pub fn app(state: AppState) -> Router {
                 async move { ([(header::CONTENT_TYPE, "application/json")], (*doc).clone()) }
             }),
         )
-        .fallback(|| async { ApiError::not_found("route").into_response() })
+        .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 ErrorCode::MethodNotAllowed,

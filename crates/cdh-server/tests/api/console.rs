@@ -594,3 +594,27 @@ async fn csv_imports_exports_and_tokens_work_from_the_console() {
     assert!(page.html.contains("The token was not created"));
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_page_is_a_page_for_browsers_and_json_for_clients() {
+    let app = TestApp::sqlite().await;
+    let client = reqwest::Client::new();
+    let page = client
+        .get(app.url("/no-such-page"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(page.text().await.unwrap().contains("There is nothing here"));
+    let api = client
+        .get(app.url("/v1/no-such-route"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = api.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    app.finish().await;
+}
