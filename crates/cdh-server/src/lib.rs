@@ -133,6 +133,7 @@ pub async fn start_with_store(config: Config, store: AnyStore) -> anyhow::Result
         metrics: Arc::new(metrics::Metrics::default()),
         channel_orgs: Arc::default(),
         console_key,
+        sign_in_failures: state::sign_in_failures(),
         config: Arc::new(config),
     };
     let (stop, stopped) = watch::channel(false);

@@ -59,36 +59,77 @@ pub async fn submit(
     jar: SignedCookieJar,
     CsrfForm(form): CsrfForm<SignInForm>,
 ) -> Result<Response, PageError> {
-    let user = match OrgRef::parse(form.organization.trim()) {
-        Ok(org) => crate::users::sign_in(&state, org.hub, org.org, &form.email, &form.password)
-            .await?
-            .map(|user| (org.hub, user)),
-        Err(_) => None,
+    let account = OrgRef::parse(form.organization.trim())
+        .ok()
+        .map(|org| (org.hub, org.org, form.email.trim().to_lowercase()));
+    if let Some(wait) = account
+        .as_ref()
+        .and_then(|a| state.sign_in_failures.blocked(a, state.now()))
+    {
+        let minutes = wait.div_ceil(60);
+        let message = format!(
+            "Too many wrong passwords for this account. Try again in {minutes} minute(s), or \
+             ask an admin to check the account."
+        );
+        return Ok(sign_in_again(
+            &jar,
+            form,
+            StatusCode::TOO_MANY_REQUESTS,
+            message,
+        ));
+    }
+    let user = match &account {
+        Some((hub, org, _)) => {
+            crate::users::sign_in(&state, *hub, *org, &form.email, &form.password)
+                .await?
+                .map(|user| (*hub, user))
+        }
+        None => None,
     };
+    if let Some(account) = account {
+        if user.is_some() {
+            state.sign_in_failures.clear(&account);
+        } else {
+            state.sign_in_failures.record(account, state.now());
+        }
+    }
     let Some((hub, user)) = user else {
-        let csrf = jar
-            .get(session::CSRF_COOKIE)
-            .map(|c| c.value().to_owned())
-            .unwrap_or_default();
-        let page = SignInPage {
-            l: Layout {
-                title: "Sign in".into(),
-                csrf,
-                ..Layout::default()
-            },
-            organization: form.organization,
-            email: form.email,
-            error: Some(
-                "That organization, email and password do not match an account. Check them \
-                 and try again."
-                    .into(),
-            ),
-        };
-        return Ok(render_status(StatusCode::UNAUTHORIZED, &page));
+        let message = "That organization, email and password do not match an account. Check \
+                       them and try again.";
+        return Ok(sign_in_again(
+            &jar,
+            form,
+            StatusCode::UNAUTHORIZED,
+            message.into(),
+        ));
     };
     tracing::info!(hub, user = user.id, "console sign-in");
     let jar = jar.add(session::session_cookie(hub, &user, state.now()));
     Ok((jar, Redirect::to("/contacts")).into_response())
+}
+
+/// The form again, filled in but for the password, with why it did not work.
+fn sign_in_again(
+    jar: &SignedCookieJar,
+    form: SignInForm,
+    status: StatusCode,
+    error: String,
+) -> Response {
+    let csrf = jar
+        .get(session::CSRF_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    let page = SignInPage {
+        l: Layout {
+            title: "Sign in".into(),
+            csrf,
+            ..Layout::default()
+        },
+        organization: form.organization,
+        email: form.email,
+        error: Some(error),
+    };
+    render_status(status, &page)
 }
 
 /// `POST /sign-out`.

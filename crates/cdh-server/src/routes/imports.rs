@@ -197,7 +197,7 @@ pub(crate) fn check_rate(state: &AppState, caller: &OrgCaller) -> ApiResult<()> 
     state
         .worker
         .import_limiter()
-        .check(caller.hub, caller.org, state.now())
+        .check((caller.hub, caller.org), state.now())
         .map_err(|wait| {
             ApiError::new(
                 ErrorCode::RateLimited,

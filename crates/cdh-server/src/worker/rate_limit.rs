@@ -1,39 +1,101 @@
-//! A sliding-window request limit per organization (imports: 15 requests a minute).
+//! Sliding-window limits kept in memory: import requests (15 a minute per organization) and
+//! failed console sign-ins (10 per 15 minutes per account).
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 
 use cdh_store::model::{HubId, Millis, OrganizationId};
 
-/// Requests allowed per window.
+/// Import requests allowed per organization per minute.
 pub const IMPORT_REQUESTS_PER_MINUTE: usize = 15;
 
-/// The window the limit counts over.
-const WINDOW_MS: Millis = 60_000;
+/// Failed sign-ins allowed per account before it must wait.
+pub const SIGN_IN_FAILURES: usize = 10;
 
-/// Counts each organization's requests over the last minute. Kept in memory: a restart
-/// forgets the counts, which errs on the side of letting a caller in.
-#[derive(Debug, Default)]
-pub struct RateLimiter {
-    seen: Mutex<HashMap<(HubId, OrganizationId), VecDeque<Millis>>>,
+/// The window failed sign-ins are counted over.
+pub const SIGN_IN_WINDOW_MS: Millis = 15 * 60_000;
+
+/// Counts events per key over the last `window_ms`. Kept in memory: a restart forgets the
+/// counts, which errs on the side of letting a caller in.
+#[derive(Debug)]
+pub struct SlidingWindow<K> {
+    limit: usize,
+    window_ms: Millis,
+    seen: Mutex<HashMap<K, VecDeque<Millis>>>,
 }
 
-impl RateLimiter {
-    /// Counts a request made at `now`, or refuses it with the seconds to wait before the
-    /// oldest counted request leaves the window (the `Retry-After` value, at least 1).
-    pub fn check(&self, hub: HubId, org: OrganizationId, now: Millis) -> Result<(), u64> {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let times = seen.entry((hub, org)).or_default();
-        while times.front().is_some_and(|t| *t <= now - WINDOW_MS) {
-            times.pop_front();
+/// The per-organization limit on import requests.
+pub type RateLimiter = SlidingWindow<(HubId, OrganizationId)>;
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::new(IMPORT_REQUESTS_PER_MINUTE, 60_000)
+    }
+}
+
+impl<K: Hash + Eq> SlidingWindow<K> {
+    /// At most `limit` events per key in any `window_ms`.
+    pub fn new(limit: usize, window_ms: Millis) -> Self {
+        Self {
+            limit,
+            window_ms,
+            seen: Mutex::default(),
         }
-        if times.len() >= IMPORT_REQUESTS_PER_MINUTE {
-            let oldest = times.front().copied().unwrap_or(now);
-            let wait_ms = u64::try_from(oldest + WINDOW_MS - now).unwrap_or(1).max(1);
-            return Err(wait_ms.div_ceil(1000));
+    }
+
+    /// Counts an event at `now`, or refuses it with the seconds to wait before the oldest
+    /// counted event leaves the window (the `Retry-After` value, at least 1).
+    pub fn check(&self, key: K, now: Millis) -> Result<(), u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let times = seen.entry(key).or_default();
+        self.expire(times, now);
+        if let Some(wait) = self.wait(times, now) {
+            return Err(wait);
         }
         times.push_back(now);
         Ok(())
+    }
+
+    /// The seconds `key` must wait at `now`, without counting anything.
+    pub fn blocked(&self, key: &K, now: Millis) -> Option<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let times = seen.get_mut(key)?;
+        self.expire(times, now);
+        self.wait(times, now)
+    }
+
+    /// Counts an event at `now` whether or not the limit is reached.
+    pub fn record(&self, key: K, now: Millis) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let times = seen.entry(key).or_default();
+        self.expire(times, now);
+        times.push_back(now);
+    }
+
+    /// Forgets `key` (a successful sign-in clears its failures).
+    pub fn clear(&self, key: &K) {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    fn expire(&self, times: &mut VecDeque<Millis>, now: Millis) {
+        while times.front().is_some_and(|t| *t <= now - self.window_ms) {
+            times.pop_front();
+        }
+    }
+
+    fn wait(&self, times: &VecDeque<Millis>, now: Millis) -> Option<u64> {
+        if times.len() < self.limit {
+            return None;
+        }
+        let oldest = times.front().copied().unwrap_or(now);
+        let wait_ms = u64::try_from(oldest + self.window_ms - now)
+            .unwrap_or(1)
+            .max(1);
+        Some(wait_ms.div_ceil(1000))
     }
 }
 
@@ -45,13 +107,31 @@ mod tests {
     fn the_sixteenth_request_in_a_minute_waits_for_the_oldest_to_leave() {
         let limiter = RateLimiter::default();
         for i in 0..15 {
-            assert_eq!(limiter.check(1, 1, 1_000 + i * 1_000), Ok(()));
+            assert_eq!(limiter.check((1, 1), 1_000 + i * 1_000), Ok(()));
         }
         // The oldest was at 1 s; it leaves the window at 61 s.
-        assert_eq!(limiter.check(1, 1, 20_500), Err(41));
+        assert_eq!(limiter.check((1, 1), 20_500), Err(41));
         // Another organization has its own count.
-        assert_eq!(limiter.check(1, 2, 20_500), Ok(()));
-        assert_eq!(limiter.check(1, 1, 61_000), Ok(()));
-        assert_eq!(limiter.check(1, 1, 61_001), Err(1));
+        assert_eq!(limiter.check((1, 2), 20_500), Ok(()));
+        assert_eq!(limiter.check((1, 1), 61_000), Ok(()));
+        assert_eq!(limiter.check((1, 1), 61_001), Err(1));
+    }
+
+    #[test]
+    fn recorded_failures_block_until_the_window_passes_or_a_clear() {
+        let failures = SlidingWindow::new(2, 10_000);
+        assert_eq!(failures.blocked(&"ann", 0), None);
+        failures.record("ann", 0);
+        failures.record("ann", 1_000);
+        assert_eq!(failures.blocked(&"ann", 2_000), Some(8));
+        assert_eq!(failures.blocked(&"bea", 2_000), None);
+        assert_eq!(
+            failures.blocked(&"ann", 10_001),
+            None,
+            "the first left the window"
+        );
+        failures.record("ann", 10_002);
+        failures.clear(&"ann");
+        assert_eq!(failures.blocked(&"ann", 10_003), None);
     }
 }
