@@ -15,6 +15,8 @@ mod browser;
 mod bootstrap;
 #[path = "api/console.rs"]
 mod console;
+#[path = "api/console_browser.rs"]
+mod console_browser;
 #[path = "api/console_smoke.rs"]
 mod console_smoke;
 #[path = "api/contacts.rs"]

@@ -97,6 +97,15 @@ impl Store for AnyStore {
     ) -> StoreResult<Vec<Profile>> {
         forward!(self.lookup_profiles(hub, org, field, value))
     }
+    async fn search_profiles_by_name(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        text: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<Profile>> {
+        forward!(self.search_profiles_by_name(hub, org, text, limit))
+    }
     async fn golden_record(
         &self,
         hub: HubId,

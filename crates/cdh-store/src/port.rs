@@ -108,6 +108,17 @@ pub trait Store: Send + Sync {
         field: &str,
         value: &str,
     ) -> impl Future<Output = StoreResult<Vec<Profile>>> + Send;
+    /// Live profiles with a contact of the organization whose display name starts with `text`
+    /// (trimmed; ASCII letters match either case, other characters as they are), at most
+    /// `limit`, ordered by the matching name (lower-cased) and then profile id. A profile with
+    /// several matching contacts, merged ones included, comes once. Served by an index.
+    fn search_profiles_by_name(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        text: &str,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Profile>>> + Send;
     /// The profile and its merged fields, tags, identifiers and timeline.
     fn golden_record(
         &self,

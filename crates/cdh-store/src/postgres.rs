@@ -237,3 +237,5 @@ include!("shared/export.rs");
 include!("shared/webhooks.rs");
 include!("shared/users.rs");
 include!("shared/port_impl.rs");
+// Last: it ends with its unit tests.
+include!("shared/name_search.rs");

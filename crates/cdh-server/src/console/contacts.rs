@@ -1,6 +1,7 @@
 //! The contacts list: an organization's profiles page by page (keyset pagination, so a page
-//! costs the same at a million contacts), and search by phone, email, LINE uid, customer id
-//! or connect id, normalised exactly as the API normalises lookups.
+//! costs the same at a million contacts), and search by name (a prefix, through the store's
+//! name index), phone, email, LINE uid, customer id or connect id, identifiers normalised
+//! exactly as the API normalises lookups.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -131,13 +132,21 @@ pub async fn page(
         let mut found: Vec<Profile> = Vec::new();
         let fields = search_fields(&q);
         for field in &fields {
-            // A value that does not parse as this field (an invalid phone, say) finds nothing.
-            let Ok(hits) = state
-                .store
-                .lookup_profiles(caller.hub, caller.org, field, &q)
-                .await
-            else {
-                continue;
+            let hits = if *field == NAME {
+                state
+                    .store
+                    .search_profiles_by_name(caller.hub, caller.org, &q, PAGE_SIZE)
+                    .await?
+            } else {
+                // A value that does not parse as this field (an invalid phone, say) finds nothing.
+                let Ok(hits) = state
+                    .store
+                    .lookup_profiles(caller.hub, caller.org, field, &q)
+                    .await
+                else {
+                    continue;
+                };
+                hits
             };
             for hit in hits {
                 if !found.iter().any(|p| p.id == hit.id) {
@@ -167,7 +176,11 @@ pub async fn page(
     Ok(render(&page))
 }
 
-/// Which identifier fields a search text may be, by its shape.
+/// The search by the start of a contact's name, listed among the fields.
+const NAME: &str = "display_name";
+
+/// Which fields a search text may be, by its shape: identifier fields, and the name
+/// (`display_name`, searched by prefix) when it has no identifier's shape.
 pub fn search_fields(q: &str) -> Vec<&'static str> {
     let digits = q.chars().filter(char::is_ascii_digit).count();
     let phone_like = digits >= 6
@@ -180,7 +193,7 @@ pub fn search_fields(q: &str) -> Vec<&'static str> {
     } else if phone_like {
         vec!["display_mobile", "customer_id", "connect_id"]
     } else {
-        vec!["customer_id", "connect_id"]
+        vec!["customer_id", "connect_id", NAME]
     }
 }
 
@@ -237,6 +250,13 @@ mod tests {
             search_fields("0912-345-678"),
             vec!["display_mobile", "customer_id", "connect_id"]
         );
-        assert_eq!(search_fields("C-1001"), vec!["customer_id", "connect_id"]);
+        assert_eq!(
+            search_fields("C-1001"),
+            vec!["customer_id", "connect_id", "display_name"]
+        );
+        assert_eq!(
+            search_fields("Amy Chen"),
+            vec!["customer_id", "connect_id", "display_name"]
+        );
     }
 }

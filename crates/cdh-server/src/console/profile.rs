@@ -205,17 +205,20 @@ pub async fn page(
         name,
         merged_from: found.merged_from.map(wire::id),
         tags: golden.tags,
-        fields: golden
-            .fields
-            .into_iter()
-            .map(|(name, f)| FieldRow {
-                label: field_label(&name).replace('_', " "),
-                is_key: setting.setting.keys.contains(&name),
-                name,
-                value: f.value,
-                source: f.source,
-            })
-            .collect(),
+        fields: {
+            let mut fields: Vec<_> = golden.fields.into_iter().collect();
+            fields.sort_by_key(|(name, _)| (field_rank(name), name.clone()));
+            fields
+        }
+        .into_iter()
+        .map(|(name, f)| FieldRow {
+            label: field_label(&name).replace('_', " "),
+            is_key: setting.setting.keys.contains(&name),
+            name,
+            value: f.value,
+            source: f.source,
+        })
+        .collect(),
         identifiers: golden
             .identifiers
             .into_iter()
@@ -263,6 +266,21 @@ pub async fn page(
         edits,
     };
     Ok(render(&page))
+}
+
+/// Where a field comes in the merged-fields table: the name first, then contact details.
+fn field_rank(name: &str) -> usize {
+    const ORDER: [&str; 8] = [
+        "display_name",
+        "display_mobile",
+        "display_email",
+        "line_uid",
+        "customer_id",
+        "connect_id",
+        "gender",
+        "birthday",
+    ];
+    ORDER.iter().position(|f| *f == name).unwrap_or(ORDER.len())
 }
 
 /// A time as `2026-01-02 03:04` (UTC).

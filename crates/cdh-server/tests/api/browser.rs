@@ -1,6 +1,6 @@
 //! Browser tests' harness: Debian's headless chromium driven through chromedriver with
 //! fantoccini, one browser at a time, with helpers that wait for elements and save
-//! screenshots to `docs/screenshots/`.
+//! screenshots to `target/screenshots/` (to `docs/screenshots/` with `CDH_UPDATE_SCREENSHOTS=1`).
 
 #![allow(dead_code)]
 
@@ -195,7 +195,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("resize the window to {width}x{height}: {e}"));
     }
 
-    /// Saves a PNG of the viewport to `docs/screenshots/<name>.png` and returns its path.
+    /// Saves a PNG of the viewport to `<screenshots_dir>/<name>.png` and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self
             .client
@@ -265,9 +265,17 @@ impl Drop for Driver {
     }
 }
 
-/// Where screenshots go: `docs/screenshots/` of the workspace.
+/// Where screenshots go: `target/screenshots/`, or `docs/screenshots/` (linked from the README)
+/// when `CDH_UPDATE_SCREENSHOTS` is set.
 pub fn screenshots_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // The README links docs/screenshots; a plain test run writes beside the build instead, so
+    // running the suite leaves the work tree clean.
+    if std::env::var_os("CDH_UPDATE_SCREENSHOTS").is_some_and(|v| !v.is_empty()) {
+        workspace.join("docs/screenshots")
+    } else {
+        workspace.join("target/screenshots")
+    }
 }
 
 fn env_path(var: &str, default: &str) -> PathBuf {

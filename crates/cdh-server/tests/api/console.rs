@@ -618,3 +618,89 @@ async fn an_unknown_page_is_a_page_for_browsers_and_json_for_clients() {
     assert_eq!(body["error"]["code"], "not_found");
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_wrong_passwords_lock_the_account_for_fifteen_minutes() {
+    let clock = cdh_server::Clock::manual(1_800_000_000_000);
+    let app = TestApp::start(crate::support::Backend::Sqlite, |c| c.clock = clock.clone()).await;
+    let org = app.org("Brand").await;
+    user(&app, &org, "ann@example.com", "admin").await;
+    let mut console = Console::new(&app);
+    console.get("/sign-in").await;
+    let attempt = |password: &'static str| {
+        [
+            ("organization", org.id.clone()),
+            ("email", "ann@example.com".to_owned()),
+            ("password", password.to_owned()),
+        ]
+    };
+    for _ in 0..10 {
+        let fields = attempt("wrong password");
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = console.post("/sign-in", &fields).await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+    // The right password is refused too while the account waits.
+    let fields = attempt(PASSWORD);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let page = console.post("/sign-in", &fields).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        page.html.contains("Try again in 15 minute(s)"),
+        "{}",
+        page.html
+    );
+    clock.set(1_800_000_000_000 + 15 * 60_000 + 1);
+    let page = console.post("/sign-in", &fields).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    app.finish().await;
+}
+
+async fn contacts_are_found_by_name(app: &TestApp) {
+    let a = app.org("Brand A").await;
+    // Another organization of the same hub: the store's organization filter keeps it out.
+    let b = app.org_in_brand("Brand B", &a).await;
+    user(app, &a, "ann@a.example", "agent").await;
+    let a_line = app.channel(&a.admin, "line", "caac").await;
+    let b_line = app.channel(&b.admin, "line", "caac").await;
+    let amy = app
+        .contact(&a.admin, &a_line, "u1", json!({"display_name": "Amy Chen"}))
+        .await
+        .expect(200);
+    app.contact(&a.admin, &a_line, "u2", json!({"display_name": "Bob Amy"}))
+        .await
+        .expect(200);
+    app.contact(&b.admin, &b_line, "u1", json!({"display_name": "Amy Lin"}))
+        .await
+        .expect(200);
+    let mut console = Console::new(app);
+    console.sign_in(&a.id, "ann@a.example").await;
+    let page = console.get("/contacts").await;
+    assert!(
+        page.html
+            .contains("Search by name, phone, email, LINE uid, customer id or connect id")
+    );
+    let page = console.get("/contacts?q=amy").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("Amy Chen"), "{}", page.html);
+    assert!(
+        page.html
+            .contains(&format!("data-profile=\"{}\"", amy.str("profile_id"))),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains("Amy Lin"), "{}", page.html);
+    assert!(!page.html.contains("Bob Amy"), "{}", page.html);
+    assert!(
+        page.html.contains("1 profile(s) found") && page.html.contains("connect id, name."),
+        "{}",
+        page.html
+    );
+    // A phone-shaped text is not read as a name.
+    let page = console.get("/contacts?q=0912-345-678").await;
+    assert!(!page.html.contains(", name."), "{}", page.html);
+}
+crate::both!(
+    contacts_are_found_by_name_in_the_console,
+    contacts_are_found_by_name
+);

@@ -62,6 +62,16 @@ impl Store for ThisStore {
     ) -> StoreResult<Vec<Profile>> {
         self.lookup_impl(hub, org, field, value).await
     }
+    async fn search_profiles_by_name(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        text: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<Profile>> {
+        self.search_profiles_by_name_impl(hub, org, text, limit)
+            .await
+    }
     async fn golden_record(
         &self,
         hub: HubId,
