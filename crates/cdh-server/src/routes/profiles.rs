@@ -160,8 +160,11 @@ async fn get_profile(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ProfileView>> {
     let caller = principal.org(Scope::ProfilesRead)?;
-    let profile = visible(&state, caller, &id).await?;
-    Ok(axum::Json(full(&state, caller, &profile).await?))
+    // One read: the merged record carries the profile (resolved to its survivor) to check.
+    let id = wire::parse_id(&id, "profile")?;
+    let (profile, golden) = state.store.golden_record(caller.hub, id).await?;
+    access::visible_profile(&state, caller, &profile).await?;
+    Ok(axum::Json(view(profile, golden)))
 }
 
 /// `GET /v1/profiles`: a lookup by one key value, or a list by update time.

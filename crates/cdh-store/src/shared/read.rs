@@ -42,15 +42,40 @@ async fn resolve_profile(
 }
 
 async fn load_profile(conn: &mut Conn, hub: HubId, id: ProfileId) -> StoreResult<Profile> {
-    let (live, merged_from) = resolve_profile(conn, hub, id).await?;
-    let (oldest_contact, bucket, created_at, updated_at): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT oldest_contact, bucket_id, created_at, updated_at FROM profiles \
-         WHERE hub_id = $1 AND id = $2",
-    )
-    .bind(hub)
-    .bind(live)
-    .fetch_one(&mut *conn)
-    .await?;
+    Ok(load_profile_with_bucket(conn, hub, id).await?.0)
+}
+
+/// A profile (resolved to its survivor) and its membership bucket, in two statements when it
+/// is live: the profile row, then its members.
+async fn load_profile_with_bucket(
+    conn: &mut Conn,
+    hub: HubId,
+    id: ProfileId,
+) -> StoreResult<(Profile, i64)> {
+    let row_of = |id: ProfileId| {
+        sqlx::query_as::<_, (Option<i64>, i64, i64, i64, i64)>(
+            "SELECT merged_into, oldest_contact, bucket_id, created_at, updated_at FROM profiles \
+             WHERE hub_id = $1 AND id = $2",
+        )
+        .bind(hub)
+        .bind(id)
+    };
+    let row = row_of(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound("profile"))?;
+    // A merged-away id names its survivor, which is live (merges repoint absorbed rows).
+    let (live, merged_from, (_, oldest_contact, bucket, created_at, updated_at)) = match row.0 {
+        None => (id, None, row),
+        Some(survivor) => (
+            survivor,
+            Some(id),
+            row_of(survivor)
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or(StoreError::NotFound("profile"))?,
+        ),
+    };
     let members: Vec<(i64, i64, String, String)> = sqlx::query_as(&format!(
         "SELECT m.contact_id, c.channel_id, ch.channel_type, ch.product FROM memberships m \
          {ORDERED_JOIN} contacts c ON c.hub_id = m.hub_id AND c.id = m.contact_id \
@@ -61,7 +86,7 @@ async fn load_profile(conn: &mut Conn, hub: HubId, id: ProfileId) -> StoreResult
     .bind(bucket)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Profile {
+    let profile = Profile {
         id: live,
         merged_from,
         oldest_contact,
@@ -78,7 +103,8 @@ async fn load_profile(conn: &mut Conn, hub: HubId, id: ProfileId) -> StoreResult
             .collect(),
         created_at,
         updated_at,
-    })
+    };
+    Ok((profile, bucket))
 }
 
 /// The cursor of a timeline page: the last entry's time and id.
@@ -333,43 +359,52 @@ fn ledger_from_row(row: LedgerRow) -> StoreResult<LedgerEntry> {
     })
 }
 
-/// A profile and its merged record (manual overrides applied), read over `tx`.
+/// A profile and its merged record (manual overrides applied), read over `tx`: the members'
+/// contacts, identifiers and timeline each in one statement, whatever the profile's size.
 async fn golden_in(
     tx: &mut Conn,
     hub: HubId,
     id: ProfileId,
 ) -> StoreResult<(Profile, cdh_core::GoldenRecord)> {
-    let profile = load_profile(&mut *tx, hub, id).await?;
+    let (profile, bucket) = load_profile_with_bucket(&mut *tx, hub, id).await?;
     let setting = load_setting(&mut *tx, hub).await?;
     let keys = parse_keys(&setting.setting.keys)?;
     let keys = (!keys.is_empty())
         .then(|| UnifyKeys::new(keys))
         .transpose()
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let mut records = Vec::with_capacity(profile.members.len());
-    for member in &profile.members {
-        let sql =
-            format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.hub_id = $1 AND c.id = $2");
-        let row: ContactRow = sqlx::query_as(&sql)
-            .bind(hub)
-            .bind(member.contact_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let contacts: Vec<ContactRow> = sqlx::query_as(&format!(
+        "SELECT {CONTACT_COLUMNS} FROM memberships m \
+         {ORDERED_JOIN} contacts c ON c.hub_id = m.hub_id AND c.id = m.contact_id \
+         WHERE m.hub_id = $1 AND m.bucket_id = $2 ORDER BY c.id"
+    ))
+    .bind(hub)
+    .bind(bucket)
+    .fetch_all(&mut *tx)
+    .await?;
+    let identifiers: Vec<(i64, String, String)> = sqlx::query_as(&format!(
+        "SELECT i.contact_id, i.field, i.value FROM memberships m \
+         {ORDERED_JOIN} identifiers i ON i.hub_id = m.hub_id AND i.contact_id = m.contact_id \
+         WHERE m.hub_id = $1 AND m.bucket_id = $2"
+    ))
+    .bind(hub)
+    .bind(bucket)
+    .fetch_all(&mut *tx)
+    .await?;
+    let timeline: Vec<(i64, String, String, i64)> = sqlx::query_as(&format!(
+        "SELECT t.contact_id, t.kind, t.text, t.at FROM memberships m \
+         {ORDERED_JOIN} timeline_entries t ON t.hub_id = m.hub_id AND t.contact_id = m.contact_id \
+         WHERE m.hub_id = $1 AND m.bucket_id = $2"
+    ))
+    .bind(hub)
+    .bind(bucket)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut records: Vec<MemberRecord> = Vec::with_capacity(contacts.len());
+    let mut index: HashMap<i64, usize> = HashMap::with_capacity(contacts.len());
+    for row in contacts {
         let contact = contact_from_row(row, profile.id)?;
-        let ids: Vec<(String, String)> = sqlx::query_as(
-            "SELECT field, value FROM identifiers WHERE hub_id = $1 AND contact_id = $2",
-        )
-        .bind(hub)
-        .bind(member.contact_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let timeline: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT kind, text, at FROM timeline_entries WHERE hub_id = $1 AND contact_id = $2",
-        )
-        .bind(hub)
-        .bind(member.contact_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        index.insert(contact.id, records.len());
         records.push(MemberRecord {
             contact_id: contact.id.to_string(),
             fields: contact
@@ -378,29 +413,34 @@ async fn golden_in(
                 .map(|(k, v)| (k, (v.value, v.updated_at)))
                 .collect(),
             tags: contact.tags,
-            identifiers: ids
-                .into_iter()
-                .map(|(f, value)| cdh_core::golden::IdentifierValue {
-                    field: IdentifierField::parse(&f, std::slice::from_ref(&f))
-                        .unwrap_or(IdentifierField::Custom(f)),
-                    value,
-                    valid: true,
-                })
-                .collect(),
-            timeline: timeline
-                .into_iter()
-                .map(|(kind, text, at)| cdh_core::golden::TimelineItem {
-                    kind: if kind == "note" {
-                        cdh_core::golden::TimelineKind::Note
-                    } else {
-                        cdh_core::golden::TimelineKind::Conversation
-                    },
-                    contact_id: contact.id.to_string(),
-                    text,
-                    at,
-                })
-                .collect(),
+            identifiers: Vec::new(),
+            timeline: Vec::new(),
         });
+    }
+    for (contact, f, value) in identifiers {
+        if let Some(&at) = index.get(&contact) {
+            records[at].identifiers.push(cdh_core::golden::IdentifierValue {
+                field: IdentifierField::parse(&f, std::slice::from_ref(&f))
+                    .unwrap_or(IdentifierField::Custom(f)),
+                value,
+                valid: true,
+            });
+        }
+    }
+    for (contact, kind, text, at) in timeline {
+        if let Some(&i) = index.get(&contact) {
+            let contact_id = records[i].contact_id.clone();
+            records[i].timeline.push(cdh_core::golden::TimelineItem {
+                kind: if kind == "note" {
+                    cdh_core::golden::TimelineKind::Note
+                } else {
+                    cdh_core::golden::TimelineKind::Conversation
+                },
+                contact_id,
+                text,
+                at,
+            });
+        }
     }
     let overrides = load_overrides(&mut *tx, hub, profile.id).await?;
     let refs: Vec<&MemberRecord> = records.iter().collect();
