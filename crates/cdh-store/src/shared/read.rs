@@ -259,14 +259,24 @@ impl ThisStore {
         let mut conn = self.pool.acquire().await?;
         let (live, _) = resolve_profile(&mut conn, hub, id).await?;
         let rows: Vec<LedgerRow> = sqlx::query_as(&format!(
-            "SELECT {LEDGER_COLUMNS} FROM merge_ledger l WHERE l.hub_id = $1 AND l.survivor_id IN \
-             (SELECT id FROM profiles WHERE hub_id = $1 AND (id = $2 OR merged_into = $2)) ORDER BY l.seq"
+            // Two index searches (an `OR` of both would walk every profile of the hub), sorted
+            // here: an ORDER BY over the union made SQLite walk the ledger in `seq` order.
+            "SELECT {LEDGER_COLUMNS} FROM merge_ledger l WHERE l.hub_id = $1 AND l.survivor_id = $2 \
+             UNION ALL \
+             SELECT {LEDGER_COLUMNS} FROM profiles p \
+             {ORDERED_JOIN} merge_ledger l ON l.hub_id = p.hub_id AND l.survivor_id = p.id \
+             WHERE p.hub_id = $1 AND p.merged_into = $2"
         ))
         .bind(hub)
         .bind(live)
         .fetch_all(&mut *conn)
         .await?;
-        rows.into_iter().map(ledger_from_row).collect()
+        let mut entries = rows
+            .into_iter()
+            .map(ledger_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        entries.sort_by_key(|e| e.seq);
+        Ok(entries)
     }
 
     async fn add_timeline_impl(
