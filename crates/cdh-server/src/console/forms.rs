@@ -21,18 +21,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
     type Rejection = PageError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, PageError> {
-        let (mut parts, body) = request.into_parts();
-        let jar = SignedCookieJar::<Key>::from_request_parts(&mut parts, state)
-            .await
-            .map_err(|_| PageError::BadCsrf)?;
-        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(|_| {
-                PageError::Api(ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    "the form is larger than the server accepts",
-                ))
-            })?;
+        let (jar, request) = cookies_of(request, state).await?;
+        let bytes = Bytes::from_request(request, state).await.map_err(|_| {
+            PageError::Api(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "the form is larger than the server accepts",
+            ))
+        })?;
         let given = form_urlencoded::parse(&bytes)
             .find(|(k, _)| k == "csrf")
             .map(|(_, v)| v.into_owned())
@@ -47,6 +42,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
             ))
         })
     }
+}
+
+/// The request's signed cookies, and the request to read the body from.
+async fn cookies_of(
+    request: Request,
+    state: &AppState,
+) -> Result<(SignedCookieJar, Request), PageError> {
+    let (mut parts, body) = request.into_parts();
+    let jar = SignedCookieJar::<Key>::from_request_parts(&mut parts, state)
+        .await
+        .map_err(|_| PageError::BadCsrf)?;
+    Ok((jar, Request::from_parts(parts, body)))
 }
 
 /// A multipart form (an upload) whose `csrf` field, sent before the file, matched.
@@ -72,11 +79,8 @@ impl FromRequest<AppState> for UploadForm {
     type Rejection = PageError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, PageError> {
-        let (mut parts, body) = request.into_parts();
-        let jar = SignedCookieJar::<Key>::from_request_parts(&mut parts, state)
-            .await
-            .map_err(|_| PageError::BadCsrf)?;
-        let mut multipart = Multipart::from_request(Request::from_parts(parts, body), state)
+        let (jar, request) = cookies_of(request, state).await?;
+        let mut multipart = Multipart::from_request(request, state)
             .await
             .map_err(|e| PageError::Api(ApiError::new(ErrorCode::InvalidField, e.body_text())))?;
         let mut form = UploadForm {
