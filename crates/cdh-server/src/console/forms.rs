@@ -56,6 +56,10 @@ async fn cookies_of(
     Ok((jar, Request::from_parts(parts, body)))
 }
 
+/// A form with nothing but its CSRF field (sign out, confirm, revoke).
+#[derive(Debug, serde::Deserialize)]
+pub struct NoFields {}
+
 /// A multipart form (an upload) whose `csrf` field, sent before the file, matched.
 #[derive(Debug)]
 pub struct UploadForm {

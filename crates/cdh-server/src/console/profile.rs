@@ -11,6 +11,7 @@ use cdh_core::why::member_chains;
 use cdh_store::Store;
 use serde::Deserialize;
 
+use crate::access;
 use crate::console::contacts::{ChannelIcon, field_label};
 use crate::console::forms::CsrfForm;
 use crate::console::page::{Layout, PageError, render};
@@ -113,8 +114,12 @@ pub async fn page(
     Query(query): Query<ProfileQuery>,
 ) -> Result<Response, PageError> {
     let caller = viewer.caller();
-    let found = visible(&state, &caller, &id).await?;
-    let (profile, golden) = state.store.golden_record(caller.hub, found.id).await?;
+    // One read: the merged record carries the profile (resolved to its survivor) to check.
+    let (profile, golden) = state
+        .store
+        .golden_record(caller.hub, wire::parse_id(&id, "profile")?)
+        .await?;
+    access::visible_profile(&state, &caller, &profile).await?;
     let setting = state.store.unify_setting(caller.hub).await?;
     let timeline = state
         .store
@@ -203,7 +208,7 @@ pub async fn page(
         l: layout,
         id: wire::id(profile.id),
         name,
-        merged_from: found.merged_from.map(wire::id),
+        merged_from: profile.merged_from.map(wire::id),
         tags: golden.tags,
         fields: {
             let mut fields: Vec<_> = golden.fields.into_iter().collect();

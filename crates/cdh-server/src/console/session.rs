@@ -170,15 +170,8 @@ pub fn csrf_matches(jar: &SignedCookieJar, given: &str) -> bool {
     let Some(cookie) = jar.get(CSRF_COOKIE) else {
         return false;
     };
-    let expected = cookie.value().as_bytes();
-    let given = given.as_bytes();
-    !expected.is_empty()
-        && expected.len() == given.len()
-        && expected
-            .iter()
-            .zip(given)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    let expected = cookie.value();
+    !expected.is_empty() && cdh_store::rules::constant_time_eq(expected, given)
 }
 
 /// The key kept in `data_dir`, or a new one written there at first start.

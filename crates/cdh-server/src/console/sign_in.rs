@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::SignedCookieJar;
 use serde::Deserialize;
 
-use crate::console::forms::CsrfForm;
+use crate::console::forms::{CsrfForm, NoFields};
 use crate::console::page::{Layout, PageError, render_status};
 use crate::console::session::{self, SESSION_COOKIE, Viewer};
 use crate::state::AppState;
@@ -133,14 +133,10 @@ fn sign_in_again(
 }
 
 /// `POST /sign-out`.
-pub async fn sign_out(jar: SignedCookieJar, CsrfForm(_): CsrfForm<Empty>) -> Response {
+pub async fn sign_out(jar: SignedCookieJar, CsrfForm(_): CsrfForm<NoFields>) -> Response {
     let jar = jar.remove(session::removal(SESSION_COOKIE));
     (jar, Redirect::to("/sign-in")).into_response()
 }
-
-/// A form with nothing but its CSRF field.
-#[derive(Debug, Deserialize)]
-pub struct Empty {}
 
 /// `GET /`: the contacts when signed in, else the sign-in page.
 pub async fn home(viewer: Result<Viewer, PageError>) -> Redirect {

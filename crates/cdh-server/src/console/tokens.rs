@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use cdh_store::Store;
 use serde::Deserialize;
 
-use crate::console::forms::CsrfForm;
+use crate::console::forms::{CsrfForm, NoFields};
 use crate::console::page::{Layout, PageError, render_status};
 use crate::console::profile::short_time;
 use crate::console::session::Viewer;
@@ -116,16 +116,12 @@ pub async fn create(
     .await
 }
 
-/// A form with nothing but its CSRF field.
-#[derive(Debug, Deserialize)]
-pub struct RevokeForm {}
-
 /// `POST /settings/tokens/{id}/revoke`.
 pub async fn revoke(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<RevokeForm>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
     viewer.admin()?;
     let id = wire::parse_id(&id, "token")?;

@@ -11,7 +11,7 @@ use cdh_store::model::{ChainLink, UnifySetting};
 use serde::Deserialize;
 
 use crate::console::contacts::field_label;
-use crate::console::forms::CsrfForm;
+use crate::console::forms::{CsrfForm, NoFields};
 use crate::console::page::{Layout, PageError, render, render_status};
 use crate::console::profile::short_time;
 use crate::console::session::Viewer;
@@ -324,16 +324,12 @@ fn steps(chain: Vec<ChainLink>) -> Vec<ChainStep> {
         .collect()
 }
 
-/// A form with nothing but its CSRF field.
-#[derive(Debug, Deserialize)]
-pub struct ConfirmForm {}
-
 /// `POST /settings/unification/previews/{id}/apply`: starts the apply and shows its task.
 pub async fn confirm(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<ConfirmForm>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
     viewer.admin()?;
     let preview = wire::parse_id(&id, "preview")?;
