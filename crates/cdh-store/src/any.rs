@@ -97,6 +97,15 @@ impl Store for AnyStore {
     ) -> StoreResult<Vec<Profile>> {
         forward!(self.lookup_profiles(hub, org, field, value))
     }
+    async fn lookup_golden_records(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        field: &str,
+        value: &str,
+    ) -> StoreResult<Vec<(Profile, GoldenRecord)>> {
+        forward!(self.lookup_golden_records(hub, org, field, value))
+    }
     async fn search_profiles_by_name(
         &self,
         hub: HubId,

@@ -108,6 +108,15 @@ pub trait Store: Send + Sync {
         field: &str,
         value: &str,
     ) -> impl Future<Output = StoreResult<Vec<Profile>>> + Send;
+    /// `lookup_profiles` with each profile's merged record (as `golden_record` gives it), all
+    /// read in one transaction.
+    fn lookup_golden_records(
+        &self,
+        hub: HubId,
+        organization: OrganizationId,
+        field: &str,
+        value: &str,
+    ) -> impl Future<Output = StoreResult<Vec<(Profile, GoldenRecord)>>> + Send;
     /// Live profiles with a contact of the organization whose display name starts with `text`
     /// (trimmed; ASCII letters match either case, other characters as they are), at most
     /// `limit`, ordered by the matching name (lower-cased) and then profile id. A profile with
@@ -119,7 +128,8 @@ pub trait Store: Send + Sync {
         text: &str,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<Profile>>> + Send;
-    /// The profile and its merged fields, tags, identifiers and timeline.
+    /// The profile and its merged fields, tags and identifiers. The record's `timeline` is
+    /// left empty: read it page by page with [`Store::timeline`].
     fn golden_record(
         &self,
         hub: HubId,

@@ -224,14 +224,15 @@ async fn list_profiles(
         ));
     }
     if let Some((field, value)) = keys.first() {
+        // Found through a contact of the caller's organization, so each one is visible.
         let found = state
             .store
-            .lookup_profiles(caller.hub, caller.org, field, value)
+            .lookup_golden_records(caller.hub, caller.org, field, value)
             .await?;
-        let mut items = Vec::with_capacity(found.len());
-        for profile in &found {
-            items.push(full(&state, caller, profile).await?);
-        }
+        let items = found
+            .into_iter()
+            .map(|(profile, golden)| view(profile, golden))
+            .collect();
         return Ok(axum::Json(ProfileList {
             items,
             next_cursor: None,

@@ -62,6 +62,15 @@ impl Store for ThisStore {
     ) -> StoreResult<Vec<Profile>> {
         self.lookup_impl(hub, org, field, value).await
     }
+    async fn lookup_golden_records(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        field: &str,
+        value: &str,
+    ) -> StoreResult<Vec<(Profile, cdh_core::GoldenRecord)>> {
+        self.lookup_golden_impl(hub, org, field, value).await
+    }
     async fn search_profiles_by_name(
         &self,
         hub: HubId,

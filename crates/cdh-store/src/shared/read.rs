@@ -41,21 +41,26 @@ async fn resolve_profile(
     }
 }
 
-async fn load_profile(conn: &mut Conn, hub: HubId, id: ProfileId) -> StoreResult<Profile> {
-    Ok(load_profile_with_bucket(conn, hub, id).await?.0)
+/// A profile's own row, resolved to its survivor, and the hub's current unify keys (read in
+/// the same statement, so a merged record costs no extra round trip for them).
+struct ProfileHead {
+    live: ProfileId,
+    merged_from: Option<ProfileId>,
+    oldest_contact: i64,
+    bucket: i64,
+    created_at: i64,
+    updated_at: i64,
+    keys: Option<String>,
 }
 
-/// A profile (resolved to its survivor) and its membership bucket, in two statements when it
-/// is live: the profile row, then its members.
-async fn load_profile_with_bucket(
-    conn: &mut Conn,
-    hub: HubId,
-    id: ProfileId,
-) -> StoreResult<(Profile, i64)> {
+/// One statement when the id is live, two when it was merged away.
+async fn load_profile_head(conn: &mut Conn, hub: HubId, id: ProfileId) -> StoreResult<ProfileHead> {
     let row_of = |id: ProfileId| {
-        sqlx::query_as::<_, (Option<i64>, i64, i64, i64, i64)>(
-            "SELECT merged_into, oldest_contact, bucket_id, created_at, updated_at FROM profiles \
-             WHERE hub_id = $1 AND id = $2",
+        sqlx::query_as::<_, (Option<i64>, i64, i64, i64, i64, Option<String>)>(
+            "SELECT merged_into, oldest_contact, bucket_id, created_at, updated_at, \
+             (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 \
+              ORDER BY s.version DESC LIMIT 1) \
+             FROM profiles WHERE hub_id = $1 AND id = $2",
         )
         .bind(hub)
         .bind(id)
@@ -65,17 +70,45 @@ async fn load_profile_with_bucket(
         .await?
         .ok_or(StoreError::NotFound("profile"))?;
     // A merged-away id names its survivor, which is live (merges repoint absorbed rows).
-    let (live, merged_from, (_, oldest_contact, bucket, created_at, updated_at)) = match row.0 {
-        None => (id, None, row),
-        Some(survivor) => (
-            survivor,
-            Some(id),
-            row_of(survivor)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or(StoreError::NotFound("profile"))?,
-        ),
-    };
+    let (live, merged_from, (_, oldest_contact, bucket, created_at, updated_at, keys)) =
+        match row.0 {
+            None => (id, None, row),
+            Some(survivor) => (
+                survivor,
+                Some(id),
+                row_of(survivor)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or(StoreError::NotFound("profile"))?,
+            ),
+        };
+    Ok(ProfileHead {
+        live,
+        merged_from,
+        oldest_contact,
+        bucket,
+        created_at,
+        updated_at,
+        keys,
+    })
+}
+
+impl ProfileHead {
+    fn into_profile(self, members: Vec<ProfileMember>) -> Profile {
+        Profile {
+            id: self.live,
+            merged_from: self.merged_from,
+            oldest_contact: self.oldest_contact,
+            members,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// A profile (resolved to its survivor) and its members, in two statements when it is live.
+async fn load_profile(conn: &mut Conn, hub: HubId, id: ProfileId) -> StoreResult<Profile> {
+    let head = load_profile_head(&mut *conn, hub, id).await?;
     let members: Vec<(i64, i64, String, String)> = sqlx::query_as(&format!(
         "SELECT m.contact_id, c.channel_id, ch.channel_type, ch.product FROM memberships m \
          {ORDERED_JOIN} contacts c ON c.hub_id = m.hub_id AND c.id = m.contact_id \
@@ -83,28 +116,21 @@ async fn load_profile_with_bucket(
          WHERE m.hub_id = $1 AND m.bucket_id = $2 ORDER BY m.contact_id"
     ))
     .bind(hub)
-    .bind(bucket)
+    .bind(head.bucket)
     .fetch_all(&mut *conn)
     .await?;
-    let profile = Profile {
-        id: live,
-        merged_from,
-        oldest_contact,
-        members: members
-            .into_iter()
-            .map(
-                |(contact_id, channel_id, channel_type, product)| ProfileMember {
-                    contact_id,
-                    channel_id,
-                    channel_type,
-                    product,
-                },
-            )
-            .collect(),
-        created_at,
-        updated_at,
-    };
-    Ok((profile, bucket))
+    let members = members
+        .into_iter()
+        .map(
+            |(contact_id, channel_id, channel_type, product)| ProfileMember {
+                contact_id,
+                channel_id,
+                channel_type,
+                product,
+            },
+        )
+        .collect();
+    Ok(head.into_profile(members))
 }
 
 /// The cursor of a timeline page: the last entry's time and id.
@@ -150,42 +176,30 @@ impl ThisStore {
         value: &str,
     ) -> StoreResult<Vec<Profile>> {
         let mut conn = self.pool.acquire().await?;
-        let (region,): (String,) = sqlx::query_as(
-            "SELECT default_region FROM organizations WHERE hub_id = $1 AND id = $2",
-        )
-        .bind(hub)
-        .bind(org)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(StoreError::NotFound("organization"))?;
-        let field_id = IdentifierField::parse(field, &[field.to_owned()])
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let empty = UnifySetting {
-            keys: Vec::new(),
-            excluded: Vec::new(),
-        };
-        let Ok(normalised) = normalizer(&region, &empty)?.normalize(&field_id, value) else {
-            return Ok(Vec::new());
-        };
-        let ids: Vec<(i64,)> = sqlx::query_as(
-            &format!("SELECT DISTINCT p.id FROM identifiers i \
-             {ORDERED_JOIN} contacts c ON c.hub_id = i.hub_id AND c.id = i.contact_id \
-             {ORDERED_JOIN} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
-             {ORDERED_JOIN} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
-             {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id AND +p.merged_into IS NULL \
-             WHERE i.hub_id = $1 AND i.field = $2 AND i.value = $3 AND ch.organization_id = $4 ORDER BY p.id"),
-        )
-        .bind(hub)
-        .bind(field_id.name().to_owned())
-        .bind(normalised)
-        .bind(org)
-        .fetch_all(&mut *conn)
-        .await?;
+        let ids = lookup_ids(&mut conn, hub, org, field, value).await?;
         let mut profiles = Vec::with_capacity(ids.len());
-        for (id,) in ids {
+        for id in ids {
             profiles.push(load_profile(&mut conn, hub, id).await?);
         }
         Ok(profiles)
+    }
+
+    async fn lookup_golden_impl(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        field: &str,
+        value: &str,
+    ) -> StoreResult<Vec<(Profile, cdh_core::GoldenRecord)>> {
+        // One read transaction: the profiles found and their records are of one moment.
+        let mut tx = self.pool.begin().await?;
+        let ids = lookup_ids(&mut tx, hub, org, field, value).await?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.push(golden_in(&mut tx, hub, id).await?);
+        }
+        tx.commit().await?;
+        Ok(found)
     }
 
     async fn golden_impl(
@@ -369,27 +383,79 @@ fn ledger_from_row(row: LedgerRow) -> StoreResult<LedgerEntry> {
     })
 }
 
-/// A profile and its merged record (manual overrides applied), read over `tx`: the members'
-/// contacts, identifiers and timeline each in one statement, whatever the profile's size.
+/// The live profiles holding a contact of `org` with this value of `field` (normalised with the
+/// organization's region first), by id.
+async fn lookup_ids(
+    conn: &mut Conn,
+    hub: HubId,
+    org: OrganizationId,
+    field: &str,
+    value: &str,
+) -> StoreResult<Vec<ProfileId>> {
+    let (region,): (String,) = sqlx::query_as(
+        "SELECT default_region FROM organizations WHERE hub_id = $1 AND id = $2",
+    )
+    .bind(hub)
+    .bind(org)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound("organization"))?;
+    let field_id = IdentifierField::parse(field, &[field.to_owned()])
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let empty = UnifySetting {
+        keys: Vec::new(),
+        excluded: Vec::new(),
+    };
+    let Ok(normalised) = normalizer(&region, &empty)?.normalize(&field_id, value) else {
+        return Ok(Vec::new());
+    };
+    let ids: Vec<(i64,)> = sqlx::query_as(
+        &format!("SELECT DISTINCT p.id FROM identifiers i \
+         {ORDERED_JOIN} contacts c ON c.hub_id = i.hub_id AND c.id = i.contact_id \
+         {ORDERED_JOIN} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
+         {ORDERED_JOIN} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
+         {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id AND +p.merged_into IS NULL \
+         WHERE i.hub_id = $1 AND i.field = $2 AND i.value = $3 AND ch.organization_id = $4 ORDER BY p.id"),
+    )
+    .bind(hub)
+    .bind(field_id.name().to_owned())
+    .bind(normalised)
+    .bind(org)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ids.into_iter().map(|(id,)| id).collect())
+}
+
+/// A profile and its merged record (manual overrides applied), read over `tx` in four
+/// statements whatever the profile's size: its row with the unify keys, its members' contacts
+/// with their channels, their identifiers, and the manual overrides. The record's timeline is
+/// left empty: the timeline is read page by page with `timeline`.
 async fn golden_in(
     tx: &mut Conn,
     hub: HubId,
     id: ProfileId,
 ) -> StoreResult<(Profile, cdh_core::GoldenRecord)> {
-    let (profile, bucket) = load_profile_with_bucket(&mut *tx, hub, id).await?;
-    let setting = load_setting(&mut *tx, hub).await?;
-    let keys = parse_keys(&setting.setting.keys)?;
+    let head = load_profile_head(&mut *tx, hub, id).await?;
+    let keys: Vec<String> = head
+        .keys
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()?
+        .unwrap_or_default();
+    let keys = parse_keys(&keys)?;
     let keys = (!keys.is_empty())
         .then(|| UnifyKeys::new(keys))
         .transpose()
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let contacts: Vec<ContactRow> = sqlx::query_as(&format!(
-        "SELECT {CONTACT_COLUMNS} FROM memberships m \
+    let contacts: Vec<(i64, i64, String, String, String, String)> = sqlx::query_as(&format!(
+        "SELECT c.id, c.channel_id, ch.channel_type, ch.product, c.fields, c.tags \
+         FROM memberships m \
          {ORDERED_JOIN} contacts c ON c.hub_id = m.hub_id AND c.id = m.contact_id \
-         WHERE m.hub_id = $1 AND m.bucket_id = $2 ORDER BY c.id"
+         {ORDERED_JOIN} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
+         WHERE m.hub_id = $1 AND m.bucket_id = $2 ORDER BY m.contact_id"
     ))
     .bind(hub)
-    .bind(bucket)
+    .bind(head.bucket)
     .fetch_all(&mut *tx)
     .await?;
     let identifiers: Vec<(i64, String, String)> = sqlx::query_as(&format!(
@@ -398,33 +464,30 @@ async fn golden_in(
          WHERE m.hub_id = $1 AND m.bucket_id = $2"
     ))
     .bind(hub)
-    .bind(bucket)
+    .bind(head.bucket)
     .fetch_all(&mut *tx)
     .await?;
-    let timeline: Vec<(i64, String, String, i64)> = sqlx::query_as(&format!(
-        "SELECT t.contact_id, t.kind, t.text, t.at FROM memberships m \
-         {ORDERED_JOIN} timeline_entries t ON t.hub_id = m.hub_id AND t.contact_id = m.contact_id \
-         WHERE m.hub_id = $1 AND m.bucket_id = $2"
-    ))
-    .bind(hub)
-    .bind(bucket)
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut members = Vec::with_capacity(contacts.len());
     let mut records: Vec<MemberRecord> = Vec::with_capacity(contacts.len());
     let mut index: HashMap<i64, usize> = HashMap::with_capacity(contacts.len());
-    for row in contacts {
-        let contact = contact_from_row(row, profile.id)?;
-        index.insert(contact.id, records.len());
+    for (contact_id, channel_id, channel_type, product, fields, tags) in contacts {
+        let fields: BTreeMap<String, FieldValue> = serde_json::from_str(&fields)?;
+        index.insert(contact_id, records.len());
         records.push(MemberRecord {
-            contact_id: contact.id.to_string(),
-            fields: contact
-                .fields
+            contact_id: contact_id.to_string(),
+            fields: fields
                 .into_iter()
                 .map(|(k, v)| (k, (v.value, v.updated_at)))
                 .collect(),
-            tags: contact.tags,
+            tags: serde_json::from_str(&tags)?,
             identifiers: Vec::new(),
             timeline: Vec::new(),
+        });
+        members.push(ProfileMember {
+            contact_id,
+            channel_id,
+            channel_type,
+            product,
         });
     }
     for (contact, f, value) in identifiers {
@@ -437,21 +500,7 @@ async fn golden_in(
             });
         }
     }
-    for (contact, kind, text, at) in timeline {
-        if let Some(&i) = index.get(&contact) {
-            let contact_id = records[i].contact_id.clone();
-            records[i].timeline.push(cdh_core::golden::TimelineItem {
-                kind: if kind == "note" {
-                    cdh_core::golden::TimelineKind::Note
-                } else {
-                    cdh_core::golden::TimelineKind::Conversation
-                },
-                contact_id,
-                text,
-                at,
-            });
-        }
-    }
+    let profile = head.into_profile(members);
     let overrides = load_overrides(&mut *tx, hub, profile.id).await?;
     let refs: Vec<&MemberRecord> = records.iter().collect();
     let mut golden = golden_record(&refs, keys.as_ref());
