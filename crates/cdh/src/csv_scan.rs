@@ -206,11 +206,7 @@ fn read_plain(input: &[u8], record: &mut RecordBuf) -> Option<usize> {
     record.fields.clear();
     record.fields.extend_from_slice(line);
     record.ends.clear();
-    for (at, &byte) in line.iter().enumerate() {
-        if byte == b',' {
-            record.ends.push(at);
-        }
-    }
+    record.ends.extend(memchr::memchr_iter(b',', line));
     record.ends.push(line.len());
     record.separator = 1;
     Some(consumed)

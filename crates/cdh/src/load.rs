@@ -292,8 +292,10 @@ pub fn load(
         .enumerate()
         .map(|(s, per_chunk)| {
             let expected: usize = chunks.iter().map(|c| c.counts[s] as usize).sum();
-            // Sized for every occurrence (an upper bound on distinct values): it never rehashes.
-            let mut interner = ValueInterner::with_capacity(expected + 16);
+            let text: usize = per_chunk.iter().map(Vec::len).sum();
+            // Sized for every occurrence (an upper bound on distinct values, and the streams'
+            // bytes on their text): it never rehashes or reallocates.
+            let mut interner = ValueInterner::with_capacities(expected + 16, text);
             let ids = per_chunk
                 .into_iter()
                 .zip(&chunks)
@@ -312,7 +314,9 @@ pub fn load(
         })
         .collect();
     let (shards, ids): (Vec<ValueInterner>, Vec<Vec<Vec<u32>>>) = shards.into_iter().unzip();
-    let graph = compact(slots, shards, &chunks, &ids, n);
+    let mut graph = compact(slots, shards, &chunks, &ids, n);
+    // Nothing is looked up by text from here on.
+    graph.freeze();
     Ok(Loaded {
         data,
         columns,

@@ -20,7 +20,7 @@ use crate::csv_scan::{RecordBuf, RecordReader, TextRecord};
 use crate::load::Loaded;
 
 const PROFILES_PER_TASK: usize = 4096;
-const TASKS_PER_BATCH: usize = 16;
+const TASKS_PER_BATCH: usize = 8;
 
 /// One task's rendered output: (profiles.csv rows, assignments.csv rows).
 type Buffers = (Vec<u8>, Vec<u8>);
