@@ -84,6 +84,12 @@ impl KeyGraph {
         }
     }
 
+    /// Frees the value lookup tables once every contact is in: values stay readable by id,
+    /// while [`Self::find_value`] and [`Self::add_contact`] panic afterwards.
+    pub fn freeze(&mut self) {
+        self.shards.iter_mut().for_each(ValueInterner::freeze);
+    }
+
     /// The global ids where each shard starts (see [`Self::from_shards`]).
     pub fn shard_bases(&self) -> &[u32] {
         &self.bases

@@ -20,7 +20,9 @@ pub struct ValueInterner {
     /// For each value: scope (4 bytes LE), slot (1 byte), then the text.
     bytes: Vec<u8>,
     /// End offset in `bytes` of each value; value `i` starts at `ends[i - 1]` (or 0).
-    ends: Vec<u64>,
+    ends: Vec<u32>,
+    /// Set by [`Self::freeze`]: the lookup table is gone, values can only be read.
+    frozen: bool,
 }
 
 impl std::fmt::Debug for ValueInterner {
@@ -50,11 +52,27 @@ const HEADER: usize = 5;
 impl ValueInterner {
     /// An empty interner with room for `n` values.
     pub fn with_capacity(n: usize) -> Self {
+        Self::with_capacities(n, n * 16)
+    }
+
+    /// An empty interner with room for `n` values of `text_bytes` bytes in all.
+    pub fn with_capacities(n: usize, text_bytes: usize) -> Self {
         Self {
             table: HashTable::with_capacity(n),
-            bytes: Vec::with_capacity(n * 16),
+            bytes: Vec::with_capacity(text_bytes + n * HEADER),
             ends: Vec::with_capacity(n),
+            frozen: false,
         }
+    }
+
+    /// Frees the lookup table, keeping the values readable by id ([`Self::value`],
+    /// [`Self::slot`]); [`Self::get`] and [`Self::intern`] panic afterwards. For callers that
+    /// have interned everything and only read values back.
+    pub fn freeze(&mut self) {
+        // Spare capacity of the arena stays: pages never written are not resident, and
+        // shrinking would copy it.
+        self.table = HashTable::new();
+        self.frozen = true;
     }
 
     /// How many distinct values were interned.
@@ -83,6 +101,7 @@ impl ValueInterner {
 
     /// The id of a value, if it was interned.
     pub fn get(&self, scope: ScopeId, slot: u8, value: &str) -> Option<ValueId> {
+        assert!(!self.frozen, "lookup in a frozen interner");
         let hash = hash_key(scope, slot, value);
         self.table
             .find(hash, |&id| self.matches(id, scope, slot, value))
@@ -102,7 +121,10 @@ impl ValueInterner {
         slot: u8,
         value: &str,
     ) -> (ValueId, bool) {
-        let Self { table, bytes, ends } = self;
+        assert!(!self.frozen, "interning into a frozen interner");
+        let Self {
+            table, bytes, ends, ..
+        } = self;
         let lookup = |id: &ValueId| {
             let i = *id as usize;
             let start = if i == 0 { 0 } else { ends[i - 1] as usize };
@@ -119,7 +141,9 @@ impl ValueInterner {
         bytes.extend_from_slice(&scope.to_le_bytes());
         bytes.push(slot);
         bytes.extend_from_slice(value.as_bytes());
-        ends.push(bytes.len() as u64);
+        ends.push(
+            u32::try_from(bytes.len()).expect("more than 4 GiB of key values in one interner"),
+        );
         let (bytes, ends) = (&self.bytes, &self.ends);
         self.table.insert_unique(hash, id, |&id| {
             let i = id as usize;
@@ -152,7 +176,7 @@ impl ValueInterner {
 
     /// Bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.ends.capacity() * 8 + self.table.capacity() * 5
+        self.bytes.capacity() + self.ends.capacity() * 4 + self.table.capacity() * 5
     }
 }
 
@@ -174,6 +198,17 @@ mod tests {
         assert_eq!(i.get(0, 2, "+886912345678"), Some(d));
         assert_eq!(i.get(0, 3, "+886912345678"), None);
         assert_eq!(i.len(), 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "frozen")]
+    fn a_frozen_interner_reads_values_but_interns_nothing() {
+        let mut i = ValueInterner::default();
+        let (a, _) = i.intern(0, 1, "a@example.com");
+        i.freeze();
+        assert_eq!(i.value(a), (0, 1, "a@example.com"));
+        assert_eq!(i.slot(a), 1);
+        i.intern(0, 1, "b@example.com");
     }
 
     #[test]

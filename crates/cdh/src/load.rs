@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, bail};
 use cdh_core::interner::{hash_key, shard_of};
@@ -17,6 +16,10 @@ use cdh_core::{
 use rayon::prelude::*;
 
 use crate::csv_scan::{RecordBuf, RecordReader, check_quotes, line_of, split_records};
+
+mod parts;
+pub use parts::RowStarts;
+use parts::{next_value, put_value, read_parallel};
 
 /// The columns of the built-in schema that are not identifiers.
 pub const KNOWN_COLUMNS: &[&str] = &[
@@ -86,7 +89,7 @@ pub struct Loaded {
     /// Its columns.
     pub columns: Columns,
     /// The byte offset where each data row starts.
-    pub row_starts: Vec<u64>,
+    pub row_starts: RowStarts,
     /// Contacts and their key values; contact `i` is data row `i`.
     pub graph: KeyGraph,
     /// Normalisation counts per slot.
@@ -209,18 +212,20 @@ pub fn slots(spec: &LoadSpec, columns: &Columns) -> Vec<Slot> {
     slots
 }
 
-/// One normalised value found in a chunk: its row, slot, and place in the chunk's arena.
-struct Entry {
-    row: u32,
-    slot: u8,
-    start: u32,
-    len: u32,
-}
+/// A row's slot whose value was empty, invalid or blocked (no shard holds it).
+const NO_VALUE: u8 = u8::MAX;
 
+/// What parsing one chunk of the file found.
 struct Chunk {
-    rows: Vec<u64>,
-    arena: String,
-    by_shard: Vec<Vec<Entry>>,
+    /// Where each row starts, from the start of the chunk.
+    rows: Vec<u32>,
+    /// Per row and slot, the shard its value went to, or [`NO_VALUE`].
+    cells: Vec<u8>,
+    /// Per shard, the values bound for it in row order, each as its slot, its length (one
+    /// byte, or 255 and four bytes) and its bytes.
+    by_shard: Vec<Vec<u8>>,
+    /// Per shard, how many values.
+    counts: Vec<u32>,
     stats: Vec<SlotStats>,
 }
 
@@ -236,10 +241,12 @@ pub fn load(
     let (header, body_start) = read_header(&data, path)?;
     let columns = columns(header, spec)?;
     let slots = slots(spec, &columns);
-    let n_shards = (threads * 4).next_power_of_two();
+    // Shard numbers fit a cell byte, below NO_VALUE.
+    let n_shards = (threads * 4).next_power_of_two().min(128);
     progress("parsing and normalising");
-    let ranges = split_records(&data, body_start, threads * 8);
-    let chunks: Vec<Chunk> = ranges
+    // Chunks stay under 2 GiB, so row offsets within one fit 32 bits.
+    let ranges = split_records(&data, body_start, (threads * 8).max(data.len() >> 31));
+    let mut chunks: Vec<Chunk> = ranges
         .par_iter()
         .map(|r| {
             load_chunk(
@@ -255,11 +262,12 @@ pub fn load(
         .map_err(|at| row_error(&data, path, at, &columns))?;
 
     let n_slots = slots.len();
-    let mut row_starts = Vec::with_capacity(chunks.iter().map(|c| c.rows.len()).sum());
-    let mut bases = Vec::with_capacity(chunks.len());
-    for c in &chunks {
-        bases.push(row_starts.len() as u32);
-        row_starts.extend_from_slice(&c.rows);
+    let mut row_starts = RowStarts::with_capacity(chunks.iter().map(|c| c.rows.len()).sum());
+    for (c, r) in chunks.iter_mut().zip(&ranges) {
+        for &at in &c.rows {
+            row_starts.push((r.start + at as usize) as u64);
+        }
+        c.rows = Vec::new();
     }
     let n = row_starts.len();
     u32::try_from(n).context("more than 4 billion contacts in one file")?;
@@ -271,37 +279,44 @@ pub fn load(
     }
 
     progress("interning key values");
-    const NONE: u32 = u32::MAX;
-    let table: Vec<AtomicU32> = (0..n * n_slots)
+    // Each shard's worker owns that shard's streams and frees each once interned, keeping
+    // only the value ids, in stream order.
+    let mut streams: Vec<Vec<Vec<u8>>> = (0..n_shards).map(|_| Vec::new()).collect();
+    for c in &mut chunks {
+        for (s, stream) in c.by_shard.drain(..).enumerate() {
+            streams[s].push(stream);
+        }
+    }
+    let shards: Vec<(ValueInterner, Vec<Vec<u32>>)> = streams
         .into_par_iter()
-        .map(|_| AtomicU32::new(NONE))
-        .collect();
-    let shard_bits = n_shards.trailing_zeros();
-    let local_mask = u32::MAX >> shard_bits;
-    let shards: Vec<ValueInterner> = (0..n_shards)
-        .into_par_iter()
-        .map(|s| {
-            let expected: usize = chunks.iter().map(|c| c.by_shard[s].len()).sum();
-            // Sized for every occurrence (an upper bound on distinct values): it never rehashes.
-            let mut interner = ValueInterner::with_capacity(expected + 16);
-            for (c, base) in chunks.iter().zip(&bases) {
-                for e in &c.by_shard[s] {
-                    let value = &c.arena[e.start as usize..(e.start + e.len) as usize];
-                    let (id, _) =
-                        interner.intern_hashed(hash_key(0, e.slot, value), 0, e.slot, value);
-                    // Tag the shard-local id with its shard (in the top bits) until the
-                    // shards' sizes, and so the global ids, are known.
-                    assert!(id < local_mask, "too many distinct values in one shard");
-                    let tagged = id | ((s as u32) << (32 - shard_bits));
-                    table[(*base + e.row) as usize * n_slots + e.slot as usize]
-                        .store(tagged, Ordering::Relaxed);
-                }
-            }
-            interner
+        .enumerate()
+        .map(|(s, per_chunk)| {
+            let expected: usize = chunks.iter().map(|c| c.counts[s] as usize).sum();
+            let text: usize = per_chunk.iter().map(Vec::len).sum();
+            // Sized for every occurrence (an upper bound on distinct values, and the streams'
+            // bytes on their text): it never rehashes or reallocates.
+            let mut interner = ValueInterner::with_capacities(expected + 16, text);
+            let ids = per_chunk
+                .into_iter()
+                .zip(&chunks)
+                .map(|(stream, c)| {
+                    let mut ids = Vec::with_capacity(c.counts[s] as usize);
+                    let mut at = 0;
+                    while at < stream.len() {
+                        let (slot, value) = next_value(&stream, &mut at);
+                        let hash = hash_key(0, slot, value);
+                        ids.push(interner.intern_hashed(hash, 0, slot, value).0);
+                    }
+                    ids
+                })
+                .collect();
+            (interner, ids)
         })
         .collect();
-    drop(chunks);
-    let graph = compact(slots, shards, &table, n, n_slots);
+    let (shards, ids): (Vec<ValueInterner>, Vec<Vec<Vec<u32>>>) = shards.into_iter().unzip();
+    let mut graph = compact(slots, shards, &chunks, &ids, n);
+    // Nothing is looked up by text from here on.
+    graph.freeze();
     Ok(Loaded {
         data,
         columns,
@@ -311,57 +326,43 @@ pub fn load(
     })
 }
 
-/// Reads a whole file with `threads` positioned reads at once: one thread copying a large
-/// file out of the page cache (and faulting in the buffer) is a serial half second at 10M
-/// contacts, with the other core idle.
-fn read_parallel(path: &Path, threads: usize) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path)?;
-    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
-    const MIN_PART: usize = 16 << 20;
-    if len < 2 * MIN_PART || threads < 2 {
-        return std::fs::read(path);
-    }
-    let mut data = vec![0u8; len];
-    let part = len.div_ceil(threads);
-    data.par_chunks_mut(part)
-        .enumerate()
-        .try_for_each(|(i, chunk)| file.read_exact_at(chunk, (i * part) as u64))?;
-    // A file that grew while it was read is read again whole, as `fs::read` would see it.
-    if file.metadata()?.len() != len as u64 {
-        return std::fs::read(path);
-    }
-    Ok(data)
-}
-
-/// Turns the fixed-width slot table of shard-tagged ids into the graph's compressed rows.
+/// Turns the chunks' cells and the shards' value ids (`ids[shard][chunk]`, in stream order)
+/// into the graph's compressed rows, each row's values in slot order.
 fn compact(
     slots: Vec<Slot>,
     shards: Vec<ValueInterner>,
-    table: &[AtomicU32],
+    chunks: &[Chunk],
+    ids: &[Vec<Vec<u32>>],
     n: usize,
-    n_slots: usize,
 ) -> KeyGraph {
-    let shard_bits = shards.len().trailing_zeros();
-    let local_mask = u32::MAX >> shard_bits;
+    let n_slots = slots.len();
     let mut base = Vec::with_capacity(shards.len());
     let mut total = 0u32;
     for s in &shards {
         base.push(total);
         total += s.len() as u32;
     }
+    let n_values: usize = chunks
+        .iter()
+        .flat_map(|c| &c.counts)
+        .map(|&k| k as usize)
+        .sum();
     let mut offsets = Vec::with_capacity(n + 1);
-    let mut values = Vec::with_capacity(table.len() * 2 / 3);
+    let mut values = Vec::with_capacity(n_values);
     offsets.push(0u32);
-    for row in table.chunks(n_slots) {
-        for cell in row {
-            let tagged = cell.load(Ordering::Relaxed);
-            if tagged != u32::MAX {
-                let shard = (tagged >> (32 - shard_bits)) as usize;
-                values.push(base[shard] + (tagged & local_mask));
+    let mut next = vec![0usize; shards.len()];
+    for (c, chunk) in chunks.iter().enumerate() {
+        next.fill(0);
+        for row in chunk.cells.chunks(n_slots) {
+            for &shard in row {
+                if shard != NO_VALUE {
+                    let s = shard as usize;
+                    values.push(base[s] + ids[s][c][next[s]]);
+                    next[s] += 1;
+                }
             }
+            offsets.push(values.len() as u32);
         }
-        offsets.push(values.len() as u32);
     }
     debug_assert_eq!(offsets.len(), n + 1);
     KeyGraph::from_shards(slots, shards, offsets, values)
@@ -380,10 +381,11 @@ fn load_chunk(
     let mut buf = String::with_capacity(64);
     let mut chunk = Chunk {
         rows: Vec::with_capacity(range.len() / 80),
-        arena: String::with_capacity(range.len() / 3),
+        cells: Vec::with_capacity(range.len() / 80 * slots.len()),
         by_shard: (0..n_shards)
-            .map(|_| Vec::with_capacity(range.len() / 40 / n_shards))
+            .map(|_| Vec::with_capacity(range.len() / 2 / n_shards))
             .collect(),
+        counts: vec![0; n_shards],
         stats: vec![SlotStats::default(); slots.len()],
     };
     let mut pos = range.start;
@@ -406,27 +408,24 @@ fn load_chunk(
         if text.get(columns.contact_id).trim().is_empty() {
             return Err(pos);
         }
-        let row = chunk.rows.len() as u32;
-        chunk.rows.push(pos as u64);
+        chunk.rows.push((pos - range.start) as u32);
         for (slot_no, (slot, &col)) in slots.iter().zip(&columns.slot_columns).enumerate() {
             let raw_value = text.get(col);
             let stats = &mut chunk.stats[slot_no];
+            let mut cell = NO_VALUE;
             match normalizer.normalize_into(&slot.field, raw_value, &mut buf) {
                 Outcome::Valid => {
                     stats.valid += 1;
                     let shard = shard_of(hash_key(0, slot_no as u8, &buf), n_shards);
-                    chunk.by_shard[shard].push(Entry {
-                        row,
-                        slot: slot_no as u8,
-                        start: chunk.arena.len() as u32,
-                        len: buf.len() as u32,
-                    });
-                    chunk.arena.push_str(&buf);
+                    put_value(&mut chunk.by_shard[shard], slot_no as u8, &buf);
+                    chunk.counts[shard] += 1;
+                    cell = shard as u8;
                 }
                 Outcome::Empty => stats.empty += 1,
                 Outcome::Invalid(r) => *stats.invalid.entry(r).or_default() += 1,
                 Outcome::Blocked(r) => *stats.blocked.entry(r).or_default() += 1,
             }
+            chunk.cells.push(cell);
         }
         pos += consumed;
     }
@@ -471,25 +470,4 @@ fn row_error(data: &[u8], path: &Path, at: usize, columns: &Columns) -> anyhow::
         );
     }
     anyhow::anyhow!("{place}: contact_id is empty")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parallel_read_equals_a_plain_read() {
-        // Over the size where the read is split, with parts that do not divide it evenly.
-        let len = (40 << 20) + 12_345;
-        let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), &bytes).unwrap();
-        for threads in [1, 2, 3] {
-            assert!(
-                read_parallel(file.path(), threads).unwrap() == bytes,
-                "{threads} threads"
-            );
-        }
-        assert!(read_parallel(Path::new("/nonexistent/contacts.csv"), 2).is_err());
-    }
 }

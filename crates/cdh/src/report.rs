@@ -42,7 +42,7 @@ impl<'a> ContactNames<'a> {
 
     /// The `contact_id` of contact `c`.
     pub fn name(&self, c: u32) -> String {
-        let start = self.loaded.row_starts[c as usize] as usize;
+        let start = self.loaded.row_starts.get(c as usize);
         let mut rec = RecordBuf::default();
         RecordReader::default().read(&self.loaded.data[start..], &mut rec);
         String::from_utf8_lossy(rec.get(self.loaded.columns.contact_id))

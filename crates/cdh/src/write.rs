@@ -2,7 +2,8 @@
 //!
 //! Profiles are processed in batches, each batch split among the workers; every worker
 //! re-parses its profiles' member rows from the in-memory file, merges them, and renders CSV
-//! into its own buffer; buffers are written in profile order, so output is deterministic.
+//! into its own buffer; buffers are written in profile order, so output is deterministic, and
+//! one batch is written while the next one renders.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -19,15 +20,16 @@ use crate::csv_scan::{RecordBuf, RecordReader, TextRecord};
 use crate::load::Loaded;
 
 const PROFILES_PER_TASK: usize = 4096;
-const TASKS_PER_BATCH: usize = 64;
+const TASKS_PER_BATCH: usize = 8;
 
 /// One task's rendered output: (profiles.csv rows, assignments.csv rows).
 type Buffers = (Vec<u8>, Vec<u8>);
 
-/// Writes `assignments.csv` and `profiles.csv` into `out_dir`.
+/// Writes `assignments.csv` and `profiles.csv` into `out_dir`. The partition is consumed: only
+/// its members lists are kept while writing.
 pub fn write_outputs(
     loaded: &Loaded,
-    partition: &Partition,
+    partition: Partition,
     out_dir: &Path,
     progress: &dyn Fn(u64),
 ) -> anyhow::Result<()> {
@@ -45,37 +47,53 @@ pub fn write_outputs(
 
     let members = partition.members();
     let n_profiles = partition.n_profiles();
+    drop(partition);
     let batch = PROFILES_PER_TASK * TASKS_PER_BATCH;
     // Output buffers are reused from batch to batch: freeing and re-allocating tens of
     // megabytes per batch costs more in page faults than the rendering itself.
     let mut pool: Vec<Buffers> = Vec::new();
+    // One batch is written while the next one renders, so no worker waits for the write.
+    let mut rendered: Vec<Buffers> = Vec::new();
     let mut done = 0;
-    while done < n_profiles {
+    loop {
         let end = (done + batch).min(n_profiles);
         let tasks: Vec<(usize, Buffers)> = (done..end)
             .step_by(PROFILES_PER_TASK)
             .map(|start| (start, pool.pop().unwrap_or_default()))
             .collect();
-        let parts: Vec<Buffers> = tasks
-            .into_par_iter()
-            .map(|(start, buffers)| {
-                render(
-                    loaded,
-                    &members,
-                    start..(start + PROFILES_PER_TASK).min(end),
-                    buffers,
-                )
-            })
-            .collect();
-        for (mut p, mut a) in parts {
-            profiles.write_all(&p)?;
-            assignments.write_all(&a)?;
-            p.clear();
-            a.clear();
-            pool.push((p, a));
+        let (written, parts) = rayon::join(
+            || -> std::io::Result<Vec<Buffers>> {
+                for (p, a) in &mut rendered {
+                    profiles.write_all(p)?;
+                    assignments.write_all(a)?;
+                    p.clear();
+                    a.clear();
+                }
+                Ok(std::mem::take(&mut rendered))
+            },
+            || -> Vec<Buffers> {
+                tasks
+                    .into_par_iter()
+                    .map(|(start, buffers)| {
+                        render(
+                            loaded,
+                            &members,
+                            start..(start + PROFILES_PER_TASK).min(end),
+                            buffers,
+                        )
+                    })
+                    .collect()
+            },
+        );
+        pool.extend(written?);
+        if done > 0 {
+            progress(done as u64);
         }
+        if parts.is_empty() {
+            break;
+        }
+        rendered = parts;
         done = end;
-        progress(done as u64);
     }
     profiles.flush()?;
     assignments.flush()?;
@@ -125,7 +143,7 @@ fn render(
             s.rows.resize_with(contacts.len(), RecordBuf::default);
         }
         for (i, &contact) in contacts.iter().enumerate() {
-            let start = loaded.row_starts[contact as usize] as usize;
+            let start = loaded.row_starts.get(contact as usize);
             s.reader.read(&loaded.data[start..], &mut s.rows[i]);
         }
         // Rows were checked as UTF-8 when loaded.

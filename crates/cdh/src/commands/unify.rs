@@ -93,8 +93,9 @@ fn run_in_pool(args: &UnifyArgs, threads: usize, started: Instant) -> anyhow::Re
     let Some(out) = &args.out else {
         bail!("--out is required unless --preview is given")
     };
-    progress.counter("writing profiles", partition.n_profiles() as u64);
-    write_outputs(&loaded, &partition, out, &|done| progress.set(done))?;
+    let n_profiles = partition.n_profiles();
+    progress.counter("writing profiles", n_profiles as u64);
+    write_outputs(&loaded, partition, out, &|done| progress.set(done))?;
     progress.finish();
 
     let counts = loaded.graph.value_counts();
@@ -104,7 +105,6 @@ fn run_in_pool(args: &UnifyArgs, threads: usize, started: Instant) -> anyhow::Re
         .filter(|&(v, &c)| c > args.suspicious_threshold && loaded.graph.merges(v as u32))
         .count();
     let (invalid, blocked) = totals(&loaded.stats);
-    let n_profiles = partition.n_profiles();
     eprintln!(
         "unified {} contacts into {} profiles ({} merges) in {:.2?}",
         thousands(n as u64),
