@@ -112,7 +112,7 @@ impl Store for AnyStore {
         org: OrganizationId,
         text: &str,
         limit: u32,
-    ) -> StoreResult<Vec<Profile>> {
+    ) -> StoreResult<Vec<(Profile, GoldenRecord)>> {
         forward!(self.search_profiles_by_name(hub, org, text, limit))
     }
     async fn golden_record(
@@ -270,7 +270,7 @@ impl Store for AnyStore {
         updated_since: Option<Millis>,
         limit: u32,
         cursor: Option<&str>,
-    ) -> StoreResult<Page<Profile>> {
+    ) -> StoreResult<Page<(Profile, GoldenRecord)>> {
         forward!(self.list_profiles(hub, org, updated_since, limit, cursor))
     }
     async fn patch_profile(

@@ -120,14 +120,15 @@ pub trait Store: Send + Sync {
     /// Live profiles with a contact of the organization whose display name starts with `text`
     /// (trimmed; ASCII letters match either case, other characters as they are), at most
     /// `limit`, ordered by the matching name (lower-cased) and then profile id. A profile with
-    /// several matching contacts, merged ones included, comes once. Served by an index.
+    /// several matching contacts, merged ones included, comes once. Served by an index. Each
+    /// comes with its merged record (as `golden_record` gives it), all read in one transaction.
     fn search_profiles_by_name(
         &self,
         hub: HubId,
         org: OrganizationId,
         text: &str,
         limit: u32,
-    ) -> impl Future<Output = StoreResult<Vec<Profile>>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<(Profile, GoldenRecord)>>> + Send;
     /// The profile and its merged fields, tags and identifiers. The record's `timeline` is
     /// left empty: read it page by page with [`Store::timeline`].
     fn golden_record(
@@ -309,7 +310,8 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = StoreResult<TaskId>> + Send;
 
     /// Live profiles with a contact in the organization, by `(updated_at, id)`, from
-    /// `updated_since` (inclusive) on; the cursor continues a previous page.
+    /// `updated_since` (inclusive) on; the cursor continues a previous page. Each comes with its
+    /// merged record (as `golden_record` gives it), the whole page read in one transaction.
     fn list_profiles(
         &self,
         hub: HubId,
@@ -317,7 +319,7 @@ pub trait Store: Send + Sync {
         updated_since: Option<Millis>,
         limit: u32,
         cursor: Option<&str>,
-    ) -> impl Future<Output = StoreResult<Page<Profile>>> + Send;
+    ) -> impl Future<Output = StoreResult<Page<(Profile, GoldenRecord)>>> + Send;
     /// Manual edits of merged fields (`None` clears); they win over survivorship until a
     /// contact of the profile writes that field again. Appends a `profile.updated` event.
     fn patch_profile(

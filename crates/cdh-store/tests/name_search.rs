@@ -18,7 +18,7 @@ async fn ids(
         .await
         .expect("search")
         .iter()
-        .map(|p| p.id)
+        .map(|(p, _)| p.id)
         .collect()
 }
 
@@ -74,8 +74,11 @@ async fn prefix_body(t: TestStore) {
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].members.len(), 1);
-    assert_eq!(found[0].members[0].contact_id, chen.contact.id);
+    assert_eq!(found[0].0.members.len(), 1);
+    assert_eq!(found[0].0.members[0].contact_id, chen.contact.id);
+    // ... each with the merged record `golden_record` gives.
+    let record = s.golden_record(h.id, found[0].0.id).await.unwrap();
+    assert_eq!(found[0], record);
     t.finish(h.id).await;
 }
 
@@ -123,9 +126,9 @@ async fn merged_body(t: TestStore) {
         .await
         .unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].id, x.contact.profile_id);
-    assert_eq!(found[0].merged_from, None);
-    assert_eq!(found[0].members.len(), 3);
+    assert_eq!(found[0].0.id, x.contact.profile_id);
+    assert_eq!(found[0].0.merged_from, None);
+    assert_eq!(found[0].0.members.len(), 3);
     assert_eq!(
         ids(s, h.id, h.org, "amy y", 25).await,
         vec![x.contact.profile_id]

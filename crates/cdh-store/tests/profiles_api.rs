@@ -48,7 +48,12 @@ async fn list_body(t: TestStore) {
             .await
             .unwrap();
         assert!(page.items.len() <= 3);
-        seen.extend(page.items.iter().map(|p| p.id));
+        // Each profile comes with the merged record `golden_record` gives.
+        for (profile, golden) in &page.items {
+            let record = s.golden_record(h.id, profile.id).await.unwrap();
+            assert_eq!((profile, golden), (&record.0, &record.1));
+        }
+        seen.extend(page.items.iter().map(|(p, _)| p.id));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
             None => break,
@@ -64,8 +69,13 @@ async fn list_body(t: TestStore) {
         .list_profiles(h.id, h.org, Some(last.updated_at), 100, None)
         .await
         .unwrap();
-    assert!(since.items.iter().any(|p| p.id == profiles[0]));
-    assert!(since.items.iter().all(|p| p.updated_at >= last.updated_at));
+    assert!(since.items.iter().any(|(p, _)| p.id == profiles[0]));
+    assert!(
+        since
+            .items
+            .iter()
+            .all(|(p, _)| p.updated_at >= last.updated_at)
+    );
     assert_eq!(since.next_cursor, None);
     let future = s
         .list_profiles(h.id, h.org, Some(last.updated_at + 60_000), 100, None)

@@ -7,13 +7,14 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use cdh_store::Store;
+use cdh_core::GoldenRecord;
 use cdh_store::model::Profile;
 use serde::Deserialize;
 
 use crate::console::page::{Layout, PageError, render};
 use crate::console::session::Viewer;
 use crate::error::ApiError;
-use crate::routes::profiles::{ProfileView, full};
+use crate::routes::profiles::{ProfileView, view};
 use crate::state::AppState;
 
 /// How many profiles a page shows.
@@ -129,7 +130,7 @@ pub async fn page(
             })?;
         (page.items, page.next_cursor, String::new())
     } else {
-        let mut found: Vec<Profile> = Vec::new();
+        let mut found: Vec<(Profile, GoldenRecord)> = Vec::new();
         let fields = search_fields(&q);
         for field in &fields {
             let hits = if *field == NAME {
@@ -141,7 +142,7 @@ pub async fn page(
                 // A value that does not parse as this field (an invalid phone, say) finds nothing.
                 let Ok(hits) = state
                     .store
-                    .lookup_profiles(caller.hub, caller.org, field, &q)
+                    .lookup_golden_records(caller.hub, caller.org, field, &q)
                     .await
                 else {
                     continue;
@@ -149,7 +150,7 @@ pub async fn page(
                 hits
             };
             for hit in hits {
-                if !found.iter().any(|p| p.id == hit.id) {
+                if !found.iter().any(|(p, _)| p.id == hit.0.id) {
                     found.push(hit);
                 }
             }
@@ -161,10 +162,11 @@ pub async fn page(
             .join(", ");
         (found, None, searched_as)
     };
-    let mut rows = Vec::with_capacity(profiles.len());
-    for profile in &profiles {
-        rows.push(row(full(&state, &caller, profile).await?));
-    }
+    // Every profile here is live (found through the caller's contacts), so `view` suffices.
+    let rows = profiles
+        .into_iter()
+        .map(|(profile, golden)| row(view(profile, golden)))
+        .collect();
     let page = ContactsPage {
         l: Layout::new(&viewer, "contacts", "Contacts"),
         q,

@@ -137,18 +137,6 @@ pub(crate) async fn visible(state: &AppState, caller: &OrgCaller, id: &str) -> A
     Ok(profile)
 }
 
-/// The full view of a visible profile.
-pub(crate) async fn full(
-    state: &AppState,
-    caller: &OrgCaller,
-    profile: &Profile,
-) -> ApiResult<ProfileView> {
-    let (stored, golden) = state.store.golden_record(caller.hub, profile.id).await?;
-    let mut shown = view(stored, golden);
-    shown.merged_from = profile.merged_from.map(wire::id);
-    Ok(shown)
-}
-
 /// A profile; an id merged into another answers the survivor with `merged_from`.
 #[utoipa::path(get, path = "/v1/profiles/{id}", tag = "profiles",
     params(("id" = String, Path, description = "The profile")),
@@ -259,10 +247,12 @@ async fn list_profiles(
             }
             other => other.into(),
         })?;
-    let mut items = Vec::with_capacity(page.items.len());
-    for profile in &page.items {
-        items.push(full(&state, caller, profile).await?);
-    }
+    // Listed profiles are live, so none carries `merged_from`.
+    let items = page
+        .items
+        .into_iter()
+        .map(|(profile, golden)| view(profile, golden))
+        .collect();
     Ok(axum::Json(ProfileList {
         items,
         next_cursor: page.next_cursor,

@@ -44,10 +44,10 @@ impl ThisStore {
         org: OrganizationId,
         text: &str,
         limit: u32,
-    ) -> StoreResult<Vec<Profile>> {
+    ) -> StoreResult<Vec<(Profile, cdh_core::GoldenRecord)>> {
         let limit = limit.min(MAX_PAGE) as usize;
         let prefix = name_search_prefix(text);
-        // One snapshot, so the profiles found and their members are of one moment.
+        // One snapshot, so the profiles found and their records are of one moment.
         let mut tx = self.begin_snapshot().await?;
         ensure_organization(&mut tx, hub, org).await?;
         // PostgreSQL text cannot hold NUL, so no stored name starts with one.
@@ -92,7 +92,7 @@ impl ThisStore {
         found.truncate(limit);
         let mut profiles = Vec::with_capacity(found.len());
         for (_, id) in found {
-            profiles.push(load_profile(&mut tx, hub, id).await?);
+            profiles.push(golden_in(&mut tx, hub, id).await?);
         }
         tx.commit().await?;
         Ok(profiles)

@@ -77,7 +77,7 @@ impl Store for ThisStore {
         org: OrganizationId,
         text: &str,
         limit: u32,
-    ) -> StoreResult<Vec<Profile>> {
+    ) -> StoreResult<Vec<(Profile, cdh_core::GoldenRecord)>> {
         self.search_profiles_by_name_impl(hub, org, text, limit)
             .await
     }
@@ -246,7 +246,7 @@ impl Store for ThisStore {
         updated_since: Option<Millis>,
         limit: u32,
         cursor: Option<&str>,
-    ) -> StoreResult<Page<Profile>> {
+    ) -> StoreResult<Page<(Profile, cdh_core::GoldenRecord)>> {
         self.list_profiles_impl(hub, org, updated_since, limit, cursor)
             .await
     }

@@ -124,10 +124,10 @@ impl ThisStore {
         updated_since: Option<Millis>,
         limit: u32,
         cursor: Option<&str>,
-    ) -> StoreResult<Page<Profile>> {
+    ) -> StoreResult<Page<(Profile, cdh_core::GoldenRecord)>> {
         let (after_at, after_id) = list_start(updated_since, cursor)?;
         let limit = i64::from(limit.clamp(1, MAX_PAGE));
-        // One snapshot, so a page's profiles and their members are of one moment.
+        // One snapshot, so a page's profiles and their records are of one moment.
         let mut tx = self.begin_snapshot().await?;
         ensure_organization(&mut tx, hub, org).await?;
         let rows: Vec<(i64, i64)> = sqlx::query_as(&org_profiles_sql(true))
@@ -141,7 +141,7 @@ impl ThisStore {
         let more = rows.len() as i64 > limit;
         let mut items = Vec::with_capacity(rows.len());
         for (id, _) in rows.iter().take(limit as usize) {
-            items.push(load_profile(&mut tx, hub, *id).await?);
+            items.push(golden_in(&mut tx, hub, *id).await?);
         }
         tx.commit().await?;
         let next_cursor = more
