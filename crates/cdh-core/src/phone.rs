@@ -3,8 +3,9 @@
 //! [`parse_with_crate`] is the reference: `phonenumber::parse` with a default region, then
 //! `is_valid`. It costs ~9 µs a number, mostly because the crate keeps its patterns in a global,
 //! mutex-guarded LRU of 100 regexes. [`parse_fast`] replays the same steps on the same metadata
-//! with its own compiled patterns for the plain shapes (ASCII digits, one leading `+`, and the
-//! separators ` -.()/`) and answers `None` for anything else; [`parse`] uses it and falls back to
+//! with its own compiled patterns for the plain shapes (ASCII digits, one leading `+`, the
+//! separators ` -.()/`, and keypad letters in national values) and answers `None` for anything
+//! else; [`parse`] uses it and falls back to
 //! the crate. [`PhoneNormalizer`] adds a bounded cache by raw value.
 
 mod dfa;
@@ -154,18 +155,14 @@ pub fn parse_with_crate(raw: &str, region: Region) -> Result<Phone, PhoneError> 
     e164(number.code().value(), len, national.value())
 }
 
-/// Builds the crate's database now (~0.2 s, once per process) rather than at the first number
-/// the fast path leaves to the crate: a caller with a spare thread can run this beside its IO.
-pub fn prepare_crate_fallback() {
-    let _ = phonenumber::metadata::DATABASE.by_code(&1);
-}
-
 /// The fast path alone: the crate's answer for plain shapes, `None` ("ask the crate") otherwise.
 ///
 /// Handled: ASCII digits with the separators space `-` `.` `(` `)` `/`, optionally led by one
 /// `+` (before any digit), in national form, international form, or with the region's IDD such
-/// as TW's `002`. Left to the crate: letters, extensions, Unicode digits or punctuation,
-/// `tel:` URIs, several `+`, fewer than three digits, over 24 digits.
+/// as TW's `002`; ASCII letters (read as keypad digits, as the crate does) in values without a
+/// `+` that start with a digit and end with a digit or letter. Left to the crate: other letter
+/// shapes, extensions (`x`, `ext`, `#`...), Unicode digits or punctuation, `tel:` URIs, several
+/// `+`, fewer than three digits, over 24 digits.
 pub fn parse_fast(raw: &str, region: Region) -> Option<Result<Phone, PhoneError>> {
     fast::parse_fast(raw, region)
 }

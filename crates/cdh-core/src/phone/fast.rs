@@ -78,31 +78,53 @@ fn parse_u16(digits: &[u8]) -> Option<u16> {
     })
 }
 
-/// Accepts ASCII digits, at most one `+` before the first digit, and the separators
-/// space, `-`, `.`, `(`, `)`, `/`. Everything else (letters, extensions, Unicode digits
-/// and punctuation, `tel:` URIs) is left to the crate.
+/// Accepts ASCII digits, at most one `+` before the first digit, the separators space, `-`,
+/// `.`, `(`, `)`, `/`, and ASCII letters as keypad digits (see [`letters_allowed`]). Anything
+/// else (extensions, Unicode digits and punctuation, `tel:` URIs) is left to the crate.
 fn scan(bytes: &[u8], digits: &mut [u8; MAX_DIGITS]) -> Step<Shape> {
     let mut len = 0;
     let mut plus = false;
     let mut space = false;
+    // How many digits came before the first letter, if there is a letter.
+    let mut digits_before_letter = None;
     for &b in bytes {
-        match b {
-            b'0'..=b'9' => {
-                *digits.get_mut(len).ok_or(Stop::Unknown)? = b;
-                len += 1;
-            }
+        let digit = match b {
+            b'0'..=b'9' => b,
             // A second plus, or one after a digit, fails the crate's grammar in ways that
             // depend on where it is; not replayed.
             b'+' if plus || len > 0 => return Err(Stop::Unknown),
-            b'+' => plus = true,
-            b' ' => space = true,
-            b'-' | b'.' | b'(' | b')' | b'/' => {}
+            b'+' => {
+                plus = true;
+                continue;
+            }
+            b' ' => {
+                space = true;
+                continue;
+            }
+            b'-' | b'.' | b'(' | b')' | b'/' => continue,
+            // `x` starts an extension and is punctuation to the crate's grammar.
+            b'x' | b'X' => return Err(Stop::Unknown),
+            b'a'..=b'z' | b'A'..=b'Z' => {
+                digits_before_letter.get_or_insert(len);
+                keypad_digit(b)
+            }
             _ => return Err(Stop::Unknown),
-        }
+        };
+        *digits.get_mut(len).ok_or(Stop::Unknown)? = digit;
+        len += 1;
     }
     // Only separators: the crate finds no place a number could start.
     if len == 0 {
         return Err(NOT_A_NUMBER);
+    }
+    if let Some(before) = digits_before_letter {
+        if plus || !letters_allowed(bytes) {
+            return Err(Stop::Unknown);
+        }
+        // The crate's viability grammar wants three digits before any letter.
+        if before < 3 {
+            return Err(NOT_A_NUMBER);
+        }
     }
     // The crate tries its RFC 3966 parser first; it refuses any space.
     let rfc_code_len = match bytes.first() {
@@ -114,6 +136,32 @@ fn scan(bytes: &[u8], digits: &mut [u8; MAX_DIGITS]) -> Step<Shape> {
         plus,
         rfc_code_len,
     })
+}
+
+/// The digit a letter stands for on a phone keypad, as the crate's `ALPHA_PHONE_MAPPINGS`
+/// (either case).
+fn keypad_digit(letter: u8) -> u8 {
+    const KEYPAD: &[u8; 26] = b"22233344455566677778889999";
+    KEYPAD[usize::from(letter.to_ascii_lowercase() - b'a')]
+}
+
+/// Whether a value with letters (and no `+`, no `x`) reaches the crate's normalisation whole, so
+/// that it is the crate's answer for its digits with each letter read as its keypad digit.
+///
+/// Both of the crate's front ends then take the whole value: the RFC 3966 one (hex letters,
+/// no space, no `/`) as it is, the natural one because the value starts with a digit (nothing
+/// cut in front), ends with a digit or letter (no unwanted end) and holds no extension marker
+/// (`x`, `#`, `,`, `;`, `~`, "int", "anexo", case-insensitively). Normalisation then maps every
+/// letter and drops the separators, exactly as the plain path sees the digits.
+fn letters_allowed(bytes: &[u8]) -> bool {
+    let starts_with_digit = bytes.first().is_some_and(u8::is_ascii_digit);
+    let ends_alphanumeric = bytes.last().is_some_and(u8::is_ascii_alphanumeric);
+    let has_word = |word: &[u8]| {
+        bytes
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    starts_with_digit && ends_alphanumeric && !has_word(b"int") && !has_word(b"anexo")
 }
 
 /// The RFC 3966 front end on a space-free input starting with `+`: it takes everything up to

@@ -128,6 +128,44 @@ fn random_digits() -> impl Strategy<Value = String> {
         .prop_flat_map(|(plus, d)| spaced(if plus { format!("+{d}") } else { d }))
 }
 
+/// A written number with some digits typed as letters (vanity numbers, typos), or a short value
+/// with a letter such as `09-12A`.
+fn lettered_number() -> impl Strategy<Value = String> {
+    let letter = prop_oneof![
+        8 => proptest::char::range('a', 'z'),
+        8 => proptest::char::range('A', 'Z'),
+        1 => select(vec!['x', 'X', 'I', 'n', 't']),
+    ];
+    let typed = (
+        written_number(),
+        proptest::collection::vec((any::<proptest::sample::Index>(), letter.clone()), 1..4),
+    )
+        .prop_map(|(number, swaps)| {
+            let mut chars: Vec<char> = number.chars().collect();
+            for (at, letter) in swaps {
+                let i = at.index(chars.len());
+                if chars[i].is_ascii_digit() {
+                    chars[i] = letter;
+                }
+            }
+            chars.into_iter().collect::<String>()
+        });
+    let short = (digits(1..=5), select(vec!["", "-", " ", "."]), digits(0..=3), letter)
+        .prop_map(|(a, sep, b, l)| format!("{a}{sep}{b}{l}"));
+    prop_oneof![3 => typed, 1 => short]
+}
+
+/// Whether the fast path promises to answer a value with letters itself.
+fn fast_letter_shape(raw: &str) -> bool {
+    let lower = raw.to_ascii_lowercase();
+    raw.starts_with(|c: char| c.is_ascii_digit())
+        && raw.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && raw.chars().filter(char::is_ascii_digit).count() + raw.chars().filter(char::is_ascii_alphabetic).count() <= 24
+        && !lower.contains(['x', '+'])
+        && !lower.contains("int")
+        && !lower.contains("anexo")
+}
+
 /// Strings over the characters phone fields really contain, plus some that break the shape.
 fn noisy() -> impl Strategy<Value = String> {
     "[0-9+ ()./xX#*,;:a-zA-Z\\-]{0,22}"
@@ -152,6 +190,20 @@ proptest! {
     }
 
     #[test]
+    fn lettered_numbers_match_the_crate(raw in lettered_number()) {
+        check_all_regions(&raw)?;
+    }
+
+    #[test]
+    fn lettered_numbers_take_the_fast_path(raw in lettered_number(), r in select(REGIONS.to_vec())) {
+        // Only the letter shapes it replays; values of one or two characters stay with the crate.
+        let n = raw.chars().filter(char::is_ascii_alphanumeric).count();
+        if fast_letter_shape(&raw) && n >= 3 {
+            prop_assert!(parse_fast(&raw, region(r)).is_some(), "{:?} fell back in {}", raw, r);
+        }
+    }
+
+    #[test]
     fn arbitrary_strings_match_the_crate(raw in any::<String>()) {
         check_all_regions(&raw)?;
     }
@@ -164,7 +216,7 @@ proptest! {
 
     #[test]
     fn the_normaliser_equals_parse_with_repeats(
-        raws in proptest::collection::vec(prop_oneof![written_number(), random_digits(), noisy()], 1..40),
+        raws in proptest::collection::vec(prop_oneof![written_number(), random_digits(), noisy(), lettered_number()], 1..40),
         picks in proptest::collection::vec(any::<proptest::sample::Index>(), 0..80),
         r in select(REGIONS.to_vec()),
     ) {
@@ -321,6 +373,39 @@ fn the_fast_path_handles_the_common_shapes() {
 }
 
 #[test]
+fn the_fast_path_reads_letters_as_the_crate_does() {
+    let tw = region("TW");
+    let us = region("US");
+    let cases = [
+        // Short values with a letter: invalid, or not a number with under three digits first.
+        (tw, "09-12A", Some(Err(PhoneError::Invalid))),
+        (tw, "0912Z", Some(Err(PhoneError::Invalid))),
+        (tw, "09A", Some(Err(PhoneError::NotANumber))),
+        (tw, "09-A123", Some(Err(PhoneError::NotANumber))),
+        // A vanity number is its keypad digits, in either case.
+        (us, "1-800-FLOWERS", Some(Ok(18_003_569_377))),
+        (us, "1-800-flowers", Some(Ok(18_003_569_377))),
+        (tw, "0912-345-6Q8", Some(Ok(886_912_345_678))),
+        // Shapes left to the crate: a plus, an extension, text in front or behind.
+        (tw, "+886 912 345 67B", None),
+        (us, "415 555 0123 x12", None),
+        (us, "415 555 0123 int 2", None),
+        (tw, "tel 0912345678", None),
+        (tw, "0912-345-67B (", None),
+    ];
+    for (r, raw, expected) in cases {
+        let fast = parse_fast(raw, r);
+        assert_eq!(
+            fast.map(|f| f.map(|p| p.digits())),
+            expected,
+            "{raw:?} in {}",
+            r.code()
+        );
+        assert_eq!(parse(raw, r), parse_with_crate(raw, r), "{raw:?}");
+    }
+}
+
+#[test]
 fn tw_national_and_international_forms_agree() {
     let tw = region("TW");
     let national = parse("0912-345-678", tw);
@@ -344,7 +429,7 @@ fn too_short_numbers_are_rejected() {
 #[test]
 fn letters_empty_and_blank_are_not_numbers() {
     let tw = region("TW");
-    for raw in ["", " ", "   ", "\t", "abc", "phone", "-", "()", "+", "N/A"] {
+    for raw in ["", " ", "   ", "\t", "abc", "phone", "-", "()", "+", "N/A", "12AB"] {
         assert_eq!(parse(raw, tw), Err(PhoneError::NotANumber), "{raw:?}");
         assert_eq!(
             parse_with_crate(raw, tw),
