@@ -150,7 +150,12 @@ fn lettered_number() -> impl Strategy<Value = String> {
             }
             chars.into_iter().collect::<String>()
         });
-    let short = (digits(1..=5), select(vec!["", "-", " ", "."]), digits(0..=3), letter)
+    let short = (
+        digits(1..=5),
+        select(vec!["", "-", " ", "."]),
+        digits(0..=3),
+        letter,
+    )
         .prop_map(|(a, sep, b, l)| format!("{a}{sep}{b}{l}"));
     prop_oneof![3 => typed, 1 => short]
 }
@@ -160,7 +165,9 @@ fn fast_letter_shape(raw: &str) -> bool {
     let lower = raw.to_ascii_lowercase();
     raw.starts_with(|c: char| c.is_ascii_digit())
         && raw.ends_with(|c: char| c.is_ascii_alphanumeric())
-        && raw.chars().filter(char::is_ascii_digit).count() + raw.chars().filter(char::is_ascii_alphabetic).count() <= 24
+        && raw.chars().filter(char::is_ascii_digit).count()
+            + raw.chars().filter(char::is_ascii_alphabetic).count()
+            <= 24
         && !lower.contains(['x', '+'])
         && !lower.contains("int")
         && !lower.contains("anexo")
@@ -429,7 +436,9 @@ fn too_short_numbers_are_rejected() {
 #[test]
 fn letters_empty_and_blank_are_not_numbers() {
     let tw = region("TW");
-    for raw in ["", " ", "   ", "\t", "abc", "phone", "-", "()", "+", "N/A", "12AB"] {
+    for raw in [
+        "", " ", "   ", "\t", "abc", "phone", "-", "()", "+", "N/A", "12AB",
+    ] {
         assert_eq!(parse(raw, tw), Err(PhoneError::NotANumber), "{raw:?}");
         assert_eq!(
             parse_with_crate(raw, tw),

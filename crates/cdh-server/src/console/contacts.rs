@@ -6,8 +6,8 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use cdh_store::Store;
 use cdh_core::GoldenRecord;
+use cdh_store::Store;
 use cdh_store::model::Profile;
 use serde::Deserialize;
 
