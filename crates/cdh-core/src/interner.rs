@@ -19,8 +19,10 @@ pub struct ValueInterner {
     table: HashTable<ValueId>,
     /// For each value: scope (4 bytes LE), slot (1 byte), then the text.
     bytes: Vec<u8>,
-    /// End offset in `bytes` of each value; value `i` starts at `ends[i - 1]` (or 0).
-    ends: Vec<u32>,
+    /// End offset in `bytes` of each value; value `i` starts at `ends[i - 1]` (or 0). Eight
+    /// bytes, not four: a hub's values may pass 4 GiB, and a limit there would stop an apply
+    /// for a large hub; it costs ~5 bytes a contact.
+    ends: Vec<u64>,
     /// Set by [`Self::freeze`]: the lookup table is gone, values can only be read.
     frozen: bool,
 }
@@ -141,9 +143,7 @@ impl ValueInterner {
         bytes.extend_from_slice(&scope.to_le_bytes());
         bytes.push(slot);
         bytes.extend_from_slice(value.as_bytes());
-        ends.push(
-            u32::try_from(bytes.len()).expect("more than 4 GiB of key values in one interner"),
-        );
+        ends.push(bytes.len() as u64);
         let (bytes, ends) = (&self.bytes, &self.ends);
         self.table.insert_unique(hash, id, |&id| {
             let i = id as usize;
@@ -176,7 +176,7 @@ impl ValueInterner {
 
     /// Bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.ends.capacity() * 4 + self.table.capacity() * 5
+        self.bytes.capacity() + self.ends.capacity() * 8 + self.table.capacity() * 5
     }
 }
 
