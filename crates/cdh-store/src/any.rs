@@ -88,15 +88,6 @@ impl Store for AnyStore {
     async fn get_profile(&self, hub: HubId, id: ProfileId) -> StoreResult<Profile> {
         forward!(self.get_profile(hub, id))
     }
-    async fn lookup_profiles(
-        &self,
-        hub: HubId,
-        org: OrganizationId,
-        field: &str,
-        value: &str,
-    ) -> StoreResult<Vec<Profile>> {
-        forward!(self.lookup_profiles(hub, org, field, value))
-    }
     async fn lookup_golden_records(
         &self,
         hub: HubId,

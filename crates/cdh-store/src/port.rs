@@ -100,16 +100,9 @@ pub trait Store: Send + Sync {
         hub: HubId,
         id: ProfileId,
     ) -> impl Future<Output = StoreResult<Profile>> + Send;
-    /// The profiles of an organization holding a value of an identifier field (normalised first).
-    fn lookup_profiles(
-        &self,
-        hub: HubId,
-        organization: OrganizationId,
-        field: &str,
-        value: &str,
-    ) -> impl Future<Output = StoreResult<Vec<Profile>>> + Send;
-    /// `lookup_profiles` with each profile's merged record (as `golden_record` gives it), all
-    /// read in one transaction.
+    /// The profiles of an organization holding a value of an identifier field (normalised
+    /// first), each with its merged record (as `golden_record` gives it), all read in one
+    /// transaction.
     fn lookup_golden_records(
         &self,
         hub: HubId,

@@ -276,19 +276,19 @@ async fn create_body(t: TestStore) {
         .collect();
     assert_eq!(api.len(), 1);
     let kim = s
-        .lookup_profiles(h.id, h.org, "customer_id", "M-1")
+        .lookup_golden_records(h.id, h.org, "customer_id", "M-1")
         .await
         .unwrap();
     assert_eq!(kim.len(), 1);
-    assert_eq!(kim[0].id, existing.contact.profile_id);
-    assert!(kim[0].members.iter().any(|m| m.channel_id == api[0].id));
+    assert_eq!(kim[0].0.id, existing.contact.profile_id);
+    assert!(kim[0].0.members.iter().any(|m| m.channel_id == api[0].id));
     let lee = s
-        .lookup_profiles(h.id, h.org, "customer_id", "M-2")
+        .lookup_golden_records(h.id, h.org, "customer_id", "M-2")
         .await
         .unwrap();
-    assert_eq!(lee[0].members.len(), 1);
+    assert_eq!(lee[0].0.members.len(), 1);
     let lee_contact = s
-        .get_contact(h.id, lee[0].members[0].contact_id)
+        .get_contact(h.id, lee[0].0.members[0].contact_id)
         .await
         .unwrap();
     assert_eq!(lee_contact.fields["display_name"].value, "Lee");
@@ -355,11 +355,11 @@ async fn many_body(t: TestStore) {
     );
     // The later row of a repeated customer wins.
     let p = s
-        .lookup_profiles(h.id, h.org, "customer_id", "C7")
+        .lookup_golden_records(h.id, h.org, "customer_id", "C7")
         .await
         .unwrap();
     let c = s
-        .get_contact(h.id, p[0].members[0].contact_id)
+        .get_contact(h.id, p[0].0.members[0].contact_id)
         .await
         .unwrap();
     assert_eq!(c.fields["display_name"].value, "N1007");
@@ -419,13 +419,13 @@ async fn refused_body(t: TestStore) {
     );
     for i in [0, 1, 2, 4, 5] {
         let found = s
-            .lookup_profiles(h.id, h.org, "customer_id", &format!("K{i}"))
+            .lookup_golden_records(h.id, h.org, "customer_id", &format!("K{i}"))
             .await
             .unwrap();
         assert_eq!(found.len(), 1, "row {i} landed");
     }
     assert!(
-        s.lookup_profiles(h.id, h.org, "customer_id", "K3")
+        s.lookup_golden_records(h.id, h.org, "customer_id", "K3")
             .await
             .unwrap()
             .is_empty()

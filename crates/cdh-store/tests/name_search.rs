@@ -207,7 +207,7 @@ async fn limit_body(t: TestStore) {
         .await;
     }
     let big = s
-        .lookup_profiles(h.id, h.org, "display_email", "kim@example.com")
+        .lookup_golden_records(h.id, h.org, "display_email", "kim@example.com")
         .await
         .unwrap();
     assert_eq!(big.len(), 1);
@@ -221,7 +221,7 @@ async fn limit_body(t: TestStore) {
     .await
     .contact
     .profile_id;
-    assert_eq!(ids(s, h.id, h.org, "kim", 2).await, vec![big[0].id, small]);
+    assert_eq!(ids(s, h.id, h.org, "kim", 2).await, vec![big[0].0.id, small]);
     assert_eq!(ids(s, h.id, h.org, "KIM 9", 2).await, vec![small]);
     t.finish(h.id).await;
 }

@@ -98,10 +98,13 @@ async fn create_join_merge_body(t: TestStore) {
     assert_eq!(p.members.len(), 4);
     // Lookup by a value in another notation.
     let found = s
-        .lookup_profiles(h.id, h.org, "display_mobile", "0912 345 678")
+        .lookup_golden_records(h.id, h.org, "display_mobile", "0912 345 678")
         .await
         .unwrap();
-    assert_eq!(found.iter().map(|p| p.id).collect::<Vec<_>>(), vec![pa]);
+    assert_eq!(
+        found.iter().map(|(p, _)| p.id).collect::<Vec<_>>(),
+        vec![pa]
+    );
     t.finish(h.id).await;
 }
 

@@ -53,15 +53,6 @@ impl Store for ThisStore {
     async fn get_profile(&self, hub: HubId, id: ProfileId) -> StoreResult<Profile> {
         self.get_profile_impl(hub, id).await
     }
-    async fn lookup_profiles(
-        &self,
-        hub: HubId,
-        org: OrganizationId,
-        field: &str,
-        value: &str,
-    ) -> StoreResult<Vec<Profile>> {
-        self.lookup_impl(hub, org, field, value).await
-    }
     async fn lookup_golden_records(
         &self,
         hub: HubId,

@@ -168,22 +168,6 @@ impl ThisStore {
         load_profile(&mut conn, hub, id).await
     }
 
-    async fn lookup_impl(
-        &self,
-        hub: HubId,
-        org: OrganizationId,
-        field: &str,
-        value: &str,
-    ) -> StoreResult<Vec<Profile>> {
-        let mut conn = self.pool.acquire().await?;
-        let ids = lookup_ids(&mut conn, hub, org, field, value).await?;
-        let mut profiles = Vec::with_capacity(ids.len());
-        for id in ids {
-            profiles.push(load_profile(&mut conn, hub, id).await?);
-        }
-        Ok(profiles)
-    }
-
     async fn lookup_golden_impl(
         &self,
         hub: HubId,
