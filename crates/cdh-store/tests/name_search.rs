@@ -221,7 +221,10 @@ async fn limit_body(t: TestStore) {
     .await
     .contact
     .profile_id;
-    assert_eq!(ids(s, h.id, h.org, "kim", 2).await, vec![big[0].0.id, small]);
+    assert_eq!(
+        ids(s, h.id, h.org, "kim", 2).await,
+        vec![big[0].0.id, small]
+    );
     assert_eq!(ids(s, h.id, h.org, "KIM 9", 2).await, vec![small]);
     t.finish(h.id).await;
 }
