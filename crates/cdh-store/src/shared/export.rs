@@ -29,8 +29,8 @@ impl ThisStore {
             let Some(&(last_id, last_at)) = page.last() else {
                 break;
             };
-            for (id, _) in &page {
-                let (profile, golden) = golden_in(&mut tx, hub, *id).await?;
+            let ids: Vec<ProfileId> = page.iter().map(|r| r.0).collect();
+            for (profile, golden) in golden_many(&mut tx, hub, &ids).await? {
                 sink(ExportRow { profile, golden }).map_err(|message| {
                     StoreError::rejected(
                         "export_write_failed",

@@ -90,10 +90,8 @@ impl ThisStore {
         }
         found.sort();
         found.truncate(limit);
-        let mut profiles = Vec::with_capacity(found.len());
-        for (_, id) in found {
-            profiles.push(golden_in(&mut tx, hub, id).await?);
-        }
+        let ids: Vec<ProfileId> = found.into_iter().map(|(_, id)| id).collect();
+        let profiles = golden_many(&mut tx, hub, &ids).await?;
         tx.commit().await?;
         Ok(profiles)
     }

@@ -39,35 +39,6 @@ async fn ensure_organization(conn: &mut Conn, hub: HubId, org: OrganizationId) -
         .ok_or(StoreError::NotFound("organization"))
 }
 
-/// A profile's manual overrides (its own and those of profiles merged into it), latest per field.
-async fn load_overrides(
-    conn: &mut Conn,
-    hub: HubId,
-    profile: ProfileId,
-) -> StoreResult<BTreeMap<String, (Option<String>, Millis)>> {
-    let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(&format!(
-        // Two index searches, not `id = $2 OR merged_into = $2`, which no index serves: with an
-        // OR the planner walked every profile of the hub (1.5 s a read at a million).
-        "SELECT field, value, updated_at FROM profile_overrides \
-         WHERE hub_id = $1 AND profile_id = $2 \
-         UNION ALL \
-         SELECT o.field, o.value, o.updated_at FROM profiles p \
-         {ORDERED_JOIN} profile_overrides o ON o.hub_id = p.hub_id AND o.profile_id = p.id \
-         WHERE p.hub_id = $1 AND p.merged_into = $2"
-    ))
-    .bind(hub)
-    .bind(profile)
-    .fetch_all(&mut *conn)
-    .await?;
-    // Oldest first, so the latest edit of a field is the one kept.
-    let mut rows = rows;
-    rows.sort_by_key(|(_, _, at)| *at);
-    Ok(rows
-        .into_iter()
-        .map(|(field, value, at)| (field, (value, at)))
-        .collect())
-}
-
 /// Overrides win over survivorship unless a member wrote the field after the override.
 fn apply_overrides(
     golden: &mut cdh_core::GoldenRecord,
@@ -139,10 +110,8 @@ impl ThisStore {
             .fetch_all(&mut *tx)
             .await?;
         let more = rows.len() as i64 > limit;
-        let mut items = Vec::with_capacity(rows.len());
-        for (id, _) in rows.iter().take(limit as usize) {
-            items.push(golden_in(&mut tx, hub, *id).await?);
-        }
+        let ids: Vec<ProfileId> = rows.iter().take(limit as usize).map(|r| r.0).collect();
+        let items = golden_many(&mut tx, hub, &ids).await?;
         tx.commit().await?;
         let next_cursor = more
             .then(|| rows.get(limit as usize - 1))
@@ -216,8 +185,8 @@ impl ThisStore {
             )],
         )
         .await?;
-        let result = golden_in(&mut tx, hub, live).await?;
+        let mut result = golden_many(&mut tx, hub, &[live]).await?;
         tx.commit().await?;
-        Ok(result)
+        result.pop().ok_or(StoreError::NotFound("profile"))
     }
 }

@@ -43,6 +43,7 @@ async fn resolve_profile(
 
 /// A profile's own row, resolved to its survivor, and the hub's current unify keys (read in
 /// the same statement, so a merged record costs no extra round trip for them).
+#[derive(Clone)]
 struct ProfileHead {
     live: ProfileId,
     merged_from: Option<ProfileId>,
@@ -178,10 +179,7 @@ impl ThisStore {
         // One read transaction: the profiles found and their records are of one moment.
         let mut tx = self.pool.begin().await?;
         let ids = lookup_ids(&mut tx, hub, org, field, value).await?;
-        let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            found.push(golden_in(&mut tx, hub, id).await?);
-        }
+        let found = golden_many(&mut tx, hub, &ids).await?;
         tx.commit().await?;
         Ok(found)
     }
@@ -191,11 +189,10 @@ impl ThisStore {
         hub: HubId,
         id: ProfileId,
     ) -> StoreResult<(Profile, cdh_core::GoldenRecord)> {
-        // One read transaction so the members, fields and timeline are of one moment.
-        let mut tx = self.pool.begin().await?;
-        let result = golden_in(&mut tx, hub, id).await?;
-        tx.commit().await?;
-        Ok(result)
+        // One statement: the members, fields and overrides are of one moment.
+        let mut conn = self.pool.acquire().await?;
+        let mut found = golden_many(&mut conn, hub, &[id]).await?;
+        found.pop().ok_or(StoreError::NotFound("profile"))
     }
 
     async fn timeline_impl(
@@ -410,16 +407,171 @@ async fn lookup_ids(
     Ok(ids.into_iter().map(|(id,)| id).collect())
 }
 
-/// A profile and its merged record (manual overrides applied), read over `tx` in four
-/// statements whatever the profile's size: its row with the unify keys, its members' contacts
-/// with their channels, their identifiers, and the manual overrides. The record's timeline is
-/// left empty: the timeline is read page by page with `timeline`.
-async fn golden_in(
-    tx: &mut Conn,
+/// One row of `golden_many`'s statement: `kind` says which of its four parts it belongs to
+/// (see `GOLDEN_SQL`), `profile` is the asked id for a head and the live id otherwise.
+type GoldenRow = (
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The statement behind `golden_many`, for `n` asked ids bound from `$2`. Four parts in one
+/// `UNION ALL`, padded to the same columns: (0) each asked id with its live profile's row and
+/// the hub's unify keys; (1) the live profiles' members with their contacts and channels;
+/// (2) their identifiers; (3) the manual overrides of each live profile and of the profiles
+/// merged into it (two index searches: an `OR` of both would walk every profile of the hub).
+/// One statement is one snapshot on both backends and one round trip.
+fn golden_sql(n: usize) -> String {
+    let asked = (0..n)
+        .map(|i| format!("(CAST(${} AS BIGINT))", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let j = ORDERED_JOIN;
+    format!(
+        "WITH asked(asked_id) AS (VALUES {asked}), \
+         heads AS (SELECT a.asked_id, l.id AS live_id, l.oldest_contact, l.bucket_id, \
+           l.created_at, l.updated_at FROM asked a \
+           {j} profiles q ON q.hub_id = $1 AND q.id = a.asked_id \
+           {j} profiles l ON l.hub_id = q.hub_id AND l.id = COALESCE(q.merged_into, q.id)), \
+         lives AS (SELECT DISTINCT live_id, bucket_id FROM heads) \
+         SELECT CAST(0 AS BIGINT), h.asked_id, h.live_id, h.oldest_contact, h.bucket_id, \
+           h.created_at, h.updated_at, \
+           (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 \
+            ORDER BY s.version DESC LIMIT 1), \
+           CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) FROM heads h \
+         UNION ALL \
+         SELECT CAST(1 AS BIGINT), v.live_id, c.id, c.channel_id, NULL, NULL, NULL, \
+           ch.channel_type, ch.product, c.fields, c.tags FROM lives v \
+           {j} memberships m ON m.hub_id = $1 AND m.bucket_id = v.bucket_id \
+           {j} contacts c ON c.hub_id = m.hub_id AND c.id = m.contact_id \
+           {j} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
+         UNION ALL \
+         SELECT CAST(2 AS BIGINT), v.live_id, i.contact_id, NULL, NULL, NULL, NULL, \
+           i.field, i.value, NULL, NULL FROM lives v \
+           {j} memberships m ON m.hub_id = $1 AND m.bucket_id = v.bucket_id \
+           {j} identifiers i ON i.hub_id = m.hub_id AND i.contact_id = m.contact_id \
+         UNION ALL \
+         SELECT CAST(3 AS BIGINT), v.live_id, o.updated_at, NULL, NULL, NULL, NULL, \
+           o.field, o.value, NULL, NULL FROM lives v \
+           {j} profile_overrides o ON o.hub_id = $1 AND o.profile_id = v.live_id \
+         UNION ALL \
+         SELECT CAST(3 AS BIGINT), v.live_id, o.updated_at, NULL, NULL, NULL, NULL, \
+           o.field, o.value, NULL, NULL FROM lives v \
+           {j} profiles p ON p.hub_id = $1 AND p.merged_into = v.live_id \
+           {j} profile_overrides o ON o.hub_id = p.hub_id AND o.profile_id = p.id"
+    )
+}
+
+/// Asked ids per `golden_many` statement: bounds the statement's parameters and its rows.
+const GOLDEN_CHUNK: usize = 100;
+
+/// Profiles and their merged records (manual overrides applied), one per asked id and in the
+/// asked order, each resolved to its survivor when it was merged away; `NotFound` when an id
+/// names no profile. One statement per `GOLDEN_CHUNK` ids, whatever the profiles' sizes, so a
+/// profile read is one round trip and needs no transaction. The records' timelines are left
+/// empty: the timeline is read page by page with `timeline`.
+async fn golden_many(
+    conn: &mut Conn,
     hub: HubId,
-    id: ProfileId,
+    asked: &[ProfileId],
+) -> StoreResult<Vec<(Profile, cdh_core::GoldenRecord)>> {
+    let mut found = Vec::with_capacity(asked.len());
+    for chunk in asked.chunks(GOLDEN_CHUNK) {
+        let sql = golden_sql(chunk.len());
+        let mut query = sqlx::query_as::<_, GoldenRow>(&sql).bind(hub);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        found.extend(assemble_golden(chunk, rows)?);
+    }
+    Ok(found)
+}
+
+/// A live profile's parts as `golden_many`'s rows deliver them.
+#[derive(Default)]
+struct GoldenParts {
+    members: Vec<(i64, i64, String, String, String, String)>,
+    identifiers: Vec<(i64, String, String)>,
+    overrides: Vec<(Millis, String, Option<String>)>,
+}
+
+/// Builds each asked id's profile and record from `golden_many`'s rows.
+fn assemble_golden(
+    asked: &[ProfileId],
+    rows: Vec<GoldenRow>,
+) -> StoreResult<Vec<(Profile, cdh_core::GoldenRecord)>> {
+    let malformed = || StoreError::Backend {
+        cause: "golden record row with a missing column".into(),
+    };
+    let mut heads: HashMap<ProfileId, ProfileHead> = HashMap::with_capacity(asked.len());
+    let mut parts: HashMap<ProfileId, GoldenParts> = HashMap::with_capacity(asked.len());
+    for (kind, profile, i1, i2, i3, i4, i5, t1, t2, t3, t4) in rows {
+        match kind {
+            0 => {
+                let live = i1.ok_or_else(malformed)?;
+                heads.insert(
+                    profile,
+                    ProfileHead {
+                        live,
+                        merged_from: (live != profile).then_some(profile),
+                        oldest_contact: i2.ok_or_else(malformed)?,
+                        bucket: i3.ok_or_else(malformed)?,
+                        created_at: i4.ok_or_else(malformed)?,
+                        updated_at: i5.ok_or_else(malformed)?,
+                        keys: t1,
+                    },
+                );
+            }
+            1 => parts.entry(profile).or_default().members.push((
+                i1.ok_or_else(malformed)?,
+                i2.ok_or_else(malformed)?,
+                t1.ok_or_else(malformed)?,
+                t2.ok_or_else(malformed)?,
+                t3.ok_or_else(malformed)?,
+                t4.ok_or_else(malformed)?,
+            )),
+            2 => parts.entry(profile).or_default().identifiers.push((
+                i1.ok_or_else(malformed)?,
+                t1.ok_or_else(malformed)?,
+                t2.ok_or_else(malformed)?,
+            )),
+            _ => parts.entry(profile).or_default().overrides.push((
+                i1.ok_or_else(malformed)?,
+                t1.ok_or_else(malformed)?,
+                t2,
+            )),
+        }
+    }
+    let mut built: HashMap<ProfileId, (Profile, cdh_core::GoldenRecord)> = HashMap::new();
+    let mut found = Vec::with_capacity(asked.len());
+    for id in asked {
+        let head = heads.remove(id).ok_or(StoreError::NotFound("profile"))?;
+        let live = head.live;
+        if !built.contains_key(&live) {
+            let parts = parts.remove(&live).unwrap_or_default();
+            built.insert(live, golden_from_parts(head.clone(), parts)?);
+        }
+        let (mut profile, golden) = built[&live].clone();
+        profile.merged_from = head.merged_from;
+        found.push((profile, golden));
+    }
+    Ok(found)
+}
+
+/// One live profile and its record from its parts.
+fn golden_from_parts(
+    head: ProfileHead,
+    parts: GoldenParts,
 ) -> StoreResult<(Profile, cdh_core::GoldenRecord)> {
-    let head = load_profile_head(&mut *tx, hub, id).await?;
     let keys: Vec<String> = head
         .keys
         .as_deref()
@@ -431,30 +583,16 @@ async fn golden_in(
         .then(|| UnifyKeys::new(keys))
         .transpose()
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let contacts: Vec<(i64, i64, String, String, String, String)> = sqlx::query_as(&format!(
-        "SELECT c.id, c.channel_id, ch.channel_type, ch.product, c.fields, c.tags \
-         FROM memberships m \
-         {ORDERED_JOIN} contacts c ON c.hub_id = m.hub_id AND c.id = m.contact_id \
-         {ORDERED_JOIN} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
-         WHERE m.hub_id = $1 AND m.bucket_id = $2 ORDER BY m.contact_id"
-    ))
-    .bind(hub)
-    .bind(head.bucket)
-    .fetch_all(&mut *tx)
-    .await?;
-    let identifiers: Vec<(i64, String, String)> = sqlx::query_as(&format!(
-        "SELECT i.contact_id, i.field, i.value FROM memberships m \
-         {ORDERED_JOIN} identifiers i ON i.hub_id = m.hub_id AND i.contact_id = m.contact_id \
-         WHERE m.hub_id = $1 AND m.bucket_id = $2"
-    ))
-    .bind(hub)
-    .bind(head.bucket)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut members = Vec::with_capacity(contacts.len());
-    let mut records: Vec<MemberRecord> = Vec::with_capacity(contacts.len());
-    let mut index: HashMap<i64, usize> = HashMap::with_capacity(contacts.len());
-    for (contact_id, channel_id, channel_type, product, fields, tags) in contacts {
+    let GoldenParts {
+        mut members,
+        identifiers,
+        mut overrides,
+    } = parts;
+    members.sort_unstable_by_key(|m| m.0);
+    let mut profile_members = Vec::with_capacity(members.len());
+    let mut records: Vec<MemberRecord> = Vec::with_capacity(members.len());
+    let mut index: HashMap<i64, usize> = HashMap::with_capacity(members.len());
+    for (contact_id, channel_id, channel_type, product, fields, tags) in members {
         let fields: BTreeMap<String, FieldValue> = serde_json::from_str(&fields)?;
         index.insert(contact_id, records.len());
         records.push(MemberRecord {
@@ -467,7 +605,7 @@ async fn golden_in(
             identifiers: Vec::new(),
             timeline: Vec::new(),
         });
-        members.push(ProfileMember {
+        profile_members.push(ProfileMember {
             contact_id,
             channel_id,
             channel_type,
@@ -484,8 +622,13 @@ async fn golden_in(
             });
         }
     }
-    let profile = head.into_profile(members);
-    let overrides = load_overrides(&mut *tx, hub, profile.id).await?;
+    // Oldest first, so the latest edit of a field is the one kept.
+    overrides.sort_by_key(|o| o.0);
+    let overrides = overrides
+        .into_iter()
+        .map(|(at, field, value)| (field, (value, at)))
+        .collect();
+    let profile = head.into_profile(profile_members);
     let refs: Vec<&MemberRecord> = records.iter().collect();
     let mut golden = golden_record(&refs, keys.as_ref());
     apply_overrides(&mut golden, overrides);
