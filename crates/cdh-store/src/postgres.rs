@@ -16,6 +16,7 @@ include!("shared/prelude.rs");
 include!("shared/api_prelude.rs");
 
 type Conn = sqlx::PgConnection;
+type Db = sqlx::Postgres;
 type ThisStore = PgStore;
 type Transaction = sqlx::Transaction<'static, sqlx::Postgres>;
 
@@ -156,22 +157,31 @@ const ID_BLOCK_LEN: i64 = 8;
 /// Concurrent writers: profile rows are re-read under `FOR UPDATE`.
 const ROW_LOCKS: bool = true;
 
-/// Takes `events` event numbers from the hub row (held to commit, so numbers follow commit
-/// order); returns the last one. Ids come from the sequence, nothing to store back.
-async fn advance_hub(
+/// Ends an upsert: runs the queued writes, then takes event numbers from the hub row last, so
+/// the row is held to commit and event numbers follow commit order.
+async fn finish_upsert(
     conn: &mut Conn,
     hub: HubId,
+    batch: WriteBatch,
     _next_free: i64,
-    events: i64,
-) -> StoreResult<i64> {
-    let (last,): (i64,) = sqlx::query_as(
-        "UPDATE hubs SET event_seq = event_seq + $2 WHERE hub_id = $1 RETURNING event_seq",
-    )
-    .bind(hub)
-    .bind(events)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(last)
+    _event_seq: i64,
+    events: &[(String, ProfileId, serde_json::Value)],
+) -> StoreResult<()> {
+    run_batch(conn, batch).await?;
+    append_events(conn, hub, events).await
+}
+
+/// Runs the queued statements one after the other: PostgreSQL takes one statement with
+/// parameters per message.
+async fn run_batch(conn: &mut Conn, batch: WriteBatch) -> StoreResult<()> {
+    for (statement, args) in &batch.statements {
+        let mut query = sqlx::query(statement);
+        for arg in args {
+            query = bind_arg(query, arg);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 async fn next_id(conn: &mut Conn, _hub: HubId) -> StoreResult<i64> {
@@ -222,6 +232,7 @@ fn param(i: usize) -> String {
 }
 
 include!("shared/unify.rs");
+include!("shared/batch.rs");
 include!("shared/write.rs");
 include!("shared/setup.rs");
 include!("shared/read.rs");

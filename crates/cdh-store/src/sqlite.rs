@@ -13,6 +13,7 @@ include!("shared/prelude.rs");
 include!("shared/api_prelude.rs");
 
 type Conn = sqlx::SqliteConnection;
+type Db = sqlx::Sqlite;
 type ThisStore = SqliteStore;
 type Transaction = sqlx::Transaction<'static, sqlx::Sqlite>;
 
@@ -129,7 +130,7 @@ fn checkpoint_in_background(pool: sqlx::SqlitePool, alive: std::sync::Weak<()>) 
 }
 
 /// SQLite has one writer: the hub's counter can hand out ids without a round trip, the
-/// upsert stores it back in `advance_hub`.
+/// upsert stores it back in `finish_upsert`.
 const ID_BLOCK_SQL: &str = "h.next_id";
 
 const ID_BLOCK_LEN: i64 = i64::MAX;
@@ -141,18 +142,74 @@ async fn lock_hub_and_contact(_conn: &mut Conn, _hub: HubId, _contact: i64) -> S
     Ok(())
 }
 
-/// Stores the id counter back and takes `events` event numbers; returns the last one.
-async fn advance_hub(conn: &mut Conn, hub: HubId, next_free: i64, events: i64) -> StoreResult<i64> {
-    let (last,): (i64,) = sqlx::query_as(
+/// Ends an upsert: the hub's id counter and event numbers, and the events themselves, join
+/// the queued writes, and all of them go to the database in one multi-statement query. SQLite
+/// has one writer, so `event_seq` as the upsert read it is still the hub's last event number.
+async fn finish_upsert(
+    conn: &mut Conn,
+    hub: HubId,
+    mut batch: WriteBatch,
+    next_free: i64,
+    event_seq: i64,
+    events: &[(String, ProfileId, serde_json::Value)],
+) -> StoreResult<()> {
+    batch.push(
         "UPDATE hubs SET next_id = max(next_id, $2), event_seq = event_seq + $3 \
-         WHERE hub_id = $1 RETURNING event_seq",
-    )
-    .bind(hub)
-    .bind(next_free)
-    .bind(events)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(last)
+         WHERE hub_id = $1",
+        vec![hub.into(), next_free.into(), (events.len() as i64).into()],
+    );
+    queue_events(&mut batch, hub, event_seq + 1, events);
+    run_batch(conn, batch).await
+}
+
+/// Runs the queued statements as one query. Every `$n` becomes a positional `?` bound to the
+/// statement's n-th argument: SQLite finds a numbered parameter by a linear scan per bind,
+/// which made a 1,000-row insert quadratic.
+async fn run_batch(conn: &mut Conn, batch: WriteBatch) -> StoreResult<()> {
+    if batch.statements.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::new();
+    let mut bound = Vec::new();
+    for (statement, args) in &batch.statements {
+        positional_into(&mut sql, &mut bound, statement, args);
+        sql.push_str(";\n");
+    }
+    let mut query = sqlx::query(&sql);
+    for arg in bound {
+        query = bind_arg(query, arg);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Appends `sql` to `out` with every `$n` written as `?`, and `args[n - 1]` to `bound` in the
+/// same order. The statements carry their values as parameters, never as literals, so a `$`
+/// followed by digits is always a placeholder.
+fn positional_into<'a>(out: &mut String, bound: &mut Vec<&'a Arg>, sql: &str, args: &'a [Arg]) {
+    let bytes = sql.as_bytes();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let digits = bytes[i + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if digits > 0 {
+                let end = i + 1 + digits;
+                let n: usize = sql[i + 1..end].parse().expect("ascii digits");
+                out.push_str(&sql[copied..i]);
+                out.push('?');
+                bound.push(&args[n - 1]);
+                copied = end;
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&sql[copied..]);
 }
 
 async fn lock_hub_shared(_conn: &mut Conn, _hub: HubId) -> StoreResult<()> {
@@ -215,6 +272,7 @@ fn param(_i: usize) -> String {
 }
 
 include!("shared/unify.rs");
+include!("shared/batch.rs");
 include!("shared/write.rs");
 include!("shared/setup.rs");
 include!("shared/read.rs");
@@ -232,3 +290,42 @@ include!("shared/users.rs");
 include!("shared/port_impl.rs");
 // Last: it ends with its unit tests.
 include!("shared/name_search.rs");
+
+#[cfg(test)]
+mod batch_tests {
+    use super::{Arg, positional_into};
+
+    fn value(arg: &Arg) -> String {
+        match arg {
+            Arg::Int(i) => i.to_string(),
+            Arg::Text(t) => t.clone(),
+        }
+    }
+
+    #[test]
+    fn placeholders_become_positional_with_their_arguments_in_order() {
+        let first = [Arg::from(7), Arg::from("a"), Arg::from(9)];
+        let second = [Arg::from("x"), Arg::from("y")];
+        let mut sql = String::new();
+        let mut bound = Vec::new();
+        positional_into(
+            &mut sql,
+            &mut bound,
+            "UPDATE t SET a = $3 WHERE h = $1 AND b = $1",
+            &first,
+        );
+        sql.push(';');
+        positional_into(
+            &mut sql,
+            &mut bound,
+            "INSERT INTO t VALUES ($2, 'x$', $1)",
+            &second,
+        );
+        assert_eq!(
+            sql,
+            "UPDATE t SET a = ? WHERE h = ? AND b = ?;INSERT INTO t VALUES (?, 'x$', ?)"
+        );
+        let values: Vec<String> = bound.into_iter().map(value).collect();
+        assert_eq!(values, ["9", "7", "7", "y", "x"]);
+    }
+}

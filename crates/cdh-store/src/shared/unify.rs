@@ -187,26 +187,9 @@ async fn insert_events(
     first: i64,
     events: &[(String, ProfileId, serde_json::Value)],
 ) -> StoreResult<()> {
-    let at = now_ms();
-    for (n, chunk) in events.chunks(rows_per_statement(6)).enumerate() {
-        let sql = format!(
-            "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) VALUES {}",
-            values_list(chunk.len(), 6)
-        );
-        let mut q = sqlx::query(&sql);
-        let offset = first + (n * rows_per_statement(6)) as i64;
-        for (i, (kind, profile, payload)) in chunk.iter().enumerate() {
-            q = q
-                .bind(hub)
-                .bind(offset + i as i64)
-                .bind(at)
-                .bind(kind.clone())
-                .bind(*profile)
-                .bind(payload.to_string());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+    let mut batch = WriteBatch::default();
+    queue_events(&mut batch, hub, first, events);
+    run_batch(conn, batch).await
 }
 
 /// Rows of `cols` columns per multi-row statement: under both backends' parameter limits.
@@ -232,27 +215,6 @@ fn values_list(rows: usize, cols: usize) -> String {
     sql
 }
 
-/// Inserts a merge ledger row under the sequence number it carries.
-async fn insert_ledger(conn: &mut Conn, hub: HubId, entry: &LedgerEntry) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO merge_ledger (hub_id, seq, at, survivor_id, absorbed_ids, key_field, \
-         key_value, cause_kind, cause_id, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(hub)
-    .bind(entry.seq)
-    .bind(entry.at)
-    .bind(entry.survivor_id)
-    .bind(serde_json::to_string(&entry.absorbed_ids)?)
-    .bind(entry.key_field.clone())
-    .bind(entry.key_value.clone())
-    .bind(entry.cause.kind.clone())
-    .bind(entry.cause.id.clone())
-    .bind(entry.cause.actor.clone())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 fn merged_event(
     survivor: ProfileId,
     absorbed: &[ProfileId],
@@ -273,13 +235,13 @@ fn merged_event(
 
 /// Merges live, locked profiles into the oldest: moves the smaller buckets' membership rows
 /// into the largest bucket, which the survivor adopts. Returns the survivor.
-async fn merge_profiles(
-    conn: &mut Conn,
+fn merge_profiles(
+    batch: &mut WriteBatch,
     hub: HubId,
     profiles: &[ProfileRow],
     extra_members: i64,
     at: Millis,
-) -> StoreResult<ProfileRow> {
+) -> ProfileRow {
     let survivor = profiles
         .iter()
         .min_by_key(|p| (p.oldest_contact, p.id))
@@ -291,44 +253,39 @@ async fn merge_profiles(
         .expect("at least one profile")
         .bucket_id;
     for p in profiles.iter().filter(|p| p.bucket_id != target) {
-        sqlx::query("UPDATE memberships SET bucket_id = $3 WHERE hub_id = $1 AND bucket_id = $2")
-            .bind(hub)
-            .bind(p.bucket_id)
-            .bind(target)
-            .execute(&mut *conn)
-            .await?;
+        batch.push(
+            "UPDATE memberships SET bucket_id = $3 WHERE hub_id = $1 AND bucket_id = $2",
+            vec![hub.into(), p.bucket_id.into(), target.into()],
+        );
     }
     let member_count: i64 = profiles.iter().map(|p| p.member_count).sum::<i64>() + extra_members;
-    sqlx::query(
+    batch.push(
         "UPDATE profiles SET bucket_id = $3, member_count = $4, updated_at = $5 \
          WHERE hub_id = $1 AND id = $2",
-    )
-    .bind(hub)
-    .bind(survivor.id)
-    .bind(target)
-    .bind(member_count)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
+        vec![
+            hub.into(),
+            survivor.id.into(),
+            target.into(),
+            member_count.into(),
+            at.into(),
+        ],
+    );
     for p in profiles.iter().filter(|p| p.id != survivor.id) {
         // Earlier merge chains point straight at the survivor, so resolving an old id is one read.
         // Two statements rather than an OR, so each uses its index.
         for column in ["id", "merged_into"] {
-            sqlx::query(&format!(
-                "UPDATE profiles SET merged_into = $3, updated_at = $4 \
-                 WHERE hub_id = $1 AND {column} = $2"
-            ))
-            .bind(hub)
-            .bind(p.id)
-            .bind(survivor.id)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
+            batch.push(
+                format!(
+                    "UPDATE profiles SET merged_into = $3, updated_at = $4 \
+                     WHERE hub_id = $1 AND {column} = $2"
+                ),
+                vec![hub.into(), p.id.into(), survivor.id.into(), at.into()],
+            );
         }
     }
-    Ok(ProfileRow {
+    ProfileRow {
         bucket_id: target,
         member_count,
         ..survivor
-    })
+    }
 }

@@ -1,10 +1,12 @@
 // Auto-unifying upsert, shared by both adapters (included by `sqlite.rs` and `postgres.rs`,
-// which provide `Conn`, `FOR_UPDATE`, the lock functions, the id block and `advance_hub`).
+// which provide `Conn`, `FOR_UPDATE`, the lock functions, the id block and `finish_upsert`).
 //
-// The statements are few on purpose (an upsert is ~10 statements, most of them index lookups):
-// one read for the channel, setting, id block and stored contact; one for the profiles every
-// unify-key value ties to (one identifier row per value: a value is in one profile per scope);
-// then the writes. A merge moves only the smaller side's membership rows (see `merge_profiles`).
+// The round trips are few on purpose: one read for the channel, setting, id block and stored
+// contact; one for the profiles every unify-key value ties to (one identifier row per value: a
+// value is in one profile per scope); then the writes, which need nothing back and are queued
+// in a `WriteBatch`: one multi-statement query on SQLite. A new contact is five round trips
+// there, with begin and commit. A merge moves only the smaller side's membership rows (see
+// `merge_profiles`).
 
 impl ThisStore {
     /// One attempt at an upsert; the caller retries on contention.
@@ -114,49 +116,51 @@ async fn upsert_in(
     )
     .await?;
 
+    // The writes are queued and sent at the end: no read below looks at them (the tie query
+    // leaves the contact's own identifiers out).
+    let mut batch = WriteBatch::default();
     let contact_id = match &existing {
         Some(c) => {
-            sqlx::query(
+            batch.push(
                 "UPDATE contacts SET scope = $3, fields = $4, tags = $5, custom_fields = $6, \
                  invalid_fields = $7, updated_at = $8 WHERE hub_id = $1 AND id = $2",
-            )
-            .bind(hub)
-            .bind(c.id)
-            .bind(scope.clone())
-            .bind(serde_json::to_string(&fields)?)
-            .bind(serde_json::to_string(&tags)?)
-            .bind(serde_json::to_string(&custom_fields)?)
-            .bind(serde_json::to_string(&invalid)?)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query("DELETE FROM identifiers WHERE hub_id = $1 AND contact_id = $2")
-                .bind(hub)
-                .bind(c.id)
-                .execute(&mut *conn)
-                .await?;
+                vec![
+                    hub.into(),
+                    c.id.into(),
+                    scope.as_str().into(),
+                    serde_json::to_string(&fields)?.into(),
+                    serde_json::to_string(&tags)?.into(),
+                    serde_json::to_string(&custom_fields)?.into(),
+                    serde_json::to_string(&invalid)?.into(),
+                    now.into(),
+                ],
+            );
+            batch.push(
+                "DELETE FROM identifiers WHERE hub_id = $1 AND contact_id = $2",
+                vec![hub.into(), c.id.into()],
+            );
             c.id
         }
         None => {
             let id = ids.take(conn, hub).await?;
-            sqlx::query(
+            batch.push(
                 "INSERT INTO contacts (hub_id, id, channel_id, external_id, scope, fields, \
                  tags, custom_fields, invalid_fields, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(hub)
-            .bind(id)
-            .bind(input.channel_id)
-            .bind(input.external_id.clone())
-            .bind(scope.clone())
-            .bind(serde_json::to_string(&fields)?)
-            .bind(serde_json::to_string(&tags)?)
-            .bind(serde_json::to_string(&custom_fields)?)
-            .bind(serde_json::to_string(&invalid)?)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+                vec![
+                    hub.into(),
+                    id.into(),
+                    input.channel_id.into(),
+                    input.external_id.as_str().into(),
+                    scope.as_str().into(),
+                    serde_json::to_string(&fields)?.into(),
+                    serde_json::to_string(&tags)?.into(),
+                    serde_json::to_string(&custom_fields)?.into(),
+                    serde_json::to_string(&invalid)?.into(),
+                    now.into(),
+                    now.into(),
+                ],
+            );
             id
         }
     };
@@ -165,17 +169,15 @@ async fn upsert_in(
             .map(|i| format!("($1, $2, ${}, ${}, $3)", 4 + i * 2, 5 + i * 2))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!(
-            "INSERT INTO identifiers (hub_id, contact_id, field, value, scope) VALUES {rows}"
-        );
-        let mut q = sqlx::query(&sql)
-            .bind(hub)
-            .bind(contact_id)
-            .bind(scope.clone());
+        let mut args = vec![hub.into(), contact_id.into(), scope.as_str().into()];
         for (f, v) in &values {
-            q = q.bind(f.clone()).bind(v.clone());
+            args.push(f.as_str().into());
+            args.push(v.as_str().into());
         }
-        q.execute(&mut *conn).await?;
+        batch.push(
+            format!("INSERT INTO identifiers (hub_id, contact_id, field, value, scope) VALUES {rows}"),
+            args,
+        );
     }
 
     // Which live profiles the contact ties to, and through which value.
@@ -225,18 +227,13 @@ async fn upsert_in(
     let mut events = Vec::new();
     let (profile_id, unification) = if locked.is_empty() {
         let pid = ids.take(conn, hub).await?;
-        sqlx::query(
+        batch.push(
             "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
              member_count, merged_into, created_at, updated_at) \
              VALUES ($1, $2, $3, $3, $2, 1, NULL, $4, $4)",
-        )
-        .bind(hub)
-        .bind(pid)
-        .bind(contact_id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        insert_membership(conn, hub, contact_id, pid).await?;
+            vec![hub.into(), pid.into(), contact_id.into(), now.into()],
+        );
+        queue_membership(&mut batch, hub, contact_id, pid);
         events.push((
             "profile.created".to_owned(),
             pid,
@@ -246,18 +243,13 @@ async fn upsert_in(
     } else if locked.len() == 1 {
         let p = locked.remove(0);
         if is_new {
-            insert_membership(conn, hub, contact_id, p.bucket_id).await?;
+            queue_membership(&mut batch, hub, contact_id, p.bucket_id);
         }
-        sqlx::query(
+        batch.push(
             "UPDATE profiles SET member_count = member_count + $3, updated_at = $4 \
              WHERE hub_id = $1 AND id = $2",
-        )
-        .bind(hub)
-        .bind(p.id)
-        .bind(i64::from(is_new))
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+            vec![hub.into(), p.id.into(), i64::from(is_new).into(), now.into()],
+        );
         events.push((
             "profile.updated".to_owned(),
             p.id,
@@ -272,9 +264,9 @@ async fn upsert_in(
             },
         )
     } else {
-        let survivor = merge_profiles(conn, hub, &locked, i64::from(is_new), now).await?;
+        let survivor = merge_profiles(&mut batch, hub, &locked, i64::from(is_new), now);
         if is_new {
-            insert_membership(conn, hub, contact_id, survivor.bucket_id).await?;
+            queue_membership(&mut batch, hub, contact_id, survivor.bucket_id);
         }
         let absorbed: Vec<ProfileId> = locked
             .iter()
@@ -306,7 +298,7 @@ async fn upsert_in(
                     actor: actor.to_owned(),
                 },
             };
-            insert_ledger(conn, hub, &entry).await?;
+            queue_ledger(&mut batch, hub, &entry)?;
             events.push(merged_event(survivor.id, &merged, &field, &value));
         }
         (
@@ -317,9 +309,7 @@ async fn upsert_in(
             },
         )
     };
-    // Last: the hub row it updates is held to commit, so event numbers follow commit order.
-    let last_event = advance_hub(conn, hub, ids.next, events.len() as i64).await?;
-    insert_events(conn, hub, last_event - events.len() as i64 + 1, &events).await?;
+    finish_upsert(conn, hub, batch, ids.next, context.event_seq, &events).await?;
     Ok(Upserted {
         contact: Contact {
             id: contact_id,
@@ -354,11 +344,13 @@ struct UpsertContext {
     channel: ChannelInfo,
     setting: UnifySetting,
     ids: IdBlock,
+    /// The hub's last event number when the upsert read it (used where one writer keeps it).
+    event_seq: i64,
     existing: Option<StoredContact>,
 }
 
 /// Ids handed out within one transaction: a block from the sequence on PostgreSQL, the
-/// hub's counter on SQLite (whose one writer stores the counter back in `advance_hub`).
+/// hub's counter on SQLite (whose one writer stores the counter back in `finish_upsert`).
 struct IdBlock {
     next: i64,
     end: i64,
@@ -390,6 +382,7 @@ type ContextRow = (
     Option<String>,
     Option<String>,
     Option<i64>,
+    i64,
 );
 
 /// The channel, the current unify setting, a block of ids and the stored contact, if any.
@@ -403,7 +396,7 @@ async fn load_upsert_context(
          cm.connection_id, h.cross_product, {ID_BLOCK_SQL}, \
          (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 ORDER BY s.version DESC LIMIT 1), \
          (SELECT s.excluded FROM unify_settings s WHERE s.hub_id = $1 ORDER BY s.version DESC LIMIT 1), \
-         c.id, c.fields, c.tags, c.custom_fields, c.created_at \
+         c.id, c.fields, c.tags, c.custom_fields, c.created_at, h.event_seq \
          FROM channels ch \
          JOIN organizations o ON o.hub_id = ch.hub_id AND o.id = ch.organization_id \
          JOIN hubs h ON h.hub_id = ch.hub_id \
@@ -433,6 +426,7 @@ async fn load_upsert_context(
         tags,
         custom_fields,
         created_at,
+        event_seq,
     ) = row.ok_or(StoreError::NotFound("channel"))?;
     let setting = UnifySetting {
         keys: keys
@@ -470,6 +464,7 @@ async fn load_upsert_context(
             next: first_id,
             end: first_id.saturating_add(ID_BLOCK_LEN),
         },
+        event_seq,
         existing,
     })
 }
@@ -534,17 +529,9 @@ async fn tied_profiles(
         .collect())
 }
 
-async fn insert_membership(
-    conn: &mut Conn,
-    hub: HubId,
-    contact: ContactId,
-    bucket: i64,
-) -> StoreResult<()> {
-    sqlx::query("INSERT INTO memberships (hub_id, contact_id, bucket_id) VALUES ($1, $2, $3)")
-        .bind(hub)
-        .bind(contact)
-        .bind(bucket)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+fn queue_membership(batch: &mut WriteBatch, hub: HubId, contact: ContactId, bucket: i64) {
+    batch.push(
+        "INSERT INTO memberships (hub_id, contact_id, bucket_id) VALUES ($1, $2, $3)",
+        vec![hub.into(), contact.into(), bucket.into()],
+    );
 }
