@@ -176,12 +176,30 @@ impl ThisStore {
         field: &str,
         value: &str,
     ) -> StoreResult<Vec<(Profile, cdh_core::GoldenRecord)>> {
-        // One read transaction: the profiles found and their records are of one moment.
-        let mut tx = self.pool.begin().await?;
-        let ids = lookup_ids(&mut tx, hub, org, field, value).await?;
-        let found = golden_many(&mut tx, hub, &ids).await?;
-        tx.commit().await?;
-        Ok(found)
+        let mut conn = self.pool.acquire().await?;
+        let Some((field, normalised)) = lookup_value(&mut conn, hub, org, field, value).await?
+        else {
+            return Ok(Vec::new());
+        };
+        // One statement finds the profiles and reads their records, in one snapshot.
+        let j = ORDERED_JOIN;
+        let sql = golden_sql(&format!(
+            "SELECT DISTINCT p.id FROM identifiers i \
+             {j} contacts c ON c.hub_id = i.hub_id AND c.id = i.contact_id \
+             {j} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
+             {j} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
+             {j} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
+               AND +p.merged_into IS NULL \
+             WHERE i.hub_id = $1 AND i.field = $2 AND i.value = $3 AND ch.organization_id = $4"
+        ));
+        let rows = sqlx::query_as::<_, GoldenRow>(&sql)
+            .bind(hub)
+            .bind(field)
+            .bind(normalised)
+            .bind(org)
+            .fetch_all(&mut *conn)
+            .await?;
+        assemble_golden(None, rows)
     }
 
     async fn golden_impl(
@@ -364,15 +382,15 @@ fn ledger_from_row(row: LedgerRow) -> StoreResult<LedgerEntry> {
     })
 }
 
-/// The live profiles holding a contact of `org` with this value of `field` (normalised with the
-/// organization's region first), by id.
-async fn lookup_ids(
+/// The field's name and the value normalised with the organization's region, as the
+/// identifiers hold them; `None` when the value does not normalise (nothing can hold it).
+async fn lookup_value(
     conn: &mut Conn,
     hub: HubId,
     org: OrganizationId,
     field: &str,
     value: &str,
-) -> StoreResult<Vec<ProfileId>> {
+) -> StoreResult<Option<(String, String)>> {
     let (region,): (String,) = sqlx::query_as(
         "SELECT default_region FROM organizations WHERE hub_id = $1 AND id = $2",
     )
@@ -387,24 +405,10 @@ async fn lookup_ids(
         keys: Vec::new(),
         excluded: Vec::new(),
     };
-    let Ok(normalised) = normalizer(&region, &empty)?.normalize(&field_id, value) else {
-        return Ok(Vec::new());
-    };
-    let ids: Vec<(i64,)> = sqlx::query_as(
-        &format!("SELECT DISTINCT p.id FROM identifiers i \
-         {ORDERED_JOIN} contacts c ON c.hub_id = i.hub_id AND c.id = i.contact_id \
-         {ORDERED_JOIN} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
-         {ORDERED_JOIN} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
-         {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id AND +p.merged_into IS NULL \
-         WHERE i.hub_id = $1 AND i.field = $2 AND i.value = $3 AND ch.organization_id = $4 ORDER BY p.id"),
-    )
-    .bind(hub)
-    .bind(field_id.name().to_owned())
-    .bind(normalised)
-    .bind(org)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(ids.into_iter().map(|(id,)| id).collect())
+    Ok(normalizer(&region, &empty)?
+        .normalize(&field_id, value)
+        .ok()
+        .map(|normalised| (field_id.name().to_owned(), normalised)))
 }
 
 /// One row of `golden_many`'s statement: `kind` says which of its four parts it belongs to
@@ -423,20 +427,17 @@ type GoldenRow = (
     Option<String>,
 );
 
-/// The statement behind `golden_many`, for `n` asked ids bound from `$2`. Four parts in one
+/// The statement behind `golden_many`: `asked` is a query (or `VALUES` list) of profile ids,
+/// with the hub bound as `$1` and its own parameters from `$2`. Four parts in one
 /// `UNION ALL`, padded to the same columns: (0) each asked id with its live profile's row and
 /// the hub's unify keys; (1) the live profiles' members with their contacts and channels;
 /// (2) their identifiers; (3) the manual overrides of each live profile and of the profiles
 /// merged into it (two index searches: an `OR` of both would walk every profile of the hub).
 /// One statement is one snapshot on both backends and one round trip.
-fn golden_sql(n: usize) -> String {
-    let asked = (0..n)
-        .map(|i| format!("(CAST(${} AS BIGINT))", i + 2))
-        .collect::<Vec<_>>()
-        .join(", ");
+fn golden_sql(asked: &str) -> String {
     let j = ORDERED_JOIN;
     format!(
-        "WITH asked(asked_id) AS (VALUES {asked}), \
+        "WITH asked(asked_id) AS ({asked}), \
          heads AS (SELECT a.asked_id, l.id AS live_id, l.oldest_contact, l.bucket_id, \
            l.created_at, l.updated_at FROM asked a \
            {j} profiles q ON q.hub_id = $1 AND q.id = a.asked_id \
@@ -485,13 +486,17 @@ async fn golden_many(
 ) -> StoreResult<Vec<(Profile, cdh_core::GoldenRecord)>> {
     let mut found = Vec::with_capacity(asked.len());
     for chunk in asked.chunks(GOLDEN_CHUNK) {
-        let sql = golden_sql(chunk.len());
+        let asked = (0..chunk.len())
+            .map(|i| format!("(CAST(${} AS BIGINT))", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = golden_sql(&format!("VALUES {asked}"));
         let mut query = sqlx::query_as::<_, GoldenRow>(&sql).bind(hub);
         for id in chunk {
             query = query.bind(*id);
         }
         let rows = query.fetch_all(&mut *conn).await?;
-        found.extend(assemble_golden(chunk, rows)?);
+        found.extend(assemble_golden(Some(chunk), rows)?);
     }
     Ok(found)
 }
@@ -504,16 +509,17 @@ struct GoldenParts {
     overrides: Vec<(Millis, String, Option<String>)>,
 }
 
-/// Builds each asked id's profile and record from `golden_many`'s rows.
+/// Builds each asked id's profile and record from `golden_sql`'s rows, in the order of
+/// `asked`, or by id when the statement found the ids itself (`None`).
 fn assemble_golden(
-    asked: &[ProfileId],
+    asked: Option<&[ProfileId]>,
     rows: Vec<GoldenRow>,
 ) -> StoreResult<Vec<(Profile, cdh_core::GoldenRecord)>> {
     let malformed = || StoreError::Backend {
         cause: "golden record row with a missing column".into(),
     };
-    let mut heads: HashMap<ProfileId, ProfileHead> = HashMap::with_capacity(asked.len());
-    let mut parts: HashMap<ProfileId, GoldenParts> = HashMap::with_capacity(asked.len());
+    let mut heads: HashMap<ProfileId, ProfileHead> = HashMap::new();
+    let mut parts: HashMap<ProfileId, GoldenParts> = HashMap::new();
     for (kind, profile, i1, i2, i3, i4, i5, t1, t2, t3, t4) in rows {
         match kind {
             0 => {
@@ -551,9 +557,17 @@ fn assemble_golden(
             )),
         }
     }
+    let asked = match asked {
+        Some(ids) => ids.to_vec(),
+        None => {
+            let mut ids: Vec<ProfileId> = heads.keys().copied().collect();
+            ids.sort_unstable();
+            ids
+        }
+    };
     let mut built: HashMap<ProfileId, (Profile, cdh_core::GoldenRecord)> = HashMap::new();
     let mut found = Vec::with_capacity(asked.len());
-    for id in asked {
+    for id in &asked {
         let head = heads.remove(id).ok_or(StoreError::NotFound("profile"))?;
         let live = head.live;
         if !built.contains_key(&live) {
