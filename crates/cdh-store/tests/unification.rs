@@ -159,6 +159,51 @@ async fn survivor_is_oldest_body(t: TestStore) {
     t.finish(h.id).await;
 }
 
+conformance!(update_bridges_profiles, update_bridges_body);
+async fn update_bridges_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+    let x = upsert(s, h.id, h.email_caac, "x", &[("customer_id", "M7")]).await;
+    let y = upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "y",
+        &[("display_email", "cy@example.com")],
+    )
+    .await;
+    let z = upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "z",
+        &[("display_email", "cy@example.com")],
+    )
+    .await;
+    assert_eq!(z.contact.profile_id, y.contact.profile_id);
+    // A stored contact's update brings in a value of an older profile: its own profile is
+    // absorbed, and it and its profile-mate move to the survivor.
+    let bridged = upsert(s, h.id, h.email_caac, "y", &[("customer_id", "M7")]).await;
+    let survivor = x.contact.profile_id;
+    assert_eq!(
+        bridged.unification,
+        Unification::Merged {
+            survivor,
+            absorbed: vec![y.contact.profile_id]
+        }
+    );
+    assert_eq!(bridged.contact.id, y.contact.id);
+    assert_eq!(bridged.contact.profile_id, survivor);
+    let p = s.get_profile(h.id, z.contact.profile_id).await.unwrap();
+    assert_eq!(p.id, survivor);
+    assert_eq!(p.members.len(), 3);
+    // The same update again changes nothing.
+    let again = upsert(s, h.id, h.email_caac, "y", &[("customer_id", "M7")]).await;
+    assert_eq!(again.unification, Unification::Unchanged);
+    t.finish(h.id).await;
+}
+
 conformance!(timeline_moves_with_merge, timeline_body);
 async fn timeline_body(t: TestStore) {
     let s = &t.store;

@@ -1,5 +1,6 @@
 // Unification helpers shared by the upsert and the apply (included by both adapters):
-// reading a contact's channel and setting, locking profiles, merging, ledger and events.
+// reading a contact's channel and setting, the profiles its values tie to, locking profiles,
+// merging, ledger and events.
 
 /// What a contact's channel says about how it unifies.
 struct ChannelInfo {
@@ -288,4 +289,89 @@ fn merge_profiles(
         member_count,
         ..survivor
     }
+}
+
+/// The live profiles the contact's unify-key values tie to, each with the first value (in
+/// key order) that ties it, and with `own`, the contact's own live profile. Within a scope
+/// every value is in exactly one profile, so one identifier row per value is enough, however
+/// many contacts share it: the cost of an upsert does not grow with the profiles it touches.
+async fn tied_profiles(
+    conn: &mut Conn,
+    hub: HubId,
+    scope: &str,
+    contact: ContactId,
+    key_values: &[&(String, String)],
+    own: bool,
+) -> StoreResult<(Vec<(ProfileRow, String, String)>, Option<ProfileRow>)> {
+    if key_values.is_empty() && !own {
+        return Ok((Vec::new(), None));
+    }
+    let own_arm = own.then(|| {
+        format!(
+            "SELECT * FROM (SELECT CAST(-1 AS BIGINT) AS k, p.id, p.oldest_contact, p.bucket_id, \
+             p.member_count FROM memberships m \
+             {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
+               AND +p.merged_into IS NULL \
+             WHERE m.hub_id = $1 AND m.contact_id = $3 LIMIT 1) AS own"
+        )
+    });
+    let arms = (0..key_values.len())
+        .map(|k| {
+            format!(
+                "SELECT * FROM (SELECT CAST({k} AS BIGINT) AS k, p.id, p.oldest_contact, p.bucket_id, \
+                 p.member_count FROM identifiers i \
+                 {ORDERED_JOIN} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
+                 {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
+                   AND +p.merged_into IS NULL \
+                 WHERE i.hub_id = $1 AND i.scope = $2 AND i.field = ${} AND i.value = ${} \
+                   AND i.contact_id <> $3 LIMIT 1) AS t{k}",
+                4 + 2 * k,
+                5 + 2 * k
+            )
+        })
+        .chain(own_arm)
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(&arms)
+        .bind(hub)
+        .bind(scope.to_owned())
+        .bind(contact);
+    for (f, v) in key_values {
+        q = q.bind(f.clone()).bind(v.clone());
+    }
+    let mut rows = q.fetch_all(&mut *conn).await?;
+    rows.sort_unstable();
+    let own_row = match rows.first() {
+        Some(&(k, id, oldest_contact, bucket_id, member_count)) if k < 0 => {
+            rows.remove(0);
+            Some(ProfileRow {
+                id,
+                oldest_contact,
+                bucket_id,
+                member_count,
+                merged_into: None,
+            })
+        }
+        _ => None,
+    };
+    let mut seen = HashSet::new();
+    let tied = rows
+        .into_iter()
+        .filter(|r| seen.insert(r.1))
+        .map(|(k, id, oldest_contact, bucket_id, member_count)| {
+            let (f, v) = key_values[k as usize];
+            (
+                ProfileRow {
+                    id,
+                    oldest_contact,
+                    bucket_id,
+                    member_count,
+                    merged_into: None,
+                },
+                f.clone(),
+                v.clone(),
+            )
+        })
+        .collect();
+    Ok((tied, own_row))
 }

@@ -181,21 +181,30 @@ async fn upsert_in(
     }
 
     // Which live profiles the contact ties to, and through which value.
-    let tied = tied_profiles(conn, hub, &scope, contact_id, &key_values).await?;
+    // With one writer, the tie query also reads the stored contact's own profile.
+    let own_in_tie_query = existing.is_some() && !ROW_LOCKS;
+    let (tied, own) =
+        tied_profiles(conn, hub, &scope, contact_id, &key_values, own_in_tie_query).await?;
     let mut ties: Vec<(ProfileId, String, String)> = tied
         .iter()
         .map(|(row, f, v)| (row.id, f.clone(), v.clone()))
         .collect();
-    let current = match existing {
-        Some(_) => Some(profile_of_contact(conn, hub, contact_id).await?),
-        None => None,
+    let current = match (&existing, &own) {
+        (None, _) => None,
+        (Some(_), Some(row)) => Some(row.id),
+        (Some(_), None) if own_in_tie_query => {
+            return Err(StoreError::Corrupt(format!(
+                "contact {contact_id} has no live profile"
+            )));
+        }
+        (Some(_), None) => Some(profile_of_contact(conn, hub, contact_id).await?),
     };
     if let (Some(c), Some((_, f, v))) = (current, ties.first().cloned()) {
         ties.push((c, f, v));
     }
-    let mut locked = if !ROW_LOCKS && current.is_none() {
+    let mut locked = if !ROW_LOCKS {
         // One writer at a time: the rows just read are current; no second read needed.
-        let mut rows: Vec<ProfileRow> = tied.into_iter().map(|t| t.0).collect();
+        let mut rows: Vec<ProfileRow> = tied.into_iter().map(|t| t.0).chain(own).collect();
         rows.sort_by_key(|r| r.id);
         rows.dedup_by_key(|r| r.id);
         rows
@@ -467,66 +476,6 @@ async fn load_upsert_context(
         event_seq,
         existing,
     })
-}
-
-/// The live profiles the contact's unify-key values tie to, each with the first value (in
-/// key order) that ties it. Within a scope every value is in exactly one profile, so one
-/// identifier row per value is enough, however many contacts share it: the cost of an
-/// upsert does not grow with the profiles it touches.
-async fn tied_profiles(
-    conn: &mut Conn,
-    hub: HubId,
-    scope: &str,
-    contact: ContactId,
-    key_values: &[&(String, String)],
-) -> StoreResult<Vec<(ProfileRow, String, String)>> {
-    if key_values.is_empty() {
-        return Ok(Vec::new());
-    }
-    let arms = (0..key_values.len())
-        .map(|k| {
-            format!(
-                "SELECT * FROM (SELECT CAST({k} AS BIGINT) AS k, p.id, p.oldest_contact, p.bucket_id, \
-                 p.member_count FROM identifiers i \
-                 {ORDERED_JOIN} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
-                 {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-                   AND +p.merged_into IS NULL \
-                 WHERE i.hub_id = $1 AND i.scope = $2 AND i.field = ${} AND i.value = ${} \
-                   AND i.contact_id <> $3 LIMIT 1) AS t{k}",
-                4 + 2 * k,
-                5 + 2 * k
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(&arms)
-        .bind(hub)
-        .bind(scope.to_owned())
-        .bind(contact);
-    for (f, v) in key_values {
-        q = q.bind(f.clone()).bind(v.clone());
-    }
-    let mut rows = q.fetch_all(&mut *conn).await?;
-    rows.sort_unstable();
-    let mut seen = HashSet::new();
-    Ok(rows
-        .into_iter()
-        .filter(|r| seen.insert(r.1))
-        .map(|(k, id, oldest_contact, bucket_id, member_count)| {
-            let (f, v) = key_values[k as usize];
-            (
-                ProfileRow {
-                    id,
-                    oldest_contact,
-                    bucket_id,
-                    member_count,
-                    merged_into: None,
-                },
-                f.clone(),
-                v.clone(),
-            )
-        })
-        .collect())
 }
 
 fn queue_membership(batch: &mut WriteBatch, hub: HubId, contact: ContactId, bucket: i64) {
