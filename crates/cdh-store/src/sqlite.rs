@@ -86,7 +86,11 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         let alive = std::sync::Arc::new(());
-        checkpoint_in_background(pool.clone(), std::sync::Arc::downgrade(&alive));
+        checkpoint_in_background(
+            pool.clone(),
+            writer.clone(),
+            std::sync::Arc::downgrade(&alive),
+        );
         Ok(Self {
             pool,
             writer,
@@ -106,23 +110,40 @@ impl SqliteStore {
     }
 }
 
-/// Copies the WAL into the database every `CHECKPOINT_EVERY` from a read connection
-/// (a passive checkpoint never blocks the writer), so commits rarely checkpoint themselves
-/// and upsert latency stays flat. Stops when the pool is closed or dropped.
-fn checkpoint_in_background(pool: sqlx::SqlitePool, alive: std::sync::Weak<()>) {
+/// Copies the WAL into the database every `CHECKPOINT_EVERY`, so commits rarely checkpoint
+/// themselves and upsert latency stays flat. Stops when the pools are closed or dropped.
+///
+/// Two passes. The first runs from a read connection: a passive checkpoint never blocks the
+/// writer, and it does the bulk of the copying and the database file's fsync. But the writer
+/// keeps appending while it runs, and SQLite only rewinds the WAL when a write begins with
+/// every frame copied, so under steady writes the WAL never rewound: it grew to
+/// `AUTOCHECKPOINT_PAGES` and a commit then checkpointed inline, a ~150 ms stall every few
+/// seconds at 500 upserts/s. The second pass runs on the writer connection between writes and
+/// copies only what was appended meanwhile, so the next write rewinds the WAL. It still holds
+/// the writer for 20-30 ms (measured at 1M contacts: the same whether the WAL held 3,000 or
+/// 6,000 frames; at 18,000 frames it took 80 ms), so it runs every pass, while the WAL is small.
+fn checkpoint_in_background(
+    pool: sqlx::SqlitePool,
+    writer: sqlx::SqlitePool,
+    alive: std::sync::Weak<()>,
+) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
     runtime.spawn(async move {
+        let checkpoint = |pool: &sqlx::SqlitePool| {
+            let pool = pool.clone();
+            async move {
+                !pool.is_closed()
+                    && sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                        .execute(&pool)
+                        .await
+                        .is_ok()
+            }
+        };
         loop {
             tokio::time::sleep(CHECKPOINT_EVERY).await;
-            if alive.upgrade().is_none()
-                || pool.is_closed()
-                || sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&pool)
-                    .await
-                    .is_err()
-            {
+            if alive.upgrade().is_none() || !checkpoint(&pool).await || !checkpoint(&writer).await {
                 break;
             }
         }
