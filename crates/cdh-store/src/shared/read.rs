@@ -570,11 +570,13 @@ fn assemble_golden(
     for id in &asked {
         let head = heads.remove(id).ok_or(StoreError::NotFound("profile"))?;
         let live = head.live;
-        if !built.contains_key(&live) {
-            let parts = parts.remove(&live).unwrap_or_default();
-            built.insert(live, golden_from_parts(head.clone(), parts)?);
-        }
-        let (mut profile, golden) = built[&live].clone();
+        let (mut profile, golden) = match built.entry(live) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let parts = parts.remove(&live).unwrap_or_default();
+                e.insert(golden_from_parts(head.clone(), parts)?).clone()
+            }
+        };
         profile.merged_from = head.merged_from;
         found.push((profile, golden));
     }

@@ -119,21 +119,23 @@ async fn upsert_in(
     // The writes are queued and sent at the end: no read below looks at them (the tie query
     // leaves the contact's own identifiers out).
     let mut batch = WriteBatch::default();
+    let stored_json = [
+        serde_json::to_string(&fields)?,
+        serde_json::to_string(&tags)?,
+        serde_json::to_string(&custom_fields)?,
+        serde_json::to_string(&invalid)?,
+    ]
+    .map(Arg::from);
     let contact_id = match &existing {
         Some(c) => {
             batch.push(
                 "UPDATE contacts SET scope = $3, fields = $4, tags = $5, custom_fields = $6, \
                  invalid_fields = $7, updated_at = $8 WHERE hub_id = $1 AND id = $2",
-                vec![
-                    hub.into(),
-                    c.id.into(),
-                    scope.as_str().into(),
-                    serde_json::to_string(&fields)?.into(),
-                    serde_json::to_string(&tags)?.into(),
-                    serde_json::to_string(&custom_fields)?.into(),
-                    serde_json::to_string(&invalid)?.into(),
-                    now.into(),
-                ],
+                [hub.into(), c.id.into(), scope.as_str().into()]
+                    .into_iter()
+                    .chain(stored_json)
+                    .chain([now.into()])
+                    .collect(),
             );
             batch.push(
                 "DELETE FROM identifiers WHERE hub_id = $1 AND contact_id = $2",
@@ -147,19 +149,17 @@ async fn upsert_in(
                 "INSERT INTO contacts (hub_id, id, channel_id, external_id, scope, fields, \
                  tags, custom_fields, invalid_fields, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                vec![
+                [
                     hub.into(),
                     id.into(),
                     input.channel_id.into(),
                     input.external_id.as_str().into(),
                     scope.as_str().into(),
-                    serde_json::to_string(&fields)?.into(),
-                    serde_json::to_string(&tags)?.into(),
-                    serde_json::to_string(&custom_fields)?.into(),
-                    serde_json::to_string(&invalid)?.into(),
-                    now.into(),
-                    now.into(),
-                ],
+                ]
+                .into_iter()
+                .chain(stored_json)
+                .chain([now.into(), now.into()])
+                .collect(),
             );
             id
         }
