@@ -412,7 +412,7 @@ async fn lookup_value(
 }
 
 /// One row of `golden_many`'s statement: `kind` says which of its four parts it belongs to
-/// (see `GOLDEN_SQL`), `profile` is the asked id for a head and the live id otherwise.
+/// (see `golden_sql`), `profile` is the asked id for a head and the live id otherwise.
 type GoldenRow = (
     i64,
     i64,
@@ -568,7 +568,8 @@ fn assemble_golden(
     let mut built: HashMap<ProfileId, (Profile, cdh_core::GoldenRecord)> = HashMap::new();
     let mut found = Vec::with_capacity(asked.len());
     for id in &asked {
-        let head = heads.remove(id).ok_or(StoreError::NotFound("profile"))?;
+        // `get`, not `remove`: an id asked twice gets its profile twice.
+        let head = heads.get(id).ok_or(StoreError::NotFound("profile"))?;
         let live = head.live;
         let (mut profile, golden) = match built.entry(live) {
             std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
