@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use cdh_core::{
-    IdentifierField, KeyGraph, MemberRecord, Normalizer, Outcome, Partition, Slot, UnifyKeys,
+    FieldKind, IdentifierField, KeyGraph, MemberRecord, Normalizer, Outcome, Partition, Slot, UnifyKeys,
     UnionFind, golden_record, resolve,
 };
 

@@ -382,8 +382,9 @@ fn ledger_from_row(row: LedgerRow) -> StoreResult<LedgerEntry> {
     })
 }
 
-/// The field's name and the value normalised with the organization's region, as the
-/// identifiers hold them; `None` when the value does not normalise (nothing can hold it).
+/// The field's name and the value normalised as the identifiers hold them; `None` when the
+/// value does not normalise (nothing can hold it). Only a phone needs the organization's
+/// default region, so only a phone lookup pays the extra statement that reads it.
 async fn lookup_value(
     conn: &mut Conn,
     hub: HubId,
@@ -391,16 +392,22 @@ async fn lookup_value(
     field: &str,
     value: &str,
 ) -> StoreResult<Option<(String, String)>> {
-    let (region,): (String,) = sqlx::query_as(
-        "SELECT default_region FROM organizations WHERE hub_id = $1 AND id = $2",
-    )
-    .bind(hub)
-    .bind(org)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(StoreError::NotFound("organization"))?;
     let field_id = IdentifierField::parse(field, &[field.to_owned()])
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let region = if field_id.kind() == FieldKind::Phone {
+        let (region,): (String,) = sqlx::query_as(
+            "SELECT default_region FROM organizations WHERE hub_id = $1 AND id = $2",
+        )
+        .bind(hub)
+        .bind(org)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound("organization"))?;
+        region
+    } else {
+        // Any region: the other kinds of field never look at it.
+        "TW".to_owned()
+    };
     let empty = UnifySetting {
         keys: Vec::new(),
         excluded: Vec::new(),
