@@ -16,4 +16,5 @@ mod previews;
 mod profiles_api;
 mod unification;
 mod users;
+mod wal;
 mod webhooks;

@@ -58,6 +58,11 @@ impl TestStore {
         }
     }
 
+    /// The SQLite URL of this store, if it is one.
+    pub fn sqlite_url(&self) -> Option<&str> {
+        self.sqlite_url.as_deref()
+    }
+
     /// The PostgreSQL schema of this store, if any.
     pub fn schema(&self) -> Option<&str> {
         self.schema.as_deref()
