@@ -20,6 +20,10 @@ use cdh_store::model::{ContactInput, FieldValue, HubId, NewChannel, UnifySetting
 use cdh_store::rules::{normalizer, now_ms, scope_name};
 use cdh_store::{AnyStore, ApplyOptions, PgStore, SqliteStore, Store};
 
+/// The allocator `cdh serve` runs with, so the figures are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Contact ids the seed uses, far above anything the store hands out before it.
 const SEED_BASE: i64 = 1_000_000_000_000;
 
