@@ -34,6 +34,9 @@ struct ApplyPlan {
     profiles_after: usize,
 }
 
+/// A contact's values of the (up to three) unify keys, in the keys' order.
+type KeyValuesRow = (i64, Option<String>, Option<String>, Option<String>);
+
 /// A stored profile as the apply sees it.
 #[derive(Clone, Copy)]
 struct StoredProfile {
@@ -142,12 +145,25 @@ impl ThisStore {
         .bind(hub)
         .fetch_all(&mut *tx)
         .await?;
-        let identifiers: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT contact_id, field, value FROM identifiers WHERE hub_id = $1 ORDER BY contact_id",
+        // One row per contact with its value of each key field (a contact holds at most one
+        // value per field: the primary key is hub, contact, field). Rows, not SQL, are what a
+        // read costs here: three rows per contact took 4.7 s of a 1M apply.
+        let mut key_names: Vec<&str> = keys.iter().map(|k| k.name()).collect();
+        // Up to three keys; the rest are padded with a name no field has.
+        key_names.resize(3, "");
+        let mut identifiers_query = sqlx::query_as::<_, KeyValuesRow>(
+            "SELECT contact_id, \
+             max(CASE WHEN field = $2 THEN value END), \
+             max(CASE WHEN field = $3 THEN value END), \
+             max(CASE WHEN field = $4 THEN value END) \
+             FROM identifiers WHERE hub_id = $1 AND field IN ($2, $3, $4) \
+             GROUP BY contact_id ORDER BY contact_id",
         )
-        .bind(hub)
-        .fetch_all(&mut *tx)
-        .await?;
+        .bind(hub);
+        for name in &key_names {
+            identifiers_query = identifiers_query.bind(*name);
+        }
+        let identifiers = identifiers_query.fetch_all(&mut *tx).await?;
         let members: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT m.contact_id, p.id, p.bucket_id, p.member_count, p.oldest_contact FROM memberships m \
              JOIN profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id AND +p.merged_into IS NULL \
@@ -193,7 +209,7 @@ impl ThisStore {
                 unique: false,
             })
             .collect();
-        let mut graph = KeyGraph::with_capacity(slots, contacts.len(), identifiers.len());
+        let mut graph = KeyGraph::with_capacity(slots, contacts.len(), identifiers.len() * keys.len());
         let mut scope_ids: HashMap<String, u32> = HashMap::new();
         let mut ids = identifiers.iter().peekable();
         let mut staged = Vec::new();
@@ -205,16 +221,14 @@ impl ThisStore {
             let scope_id = *scope_ids.entry(scope.clone()).or_insert(next_scope);
             let normalizer = &normalizers[region];
             let mut values: Vec<(u8, &str)> = Vec::new();
-            while let Some((c, field, value)) = ids.peek() {
-                if c != contact {
-                    break;
+            if let Some((_, v0, v1, v2)) = ids.next_if(|row| row.0 == *contact) {
+                for (slot, value) in [v0, v1, v2].into_iter().enumerate() {
+                    if let Some(value) = value
+                        && !is_excluded(normalizer, key_names[slot], value)
+                    {
+                        values.push((slot as u8, value.as_str()));
+                    }
                 }
-                if let Some(slot) = keys.iter().position(|k| k.name() == field)
-                    && !is_excluded(normalizer, field, value)
-                {
-                    values.push((slot as u8, value.as_str()));
-                }
-                ids.next();
             }
             graph.add_contact(scope_id, values);
             if scope != old_scope {
