@@ -34,6 +34,17 @@ struct ApplyPlan {
     profiles_after: usize,
 }
 
+/// A contact (id, channel, scope) and its live profile (id, bucket, members, oldest contact).
+type ContactProfileRow = (
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
 /// A contact's values of the (up to three) unify keys, in the keys' order.
 type KeyValuesRow = (i64, Option<String>, Option<String>, Option<String>);
 
@@ -139,8 +150,15 @@ impl ThisStore {
             }
             channel_scope.insert(id, (scope, region));
         }
-        let contacts: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT id, channel_id, scope FROM contacts WHERE hub_id = $1 ORDER BY id",
+        // Each contact with its live profile, in one read: a row through sqlx costs more than
+        // the join (two reads of 1M rows took 3.3 s of a 1M apply).
+        let contact_rows: Vec<ContactProfileRow> = sqlx::query_as(
+            "SELECT c.id, c.channel_id, c.scope, p.id, p.bucket_id, p.member_count, p.oldest_contact \
+             FROM contacts c \
+             LEFT JOIN memberships m ON m.hub_id = c.hub_id AND m.contact_id = c.id \
+             LEFT JOIN profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
+               AND +p.merged_into IS NULL \
+             WHERE c.hub_id = $1 ORDER BY c.id",
         )
         .bind(hub)
         .fetch_all(&mut *tx)
@@ -164,41 +182,30 @@ impl ThisStore {
             identifiers_query = identifiers_query.bind(*name);
         }
         let identifiers = identifiers_query.fetch_all(&mut *tx).await?;
-        let members: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT m.contact_id, p.id, p.bucket_id, p.member_count, p.oldest_contact FROM memberships m \
-             JOIN profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id AND +p.merged_into IS NULL \
-             WHERE m.hub_id = $1",
-        )
-        .bind(hub)
-        .fetch_all(&mut *tx)
-        .await?;
         tx.commit().await?;
 
-        let index_of: HashMap<i64, u32> = contacts
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.0, i as u32))
-            .collect();
-        let mut stored: Vec<Option<StoredProfile>> = vec![None; contacts.len()];
-        for (contact, id, bucket, count, oldest) in members {
-            if let Some(&i) = index_of.get(&contact) {
-                stored[i as usize] = Some(StoredProfile {
-                    id,
-                    bucket,
-                    count,
-                    oldest,
-                });
+        let mut contacts: Vec<(i64, i64, String)> = Vec::with_capacity(contact_rows.len());
+        let mut stored: Vec<StoredProfile> = Vec::with_capacity(contact_rows.len());
+        for (contact, channel, scope, id, bucket, count, oldest) in contact_rows {
+            let (Some(id), Some(bucket), Some(count), Some(oldest)) = (id, bucket, count, oldest)
+            else {
+                return Err(StoreError::Corrupt(format!(
+                    "contact {contact} has no profile"
+                )));
+            };
+            if contacts.last().is_some_and(|last| last.0 == contact) {
+                return Err(StoreError::Corrupt(format!(
+                    "contact {contact} is in two live profiles"
+                )));
             }
+            contacts.push((contact, channel, scope));
+            stored.push(StoredProfile {
+                id,
+                bucket,
+                count,
+                oldest,
+            });
         }
-        let stored: Vec<StoredProfile> = stored
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| {
-                p.ok_or_else(|| {
-                    StoreError::Corrupt(format!("contact {} has no profile", contacts[i].0))
-                })
-            })
-            .collect::<StoreResult<_>>()?;
 
         // The key graph over contacts in age order, on top of the stored partition.
         let slots: Vec<Slot> = keys
