@@ -30,7 +30,9 @@ const FOR_UPDATE: &str = "";
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
     writer: sqlx::SqlitePool,
-    checkpointer: Checkpointer,
+    /// A handle of the store's own on the database file, only to fsync it (`None` for an
+    /// in-memory database).
+    database_file: Option<std::sync::Arc<std::fs::File>>,
     /// Dropped with the last clone of the store, which stops the background checkpointer.
     _alive: std::sync::Arc<()>,
 }
@@ -88,20 +90,22 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         let alive = std::sync::Arc::new(());
-        // `None` for an in-memory database: nothing to fsync. (The file exists by now.)
-        let database_file = Some(filename).filter(|path| path.is_file());
-        let checkpointer = Checkpointer {
-            pool: pool.clone(),
-            writer: writer.clone(),
-            file: database_file
-                .and_then(|path| std::fs::File::open(path).ok())
-                .map(std::sync::Arc::new),
-        };
-        checkpoint_in_background(checkpointer.clone(), std::sync::Arc::downgrade(&alive));
+        // The file exists by now, unless the database is in memory.
+        let database_file = Some(filename)
+            .filter(|path| path.is_file())
+            .and_then(|path| std::fs::File::open(path).ok())
+            .map(std::sync::Arc::new);
+        // The task holds the pools and the file, not the store, whose last clone stops it.
+        checkpoint_in_background(
+            pool.clone(),
+            writer.clone(),
+            database_file.clone(),
+            std::sync::Arc::downgrade(&alive),
+        );
         Ok(Self {
             pool,
             writer,
-            checkpointer,
+            database_file,
             _alive: alive,
         })
     }
@@ -110,7 +114,7 @@ impl SqliteStore {
     /// `CHECKPOINT_EVERY`, so that the next write starts the WAL over (before a file-level
     /// backup, say).
     pub async fn checkpoint(&self) -> StoreResult<()> {
-        self.checkpointer.run().await
+        checkpoint_passes(&self.pool, &self.writer, self.database_file.as_ref()).await
     }
 
     /// A write transaction on the one writer connection. `BEGIN IMMEDIATE` still takes the
@@ -142,41 +146,43 @@ impl SqliteStore {
 /// whole of POST's p99. The database file is therefore fsynced between the passes, off the
 /// write path, and the second pass flushes only its own few pages. (An extra fsync is always
 /// safe; it changes when pages reach the disk, not what SQLite promises.)
-fn checkpoint_in_background(checkpointer: Checkpointer, alive: std::sync::Weak<()>) {
+fn checkpoint_in_background(
+    pool: sqlx::SqlitePool,
+    writer: sqlx::SqlitePool,
+    database_file: Option<std::sync::Arc<std::fs::File>>,
+    alive: std::sync::Weak<()>,
+) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
     runtime.spawn(async move {
         loop {
             tokio::time::sleep(CHECKPOINT_EVERY).await;
-            if alive.upgrade().is_none() || checkpointer.run().await.is_err() {
+            if alive.upgrade().is_none()
+                || checkpoint_passes(&pool, &writer, database_file.as_ref())
+                    .await
+                    .is_err()
+            {
                 break;
             }
         }
     });
 }
 
-/// What a checkpoint needs: both pools and a handle of its own on the database file (`None`
-/// for an in-memory database), only to fsync it.
-#[derive(Clone, Debug)]
-struct Checkpointer {
-    pool: sqlx::SqlitePool,
-    writer: sqlx::SqlitePool,
-    file: Option<std::sync::Arc<std::fs::File>>,
-}
-
-impl Checkpointer {
-    /// The two passes of `checkpoint_in_background`, once; an error when a pool is closed.
-    async fn run(&self) -> StoreResult<()> {
-        let copied = passive_checkpoint(&self.pool).await?;
-        if let Some(file) = self.file.as_ref().filter(|_| copied > 0) {
-            let file = std::sync::Arc::clone(file);
-            // A failed fsync here is not an error: the second pass fsyncs again.
-            let _ = tokio::task::spawn_blocking(move || file.sync_data()).await;
-        }
-        passive_checkpoint(&self.writer).await?;
-        Ok(())
+/// The two passes of `checkpoint_in_background`, once; an error when a pool is closed.
+async fn checkpoint_passes(
+    pool: &sqlx::SqlitePool,
+    writer: &sqlx::SqlitePool,
+    database_file: Option<&std::sync::Arc<std::fs::File>>,
+) -> StoreResult<()> {
+    let copied = passive_checkpoint(pool).await?;
+    if let Some(file) = database_file.filter(|_| copied > 0) {
+        let file = std::sync::Arc::clone(file);
+        // A failed fsync here is not an error: the second pass fsyncs again.
+        let _ = tokio::task::spawn_blocking(move || file.sync_data()).await;
     }
+    passive_checkpoint(writer).await?;
+    Ok(())
 }
 
 /// `PRAGMA wal_checkpoint(PASSIVE)` on a connection of `pool`; the frames it copied.

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use cdh_core::{
-    FieldKind, IdentifierField, KeyGraph, MemberRecord, Normalizer, Outcome, Partition, Slot, UnifyKeys,
-    UnionFind, golden_record, resolve,
+    FieldKind, IdentifierField, KeyGraph, MemberRecord, Normalizer, Outcome, Partition, Slot,
+    UnifyKeys, UnionFind, golden_record, resolve,
 };
 
 use crate::error::{StoreError, StoreResult};
