@@ -62,6 +62,8 @@ impl PgStore {
             setup.close().await;
             options = options.options([("search_path", schema)]);
         }
+        // Upserts send their writes with values written as literals (see `finish_upsert`).
+        options = options.options([("standard_conforming_strings", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(20)
             .connect_with(options)
@@ -157,8 +159,11 @@ const ID_BLOCK_LEN: i64 = 8;
 /// Concurrent writers: profile rows are re-read under `FOR UPDATE`.
 const ROW_LOCKS: bool = true;
 
-/// Ends an upsert: runs the queued writes, then takes event numbers from the hub row last, so
-/// the row is held to commit and event numbers follow commit order.
+/// Ends an upsert in one round trip: the queued writes, then the events, numbered from the
+/// hub row (updated last, so the row is held to commit and event numbers follow commit
+/// order), go out as one simple-protocol query with their values written as literals.
+/// PostgreSQL takes one statement with parameters per round trip, and round trips, not the
+/// statements' own work, were most of a sequential upsert's time.
 async fn finish_upsert(
     conn: &mut Conn,
     hub: HubId,
@@ -167,8 +172,96 @@ async fn finish_upsert(
     _event_seq: i64,
     events: &[(String, ProfileId, serde_json::Value)],
 ) -> StoreResult<()> {
-    run_batch(conn, batch).await?;
-    append_events(conn, hub, events).await
+    let mut sql = String::new();
+    for (statement, args) in &batch.statements {
+        inline_into(&mut sql, statement, args)?;
+        sql.push_str(";\n");
+    }
+    if !events.is_empty() {
+        events_statement_into(&mut sql, hub, events)?;
+    }
+    if !sql.is_empty() {
+        // A query without arguments goes out as a simple query, several statements in one.
+        sqlx::Executor::execute(&mut *conn, sql.as_str()).await?;
+    }
+    Ok(())
+}
+
+/// Appends `sql` with each `$n` written as the literal of `args[n - 1]`.
+fn inline_into(out: &mut String, sql: &str, args: &[Arg]) -> StoreResult<()> {
+    let mut result = Ok(());
+    for_each_placeholder(out, sql, |out, n| match &args[n - 1] {
+        // Parenthesised, so `a -$1` cannot become a `--` comment.
+        Arg::Int(v) if *v < 0 => out.push_str(&format!("({v})")),
+        Arg::Int(v) => out.push_str(&v.to_string()),
+        Arg::Text(t) => {
+            if let Err(e) = text_literal_into(out, t) {
+                result = Err(e);
+            }
+        }
+    });
+    result
+}
+
+/// A string literal: quotes doubled, nothing else escaped (the connection sets
+/// `standard_conforming_strings`, so a backslash is an ordinary character). A NUL could not
+/// be stored in a text column anyway, and would end the query message early.
+fn text_literal_into(out: &mut String, text: &str) -> StoreResult<()> {
+    if text.contains('\0') {
+        return Err(StoreError::Invalid(
+            "text values cannot contain the NUL character (U+0000)".to_owned(),
+        ));
+    }
+    out.push('\'');
+    for c in text.chars() {
+        if c == '\'' {
+            out.push('\'');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    Ok(())
+}
+
+/// One statement that takes `events.len()` numbers from the hub row and inserts the events.
+fn events_statement_into(
+    out: &mut String,
+    hub: HubId,
+    events: &[(String, ProfileId, serde_json::Value)],
+) -> StoreResult<()> {
+    use std::fmt::Write;
+    let n = events.len();
+    let _ = write!(
+        out,
+        "WITH h AS (UPDATE hubs SET event_seq = event_seq + {n} WHERE hub_id = {hub} \
+         RETURNING event_seq) \
+         INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) \
+         SELECT {hub}, h.event_seq - {n} + v.i, {at}, v.kind, v.profile_id, v.payload \
+         FROM h, (VALUES ",
+        at = now_ms()
+    );
+    for (i, (kind, profile, payload)) in events.iter().enumerate() {
+        let _ = write!(out, "{}({}, ", if i > 0 { ", " } else { "" }, i + 1);
+        text_literal_into(out, kind)?;
+        let _ = write!(out, ", CAST({profile} AS BIGINT), ");
+        text_literal_into(out, &payload.to_string())?;
+        out.push(')');
+    }
+    out.push_str(") AS v (i, kind, profile_id, payload);\n");
+    Ok(())
+}
+
+/// An upsert's transaction, begun with the hub lock (shared) and the contact's key lock in
+/// the same round trip: the locks are taken in the implicit transaction that `BEGIN` then
+/// turns into an explicit one, and a lock that fails leaves no transaction open.
+async fn begin_upsert(store: &PgStore, hub: HubId, contact_key: i64) -> StoreResult<Transaction> {
+    let (a, b) = hub_lock(hub);
+    Ok(store
+        .pool
+        .begin_with(format!(
+            "SELECT pg_advisory_xact_lock_shared({a}, {b}), pg_advisory_xact_lock({contact_key}); BEGIN"
+        ))
+        .await?)
 }
 
 /// Runs the queued statements one after the other: PostgreSQL takes one statement with

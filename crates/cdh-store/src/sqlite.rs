@@ -265,32 +265,21 @@ async fn execute_positional(conn: &mut Conn, sql: &str, bound: &[&Arg]) -> Store
 }
 
 /// Appends `sql` to `out` with every `$n` written as `?`, and `args[n - 1]` to `bound` in the
-/// same order. The statements carry their values as parameters, never as literals, so a `$`
-/// followed by digits is always a placeholder.
+/// same order.
 fn positional_into<'a>(out: &mut String, bound: &mut Vec<&'a Arg>, sql: &str, args: &'a [Arg]) {
-    let bytes = sql.as_bytes();
-    let mut copied = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'$' {
-            let digits = bytes[i + 1..]
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .count();
-            if digits > 0 {
-                let end = i + 1 + digits;
-                let n: usize = sql[i + 1..end].parse().expect("ascii digits");
-                out.push_str(&sql[copied..i]);
-                out.push('?');
-                bound.push(&args[n - 1]);
-                copied = end;
-                i = end;
-                continue;
-            }
-        }
-        i += 1;
-    }
-    out.push_str(&sql[copied..]);
+    for_each_placeholder(out, sql, |out, n| {
+        out.push('?');
+        bound.push(&args[n - 1]);
+    });
+}
+
+/// An upsert's transaction: the one writer is lock enough.
+async fn begin_upsert(
+    store: &SqliteStore,
+    _hub: HubId,
+    _contact_key: i64,
+) -> StoreResult<Transaction> {
+    store.begin_write().await
 }
 
 async fn lock_hub_shared(_conn: &mut Conn, _hub: HubId) -> StoreResult<()> {

@@ -423,3 +423,47 @@ async fn tokens_body(t: TestStore) {
     assert_eq!(s.list_tasks(h.id).await.unwrap().len(), 1);
     t.finish(h.id).await;
 }
+
+conformance!(text_round_trips_exactly, text_round_trips_exactly_body);
+/// Quotes, backslashes, semicolons and non-ASCII text come back exactly as written (PostgreSQL
+/// receives an upsert's writes with their values written as literals); a NUL is refused on
+/// both backends before anything is stored.
+async fn text_round_trips_exactly_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+    let awkward = r#"O'Brien \' \\ "q" ; DROP TABLE contacts; -- $1 ? 王小明 🙂"#;
+    let mut input = crate::support::input(
+        h.email_caac,
+        "it's \\ $2",
+        &[("display_name", awkward), ("customer_id", "C-'1'")],
+    );
+    input.tags = Some(vec!["a'b".into(), "c\\d".into()]);
+    input.custom_fields = Some([("note's".to_owned(), awkward.to_owned())].into());
+    let first = s.upsert_contact(h.id, &input, "o'actor").await.unwrap();
+    let stored = s.get_contact(h.id, first.contact.id).await.unwrap();
+    assert_eq!(stored.external_id, "it's \\ $2");
+    assert_eq!(stored.fields["display_name"].value, awkward);
+    assert_eq!(stored.tags, vec!["a'b".to_owned(), "c\\d".to_owned()]);
+    assert_eq!(stored.custom_fields["note's"], awkward);
+    // The quoted customer id ties a second contact to the same profile.
+    let second = upsert(s, h.id, h.email_caac, "other", &[("customer_id", "C-'1'")]).await;
+    assert_eq!(second.unification, Unification::Joined);
+    assert_eq!(second.contact.profile_id, first.contact.profile_id);
+
+    let before = s.events_after(h.id, 0, 1000).await.unwrap().len();
+    let with_nul = crate::support::input(h.email_caac, "nul", &[("display_name", "a\0b")]);
+    let err = s.upsert_contact(h.id, &with_nul, "test").await.unwrap_err();
+    assert!(
+        matches!(&err, cdh_store::StoreError::Invalid(why) if why.contains("display_name")),
+        "{err:?}"
+    );
+    let mut nul_tag = crate::support::input(h.email_caac, "nul", &[]);
+    nul_tag.tags = Some(vec!["x\0".into()]);
+    assert!(matches!(
+        s.upsert_contact(h.id, &nul_tag, "test").await,
+        Err(cdh_store::StoreError::Invalid(_))
+    ));
+    assert_eq!(s.events_after(h.id, 0, 1000).await.unwrap().len(), before);
+    t.finish(h.id).await;
+}

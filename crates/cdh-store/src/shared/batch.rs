@@ -42,6 +42,34 @@ impl WriteBatch {
     }
 }
 
+/// Appends `sql` to `out`, with each `$n` replaced by what `placeholder(out, n)` writes. The
+/// statements carry their values as parameters, never as literals, so a `$` followed by
+/// digits is always a placeholder.
+fn for_each_placeholder(out: &mut String, sql: &str, mut placeholder: impl FnMut(&mut String, usize)) {
+    let bytes = sql.as_bytes();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let digits = bytes[i + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if digits > 0 {
+                let end = i + 1 + digits;
+                let n: usize = sql[i + 1..end].parse().expect("ascii digits");
+                out.push_str(&sql[copied..i]);
+                placeholder(out, n);
+                copied = end;
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&sql[copied..]);
+}
+
 type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 
 fn bind_arg<'q>(query: Query<'q>, arg: &'q Arg) -> Query<'q> {

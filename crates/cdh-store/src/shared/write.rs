@@ -5,7 +5,8 @@
 // contact; one for the profiles every unify-key value ties to (one identifier row per value: a
 // value is in one profile per scope); then the writes, which need nothing back and are queued
 // in a `WriteBatch`: one multi-statement query on SQLite. A new contact is five round trips
-// there, with begin and commit. A merge moves only the smaller side's membership rows (see
+// there, with begin and commit. PostgreSQL takes the first locks with its `BEGIN` and sends
+// the writes and events as one query with literal values. A merge moves only the smaller side's membership rows (see
 // `merge_profiles`).
 
 impl ThisStore {
@@ -16,8 +17,9 @@ impl ThisStore {
         input: &ContactInput,
         actor: &str,
     ) -> StoreResult<Upserted> {
-        let mut tx = self.begin_write().await?;
-        let upserted = upsert_in(&mut tx, hub, input, actor).await?;
+        let contact_key = contact_lock_key(hub, input.channel_id, &input.external_id);
+        let mut tx = begin_upsert(self, hub, contact_key).await?;
+        let upserted = upsert_locked(&mut tx, hub, input, actor).await?;
         tx.commit().await?;
         Ok(upserted)
     }
@@ -29,6 +31,7 @@ impl ThisStore {
         input: &ContactInput,
         actor: &str,
     ) -> StoreResult<Upserted> {
+        reject_nul(input)?;
         let mut attempt = 0;
         loop {
             match self.upsert_once(hub, input, actor).await {
@@ -46,12 +49,23 @@ async fn upsert_in(
     input: &ContactInput,
     actor: &str,
 ) -> StoreResult<Upserted> {
+    reject_nul(input)?;
     lock_hub_and_contact(
         conn,
         hub,
         contact_lock_key(hub, input.channel_id, &input.external_id),
     )
     .await?;
+    upsert_locked(conn, hub, input, actor).await
+}
+
+/// An upsert in a transaction that holds the hub lock (shared) and the contact's key lock.
+async fn upsert_locked(
+    conn: &mut Conn,
+    hub: HubId,
+    input: &ContactInput,
+    actor: &str,
+) -> StoreResult<Upserted> {
     let context = load_upsert_context(conn, hub, input).await?;
     let mut ids = context.ids;
     let keys = parse_keys(&context.setting.keys)?;
@@ -334,6 +348,44 @@ async fn upsert_in(
         },
         unification,
     })
+}
+
+/// Refuses a contact with a NUL character (U+0000) in any of its text: PostgreSQL cannot
+/// store one in a text column, so both backends refuse it, before anything is written.
+fn reject_nul(input: &ContactInput) -> StoreResult<()> {
+    let has_nul = |s: &str| s.contains('\0');
+    let culprit = if has_nul(&input.external_id) {
+        Some("external_id")
+    } else {
+        input
+            .fields
+            .iter()
+            .find(|(name, value)| has_nul(name) || value.as_deref().is_some_and(has_nul))
+            .map(|(name, _)| name.as_str())
+            .or_else(|| {
+                input
+                    .tags
+                    .iter()
+                    .flatten()
+                    .any(|t| has_nul(t))
+                    .then_some("tags")
+            })
+            .or_else(|| {
+                input
+                    .custom_fields
+                    .iter()
+                    .flatten()
+                    .any(|(k, v)| has_nul(k) || has_nul(v))
+                    .then_some("custom_fields")
+            })
+    };
+    match culprit {
+        Some(name) => Err(StoreError::Invalid(format!(
+            "`{}` contains the NUL character (U+0000), which cannot be stored",
+            name.replace('\0', "\\0")
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// How often a transaction that lost a race is retried.
