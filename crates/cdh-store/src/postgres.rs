@@ -85,6 +85,11 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    /// The pool upserts take a connection from.
+    fn upsert_pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+
     async fn begin_write(&self) -> StoreResult<Transaction> {
         Ok(self.pool.begin().await?)
     }
@@ -161,16 +166,16 @@ const ROW_LOCKS: bool = true;
 
 /// Ends an upsert in one round trip: the queued writes, then the events, numbered from the
 /// hub row (updated last, so the row is held to commit and event numbers follow commit
-/// order), go out as one simple-protocol query with their values written as literals.
+/// order), and with `commit` the commit, go out as one simple-protocol query with their values written as literals.
 /// PostgreSQL takes one statement with parameters per round trip, and round trips, not the
 /// statements' own work, were most of a sequential upsert's time.
 async fn finish_upsert(
     conn: &mut Conn,
     hub: HubId,
     batch: WriteBatch,
-    _next_free: i64,
-    _event_seq: i64,
+    _counters: (i64, i64),
     events: &[(String, ProfileId, serde_json::Value)],
+    commit: bool,
 ) -> StoreResult<()> {
     let mut sql = String::new();
     for (statement, args) in &batch.statements {
@@ -179,6 +184,9 @@ async fn finish_upsert(
     }
     if !events.is_empty() {
         events_statement_into(&mut sql, hub, events)?;
+    }
+    if commit {
+        sql.push_str("COMMIT;\n");
     }
     if !sql.is_empty() {
         // A query without arguments goes out as a simple query, several statements in one.
@@ -251,17 +259,16 @@ fn events_statement_into(
     Ok(())
 }
 
-/// An upsert's transaction, begun with the hub lock (shared) and the contact's key lock in
-/// the same round trip: the locks are taken in the implicit transaction that `BEGIN` then
-/// turns into an explicit one, and a lock that fails leaves no transaction open.
-async fn begin_upsert(store: &PgStore, hub: HubId, contact_key: i64) -> StoreResult<Transaction> {
+/// Begins an upsert's transaction with the hub lock (shared) and the contact's key lock in the
+/// same round trip: the locks are taken in the implicit transaction that `BEGIN` then turns
+/// into an explicit one, and a lock that fails leaves no transaction open.
+async fn begin_upsert(conn: &mut Conn, hub: HubId, contact_key: i64) -> StoreResult<()> {
     let (a, b) = hub_lock(hub);
-    Ok(store
-        .pool
-        .begin_with(format!(
-            "SELECT pg_advisory_xact_lock_shared({a}, {b}), pg_advisory_xact_lock({contact_key}); BEGIN"
-        ))
-        .await?)
+    let sql = format!(
+        "SELECT pg_advisory_xact_lock_shared({a}, {b}), pg_advisory_xact_lock({contact_key}); BEGIN"
+    );
+    sqlx::Executor::execute(&mut *conn, sql.as_str()).await?;
+    Ok(())
 }
 
 /// Runs the queued statements one after the other: PostgreSQL takes one statement with

@@ -119,6 +119,11 @@ impl SqliteStore {
 
     /// A write transaction on the one writer connection. `BEGIN IMMEDIATE` still takes the
     /// write lock up front, against writes through the read pool or other processes.
+    /// The pool upserts take a connection from: the one writer.
+    fn upsert_pool(&self) -> &sqlx::SqlitePool {
+        &self.writer
+    }
+
     async fn begin_write(&self) -> StoreResult<Transaction> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
@@ -206,16 +211,17 @@ async fn lock_hub_and_contact(_conn: &mut Conn, _hub: HubId, _contact: i64) -> S
     Ok(())
 }
 
-/// Ends an upsert: the hub's id counter and event numbers, and the events themselves, join
-/// the queued writes, and all of them go to the database in one multi-statement query. SQLite
+/// Ends an upsert: the hub's id counter and event numbers, the events themselves and with
+/// `commit` the commit, join the queued writes, and all of them go to the database in one
+/// multi-statement query. SQLite
 /// has one writer, so `event_seq` as the upsert read it is still the hub's last event number.
 async fn finish_upsert(
     conn: &mut Conn,
     hub: HubId,
     mut batch: WriteBatch,
-    next_free: i64,
-    event_seq: i64,
+    (next_free, event_seq): (i64, i64),
     events: &[(String, ProfileId, serde_json::Value)],
+    commit: bool,
 ) -> StoreResult<()> {
     batch.push(
         "UPDATE hubs SET next_id = max(next_id, $2), event_seq = event_seq + $3 \
@@ -223,6 +229,9 @@ async fn finish_upsert(
         vec![hub.into(), next_free.into(), (events.len() as i64).into()],
     );
     queue_events(&mut batch, hub, event_seq + 1, events);
+    if commit {
+        batch.push("COMMIT", Vec::new());
+    }
     run_batch(conn, batch).await
 }
 
@@ -273,13 +282,10 @@ fn positional_into<'a>(out: &mut String, bound: &mut Vec<&'a Arg>, sql: &str, ar
     });
 }
 
-/// An upsert's transaction: the one writer is lock enough.
-async fn begin_upsert(
-    store: &SqliteStore,
-    _hub: HubId,
-    _contact_key: i64,
-) -> StoreResult<Transaction> {
-    store.begin_write().await
+/// Begins an upsert's transaction on the writer connection: the one writer is lock enough.
+async fn begin_upsert(conn: &mut Conn, _hub: HubId, _contact_key: i64) -> StoreResult<()> {
+    sqlx::Executor::execute(&mut *conn, "BEGIN IMMEDIATE").await?;
+    Ok(())
 }
 
 async fn lock_hub_shared(_conn: &mut Conn, _hub: HubId) -> StoreResult<()> {

@@ -467,3 +467,48 @@ async fn text_round_trips_exactly_body(t: TestStore) {
     assert_eq!(s.events_after(h.id, 0, 1000).await.unwrap().len(), before);
     t.finish(h.id).await;
 }
+
+conformance!(
+    failed_and_cancelled_upserts_leave_no_transaction_open,
+    failed_and_cancelled_body
+);
+/// An upsert ends its own transaction: after one that fails inside it (an unknown channel,
+/// found after `BEGIN`) and after ones cancelled at every point of their run, the next upsert
+/// works and the invariants hold.
+async fn failed_and_cancelled_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    apply_keys(s, h.id, &["display_email"]).await;
+    let unknown_channel = crate::support::input(9_999_999, "x", &[("display_email", "a@x.io")]);
+    assert!(matches!(
+        s.upsert_contact(h.id, &unknown_channel, "test").await,
+        Err(cdh_store::StoreError::NotFound(_))
+    ));
+    let first = upsert(s, h.id, h.email_caac, "a", &[("display_email", "a@x.io")]).await;
+    assert_eq!(first.unification, Unification::Created);
+    for step in 0..40u64 {
+        let input = crate::support::input(
+            h.email_caac,
+            &format!("cancelled-{step}"),
+            &[("display_email", "a@x.io")],
+        );
+        let cancelled = tokio::time::timeout(
+            std::time::Duration::from_micros(step * 50),
+            s.upsert_contact(h.id, &input, "test"),
+        )
+        .await;
+        if let Ok(done) = cancelled {
+            done.unwrap();
+        }
+        let after = upsert(
+            s,
+            h.id,
+            h.email_caac,
+            &format!("after-{step}"),
+            &[("display_email", "a@x.io")],
+        )
+        .await;
+        assert_eq!(after.contact.profile_id, first.contact.profile_id);
+    }
+    t.finish(h.id).await;
+}

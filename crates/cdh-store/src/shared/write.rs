@@ -5,9 +5,9 @@
 // contact; one for the profiles every unify-key value ties to (one identifier row per value: a
 // value is in one profile per scope); then the writes, which need nothing back and are queued
 // in a `WriteBatch`: one multi-statement query on SQLite. A new contact is five round trips
-// there, with begin and commit. PostgreSQL takes the first locks with its `BEGIN` and sends
-// the writes and events as one query with literal values. A merge moves only the smaller side's membership rows (see
-// `merge_profiles`).
+// there, with begin and commit; the commit goes out with the writes. PostgreSQL takes the first
+// locks with its `BEGIN` and sends the writes, events and commit as one query with literal
+// values. A merge moves only the smaller side's membership rows (see `merge_profiles`).
 
 impl ThisStore {
     /// One attempt at an upsert; the caller retries on contention.
@@ -18,10 +18,25 @@ impl ThisStore {
         actor: &str,
     ) -> StoreResult<Upserted> {
         let contact_key = contact_lock_key(hub, input.channel_id, &input.external_id);
-        let mut tx = begin_upsert(self, hub, contact_key).await?;
-        let upserted = upsert_locked(&mut tx, hub, input, actor).await?;
-        tx.commit().await?;
-        Ok(upserted)
+        let mut tx = UpsertTx {
+            conn: self.upsert_pool().acquire().await?,
+            open: true,
+        };
+        if let Err(e) = begin_upsert(&mut tx.conn, hub, contact_key).await {
+            // A `BEGIN` that failed left no transaction open.
+            tx.open = false;
+            return Err(e);
+        }
+        match upsert_locked(&mut tx.conn, hub, input, actor, true).await {
+            Ok(upserted) => {
+                tx.open = false;
+                Ok(upserted)
+            }
+            Err(e) => {
+                tx.rollback().await;
+                Err(e)
+            }
+        }
     }
 
     /// An upsert, retried when another transaction got in the way.
@@ -56,15 +71,43 @@ async fn upsert_in(
         contact_lock_key(hub, input.channel_id, &input.external_id),
     )
     .await?;
-    upsert_locked(conn, hub, input, actor).await
+    upsert_locked(conn, hub, input, actor, false).await
 }
 
-/// An upsert in a transaction that holds the hub lock (shared) and the contact's key lock.
+/// An upsert's transaction, begun and ended by hand so that the commit goes out with the last
+/// writes (sqlx's `Transaction` commits in a round trip of its own). Dropped while open, when
+/// the caller's future is cancelled mid-upsert, the connection is closed rather than returned
+/// to the pool inside a transaction.
+struct UpsertTx {
+    conn: sqlx::pool::PoolConnection<Db>,
+    open: bool,
+}
+
+impl UpsertTx {
+    /// Rolls back after an error; the connection is closed if that fails too.
+    async fn rollback(&mut self) {
+        if sqlx::Executor::execute(&mut *self.conn, "ROLLBACK").await.is_ok() {
+            self.open = false;
+        }
+    }
+}
+
+impl Drop for UpsertTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// An upsert in a transaction that holds the hub lock (shared) and the contact's key lock;
+/// with `commit`, the transaction's commit goes out with its last writes.
 async fn upsert_locked(
     conn: &mut Conn,
     hub: HubId,
     input: &ContactInput,
     actor: &str,
+    commit: bool,
 ) -> StoreResult<Upserted> {
     let context = load_upsert_context(conn, hub, input).await?;
     let mut ids = context.ids;
@@ -332,7 +375,15 @@ async fn upsert_locked(
             },
         )
     };
-    finish_upsert(conn, hub, batch, ids.next, context.event_seq, &events).await?;
+    finish_upsert(
+        conn,
+        hub,
+        batch,
+        (ids.next, context.event_seq),
+        &events,
+        commit,
+    )
+    .await?;
     Ok(Upserted {
         contact: Contact {
             id: contact_id,
