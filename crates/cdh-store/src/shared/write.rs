@@ -246,7 +246,7 @@ async fn upsert_locked(
         .iter()
         .map(|(row, f, v)| (row.id, f.clone(), v.clone()))
         .collect();
-    let current = match (&existing, &own) {
+    let mut current = match (&existing, &own) {
         (None, _) => None,
         (Some(_), Some(row)) => Some(row.id),
         (Some(_), None) if own_in_tie_query => {
@@ -285,6 +285,11 @@ async fn upsert_locked(
             for (from, to) in moved {
                 for t in ties.iter_mut().filter(|t| t.0 == from) {
                     t.0 = to;
+                }
+                // The contact's own profile too: left unmapped, a merged one would be locked
+                // again and again.
+                if current == Some(from) {
+                    current = Some(to);
                 }
             }
         }
