@@ -259,6 +259,9 @@ fn events_statement_into(
     Ok(())
 }
 
+/// Nothing goes before an upsert's first read: `begin_upsert` began the transaction.
+const BEGIN_WITH_CONTEXT: &str = "";
+
 /// Begins an upsert's transaction with the hub lock (shared) and the contact's key lock in the
 /// same round trip: the locks are taken in the implicit transaction that `BEGIN` then turns
 /// into an explicit one, and a lock that fails leaves no transaction open.

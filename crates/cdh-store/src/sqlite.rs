@@ -282,11 +282,14 @@ fn positional_into<'a>(out: &mut String, bound: &mut Vec<&'a Arg>, sql: &str, ar
     });
 }
 
-/// Begins an upsert's transaction on the writer connection: the one writer is lock enough.
-async fn begin_upsert(conn: &mut Conn, _hub: HubId, _contact_key: i64) -> StoreResult<()> {
-    sqlx::Executor::execute(&mut *conn, "BEGIN IMMEDIATE").await?;
+/// An upsert's transaction begins with its first read, in the same round trip to the
+/// connection's worker thread (`BEGIN_WITH_CONTEXT`); the one writer is lock enough.
+async fn begin_upsert(_conn: &mut Conn, _hub: HubId, _contact_key: i64) -> StoreResult<()> {
     Ok(())
 }
+
+/// Goes before an upsert's first read when the upsert runs its own transaction.
+const BEGIN_WITH_CONTEXT: &str = "BEGIN IMMEDIATE; ";
 
 async fn lock_hub_shared(_conn: &mut Conn, _hub: HubId) -> StoreResult<()> {
     Ok(())

@@ -100,16 +100,22 @@ impl Drop for UpsertTx {
     }
 }
 
-/// An upsert in a transaction that holds the hub lock (shared) and the contact's key lock;
-/// with `commit`, the transaction's commit goes out with its last writes.
+/// An upsert in a transaction that holds the hub lock (shared) and the contact's key lock.
+/// With `own_transaction`, the upsert's own transaction ends with its last writes, which carry
+/// the commit; on SQLite it also begins with the first read (`BEGIN_WITH_CONTEXT`).
 async fn upsert_locked(
     conn: &mut Conn,
     hub: HubId,
     input: &ContactInput,
     actor: &str,
-    commit: bool,
+    own_transaction: bool,
 ) -> StoreResult<Upserted> {
-    let context = load_upsert_context(conn, hub, input).await?;
+    let begin = if own_transaction {
+        BEGIN_WITH_CONTEXT
+    } else {
+        ""
+    };
+    let context = load_upsert_context(conn, hub, input, begin).await?;
     let mut ids = context.ids;
     let keys = parse_keys(&context.setting.keys)?;
     let scope = context
@@ -386,7 +392,7 @@ async fn upsert_locked(
         batch,
         (ids.next, context.event_seq),
         &events,
-        commit,
+        own_transaction,
     )
     .await?;
     Ok(Upserted {
@@ -502,14 +508,16 @@ type ContextRow = (
     i64,
 );
 
-/// The channel, the current unify setting, a block of ids and the stored contact, if any.
+/// The channel, the current unify setting, a block of ids and the stored contact, if any;
+/// `begin` goes before the read, in the same query.
 async fn load_upsert_context(
     conn: &mut Conn,
     hub: HubId,
     input: &ContactInput,
+    begin: &str,
 ) -> StoreResult<UpsertContext> {
     let row: Option<ContextRow> = sqlx::query_as(&format!(
-        "SELECT ch.organization_id, ch.channel_type, ch.product, o.default_region, \
+        "{begin}SELECT ch.organization_id, ch.channel_type, ch.product, o.default_region, \
          cm.connection_id, h.cross_product, {ID_BLOCK_SQL}, \
          (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 ORDER BY s.version DESC LIMIT 1), \
          (SELECT s.excluded FROM unify_settings s WHERE s.hub_id = $1 ORDER BY s.version DESC LIMIT 1), \
