@@ -50,6 +50,10 @@ struct Inner {
     /// Whether tasks left `running` by a previous process were taken over already. Only the
     /// first scan takes them: later, a `running` task is one this process runs.
     resumed: Mutex<bool>,
+    /// Held through a scan for runnable tasks, so scans do not interleave: otherwise
+    /// `run_until_idle` could look while the background loop has taken a task but not yet
+    /// marked it running here, and report idle with that task unfinished.
+    scanning: tokio::sync::Mutex<()>,
     /// The per-organization limit on import requests.
     import_limiter: rate_limit::RateLimiter,
     /// The webhook client, made at first use. One per worker: a client's pooled
@@ -177,6 +181,7 @@ impl Worker {
     /// Takes up to `max` tasks to run: queued ones (claimed in the store, so two workers
     /// never run one task), and at the first scan those a previous process left running.
     async fn claim_runnable(&self, state: &AppState, max: usize) -> StoreResult<Vec<Claim>> {
+        let _scanning = self.inner.scanning.lock().await;
         let unfinished = state.store.unfinished_tasks().await?;
         let take_over_running = {
             let mut resumed = self
