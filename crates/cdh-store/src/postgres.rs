@@ -166,9 +166,9 @@ const ROW_LOCKS: bool = true;
 
 /// Ends an upsert in one round trip: the queued writes, then the events, numbered from the
 /// hub row (updated last, so the row is held to commit and event numbers follow commit
-/// order), and with `commit` the commit, go out as one simple-protocol query with their values written as literals.
-/// PostgreSQL takes one statement with parameters per round trip, and round trips, not the
-/// statements' own work, were most of a sequential upsert's time.
+/// order), and with `commit` the commit, go out as one simple-protocol query with their
+/// values written as literals. PostgreSQL takes one statement with parameters per round trip,
+/// and round trips, not the statements' own work, were most of a sequential upsert's time.
 async fn finish_upsert(
     conn: &mut Conn,
     hub: HubId,
@@ -197,11 +197,16 @@ async fn finish_upsert(
 
 /// Appends `sql` with each `$n` written as the literal of `args[n - 1]`.
 fn inline_into(out: &mut String, sql: &str, args: &[Arg]) -> StoreResult<()> {
+    use std::fmt::Write;
     let mut result = Ok(());
     for_each_placeholder(out, sql, |out, n| match &args[n - 1] {
         // Parenthesised, so `a -$1` cannot become a `--` comment.
-        Arg::Int(v) if *v < 0 => out.push_str(&format!("({v})")),
-        Arg::Int(v) => out.push_str(&v.to_string()),
+        Arg::Int(v) if *v < 0 => {
+            let _ = write!(out, "({v})");
+        }
+        Arg::Int(v) => {
+            let _ = write!(out, "{v}");
+        }
         Arg::Text(t) => {
             if let Err(e) = text_literal_into(out, t) {
                 result = Err(e);

@@ -4,7 +4,8 @@
 // A statement sent through sqlx to SQLite costs a round trip to the connection's worker
 // thread, ~50 µs on this machine, more than most of these writes take to run. An upsert's
 // writes need nothing back, so they are queued here and sent as one multi-statement query on
-// SQLite; PostgreSQL, which takes one statement with parameters at a time, runs them in turn.
+// SQLite. PostgreSQL takes one statement with parameters at a time: `run_batch` runs them in
+// turn, and an upsert's `finish_upsert` writes their values as literals into one simple query.
 
 /// A value bound to a queued statement.
 enum Arg {

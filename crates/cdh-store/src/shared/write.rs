@@ -4,10 +4,11 @@
 // The round trips are few on purpose: one read for the channel, setting, id block and stored
 // contact; one for the profiles every unify-key value ties to (one identifier row per value: a
 // value is in one profile per scope); then the writes, which need nothing back and are queued
-// in a `WriteBatch`: one multi-statement query on SQLite. A new contact is five round trips
-// there, with begin and commit; the commit goes out with the writes. PostgreSQL takes the first
-// locks with its `BEGIN` and sends the writes, events and commit as one query with literal
-// values. A merge moves only the smaller side's membership rows (see `merge_profiles`).
+// in a `WriteBatch`. On SQLite the begin rides with the first read and the commit with the
+// writes, one multi-statement query: a new contact is three round trips. PostgreSQL takes the
+// first locks with its `BEGIN` and sends the writes, events and commit as one query with
+// literal values. A merge moves only the smaller side's membership rows (see
+// `merge_profiles`).
 
 impl ThisStore {
     /// One attempt at an upsert; the caller retries on contention.
