@@ -235,6 +235,23 @@ async fn finish_upsert(
     run_batch(conn, batch).await
 }
 
+/// The events a hub has had written: with one writer, every event is numbered as it is
+/// written, and nothing is pending. Over `hubs h`.
+const WRITTEN_EVENTS: &str = "h.event_seq";
+
+/// Nothing to move: SQLite's one writer numbers events as it writes them (see the PostgreSQL
+/// adapter for why it does not).
+async fn move_pending_events(_conn: &mut Conn, _hub: HubId) -> StoreResult<()> {
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Nothing is pending on SQLite.
+    async fn sequence_events(&self, _hub: Option<HubId>) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
 /// Runs the queued statements as few queries as is cheap: consecutive statements go out as
 /// one multi-statement query of up to `BATCH_QUERY_BYTES` of SQL, so an upsert's handful of
 /// writes is one round trip to the connection's worker thread. Every `$n` becomes a

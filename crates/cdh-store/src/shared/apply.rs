@@ -119,8 +119,9 @@ impl ThisStore {
         let keys = parse_keys(&setting.keys)?;
         let line_is_key = keys.contains(&IdentifierField::LineUid);
         let mut tx = self.begin_snapshot().await?;
-        let (marker, cross): (i64, i64) =
-            sqlx::query_as("SELECT event_seq, cross_product FROM hubs WHERE hub_id = $1")
+        let (marker, cross): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT {WRITTEN_EVENTS}, h.cross_product FROM hubs h WHERE h.hub_id = $1"
+        ))
                 .bind(hub)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -400,10 +401,12 @@ impl ThisStore {
         let mut tx = self.begin_write().await?;
         let conn: &mut Conn = &mut tx;
         lock_hub_exclusive(conn, hub).await?;
-        let (marker,): (i64,) = sqlx::query_as("SELECT event_seq FROM hubs WHERE hub_id = $1")
-            .bind(hub)
-            .fetch_one(&mut *conn)
-            .await?;
+        let (marker,): (i64,) = sqlx::query_as(&format!(
+            "SELECT {WRITTEN_EVENTS} FROM hubs h WHERE h.hub_id = $1"
+        ))
+        .bind(hub)
+        .fetch_one(&mut *conn)
+        .await?;
         if marker != plan.marker {
             return Err(StoreError::Conflict(
                 "contacts changed while the apply was computed".into(),

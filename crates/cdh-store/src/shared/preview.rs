@@ -9,12 +9,12 @@ const LISTED_CONTACTS: usize = 20;
 /// The state of the hub a preview depends on: every contact write appends an event, an apply
 /// bumps the setting version, and scope changes show in cross-product and connections.
 async fn hub_fingerprint(conn: &mut Conn, hub: HubId) -> StoreResult<String> {
-    let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT h.event_seq, h.cross_product, \
+    let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT {WRITTEN_EVENTS}, h.cross_product, \
          (SELECT COUNT(*) FROM connection_members cm WHERE cm.hub_id = h.hub_id), \
          (SELECT COALESCE(MAX(version), 0) FROM unify_settings u WHERE u.hub_id = h.hub_id) \
-         FROM hubs h WHERE h.hub_id = $1",
-    )
+         FROM hubs h WHERE h.hub_id = $1"
+    ))
     .bind(hub)
     .fetch_optional(&mut *conn)
     .await?;

@@ -332,6 +332,12 @@ impl ThisStore {
     }
 
     async fn events_impl(&self, hub: HubId, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        self.sequence_events(Some(hub)).await?;
+        self.numbered_events(hub, after, limit).await
+    }
+
+    /// Events already numbered, after `after`; `events_impl` numbers pending ones first.
+    async fn numbered_events(&self, hub: HubId, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
         let rows: Vec<(i64, i64, String, i64, String)> = sqlx::query_as(
             "SELECT seq, at, kind, profile_id, payload FROM events WHERE hub_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )

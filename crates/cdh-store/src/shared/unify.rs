@@ -162,7 +162,8 @@ async fn profile_of_contact(
 }
 
 /// Appends events, numbering them after the hub's last one. Runs last in a transaction: the
-/// hub row it updates is held to commit, so numbers follow commit order.
+/// hub row it updates is held to commit, so numbers follow commit order. Events of upserts
+/// committed before and still pending are numbered first, so they come before these.
 async fn append_events(
     conn: &mut Conn,
     hub: HubId,
@@ -171,6 +172,7 @@ async fn append_events(
     if events.is_empty() {
         return Ok(());
     }
+    move_pending_events(conn, hub).await?;
     let (last,): (i64,) = sqlx::query_as(
         "UPDATE hubs SET event_seq = event_seq + $2 WHERE hub_id = $1 RETURNING event_seq",
     )
@@ -235,12 +237,13 @@ fn merged_event(
 }
 
 /// Merges live, locked profiles into the oldest: moves the smaller buckets' membership rows
-/// into the largest bucket, which the survivor adopts. Returns the survivor.
+/// into the largest bucket, which the survivor adopts; `new_member` is a contact that joins
+/// with the merge. Returns the survivor.
 fn merge_profiles(
     batch: &mut WriteBatch,
     hub: HubId,
     profiles: &[ProfileRow],
-    extra_members: i64,
+    new_member: Option<ContactId>,
     at: Millis,
 ) -> ProfileRow {
     let survivor = profiles
@@ -259,16 +262,21 @@ fn merge_profiles(
             vec![hub.into(), p.bucket_id.into(), target.into()],
         );
     }
-    let member_count: i64 = profiles.iter().map(|p| p.member_count).sum::<i64>() + extra_members;
+    let member_count: i64 =
+        profiles.iter().map(|p| p.member_count).sum::<i64>() + i64::from(new_member.is_some());
+    // The survivor holds the oldest contact of the merged profiles; a new member can be older
+    // still (see the join in `upsert_locked`).
+    let oldest = new_member.map_or(survivor.oldest_contact, |c| c.min(survivor.oldest_contact));
     batch.push(
-        "UPDATE profiles SET bucket_id = $3, member_count = $4, updated_at = $5 \
-         WHERE hub_id = $1 AND id = $2",
+        "UPDATE profiles SET bucket_id = $3, member_count = $4, updated_at = $5, \
+         oldest_contact = $6 WHERE hub_id = $1 AND id = $2",
         vec![
             hub.into(),
             survivor.id.into(),
             target.into(),
             member_count.into(),
             at.into(),
+            oldest.into(),
         ],
     );
     for p in profiles.iter().filter(|p| p.id != survivor.id) {

@@ -34,6 +34,8 @@ impl ThisStore {
         }
         let mut tx = self.begin_write().await?;
         ensure_organization(&mut tx, hub, org).await?;
+        // Events written before the endpoint exists are not delivered to it, pending or not.
+        move_pending_events(&mut tx, hub).await?;
         let (seq,): (i64,) = sqlx::query_as("SELECT event_seq FROM hubs WHERE hub_id = $1")
             .bind(hub)
             .fetch_one(&mut *tx)
@@ -106,7 +108,9 @@ impl ThisStore {
 
     async fn due_deliveries_impl(&self, now: Millis, limit: u32) -> StoreResult<Vec<Delivery>> {
         // Across hubs, like the task queue: the deliverer serves every hub. The join stays
-        // within each endpoint's hub.
+        // within each endpoint's hub. Pending events are numbered first; this poll is also what
+        // keeps them few when no one reads the feed.
+        self.sequence_events(None).await?;
         let due: Vec<(i64, i64, String, String, i64, i64)> = sqlx::query_as(
             "SELECT w.hub_id, w.id, w.url, w.secret, w.delivered_seq, w.attempt \
              FROM webhook_endpoints w JOIN hubs h ON h.hub_id = w.hub_id \
@@ -120,7 +124,7 @@ impl ThisStore {
         let mut deliveries = Vec::with_capacity(due.len());
         for (hub, endpoint_id, url, secret, delivered, attempt) in due {
             let Some(event) = self
-                .events_impl(hub, delivered, 1)
+                .numbered_events(hub, delivered, 1)
                 .await?
                 .into_iter()
                 .next()

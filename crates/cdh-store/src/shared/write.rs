@@ -323,10 +323,19 @@ async fn upsert_locked(
         if is_new {
             queue_membership(&mut batch, hub, contact_id, p.bucket_id);
         }
+        // A new contact can be older (a smaller id) than the profile's oldest: on PostgreSQL,
+        // concurrent writers take ids in blocks and may commit in either order.
         batch.push(
-            "UPDATE profiles SET member_count = member_count + $3, updated_at = $4 \
+            "UPDATE profiles SET member_count = member_count + $3, updated_at = $4, \
+             oldest_contact = CASE WHEN oldest_contact > $5 THEN $5 ELSE oldest_contact END \
              WHERE hub_id = $1 AND id = $2",
-            vec![hub.into(), p.id.into(), i64::from(is_new).into(), now.into()],
+            vec![
+                hub.into(),
+                p.id.into(),
+                i64::from(is_new).into(),
+                now.into(),
+                contact_id.into(),
+            ],
         );
         events.push((
             "profile.updated".to_owned(),
@@ -342,7 +351,7 @@ async fn upsert_locked(
             },
         )
     } else {
-        let survivor = merge_profiles(&mut batch, hub, &locked, i64::from(is_new), now);
+        let survivor = merge_profiles(&mut batch, hub, &locked, is_new.then_some(contact_id), now);
         if is_new {
             queue_membership(&mut batch, hub, contact_id, survivor.bucket_id);
         }
