@@ -64,19 +64,38 @@ impl PgStore {
         }
         // Upserts send their writes with values written as literals (see `finish_upsert`).
         options = options.options([("standard_conforming_strings", "on")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(20)
-            .connect_with(options)
+        let unavailable = |e: sqlx::Error| StoreError::Unavailable {
+            cause: e.to_string(),
+        };
+        // Migrations run first, on a connection of their own: the pool's connections prepare
+        // statements over the tables as they connect.
+        let migrator = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
             .await
-            .map_err(|e| StoreError::Unavailable {
-                cause: e.to_string(),
-            })?;
+            .map_err(unavailable)?;
         sqlx::migrate!("migrations/postgres")
-            .run(&pool)
+            .run(&migrator)
             .await
             .map_err(|e| StoreError::Backend {
                 cause: format!("migration failed: {e}"),
             })?;
+        migrator.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let prepare = (1..=TIE_STATEMENTS)
+                        .map(prepare_tie_sql)
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    sqlx::Executor::execute(&mut *conn, prepare.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
         Ok(Self { pool })
     }
 
@@ -235,91 +254,85 @@ fn text_literal_into(out: &mut String, text: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// One statement that queues the events in `pending_events`. They take no number from the hub
-/// row: that row, updated by every writer and held to commit, made concurrent upserts commit
-/// one at a time (16 clients: ~490/s with it, ~2,000/s without, at 100k stored). Ids come
-/// from `cdh_ids` in the order listed, so one upsert's events keep their order.
-fn events_statement_into(
-    out: &mut String,
-    hub: HubId,
-    events: &[(String, ProfileId, serde_json::Value)],
-) -> StoreResult<()> {
-    use std::fmt::Write;
-    let _ = write!(
-        out,
-        "INSERT INTO pending_events (hub_id, id, at, kind, profile_id, payload) \
-         SELECT {hub}, nextval('cdh_ids'), {at}, v.kind, v.profile_id, v.payload \
-         FROM (VALUES ",
-        at = now_ms()
-    );
-    for (i, (kind, profile, payload)) in events.iter().enumerate() {
-        let _ = write!(out, "{}({}, ", if i > 0 { ", " } else { "" }, i + 1);
-        text_literal_into(out, kind)?;
-        let _ = write!(out, ", CAST({profile} AS BIGINT), ");
-        text_literal_into(out, &payload.to_string())?;
-        out.push(')');
-    }
-    out.push_str(") AS v (i, kind, profile_id, payload);\n");
-    Ok(())
-}
+/// Value counts with a tie statement prepared on every connection (see `open_in_schema`); a
+/// contact has at most one value per unify key, and there are at most three keys.
+const TIE_STATEMENTS: usize = 3;
 
-/// The events a hub has had written, numbered or not: moving pending events into the feed
-/// leaves the sum unchanged, and every contact write adds to it. Over `hubs h`.
-const WRITTEN_EVENTS: &str = "(h.event_seq + (SELECT COUNT(*) FROM pending_events pe \
-     WHERE pe.hub_id = h.hub_id))";
-
-/// Numbers the hub's committed pending events after its last event and moves them into the
-/// feed, in their id order. The hub row is locked first and held to commit, as by every writer
-/// that numbers events, so numbers follow commit order and a reader never sees a number below
-/// one it has already read appear later. Run before an event is numbered (`append_events`)
-/// and before the feed is read (`sequence_events`); pending events of transactions still open
-/// are not visible here and are numbered by a later call.
-async fn move_pending_events(conn: &mut Conn, hub: HubId) -> StoreResult<()> {
-    sqlx::query("SELECT event_seq FROM hubs WHERE hub_id = $1 FOR UPDATE")
-        .bind(hub)
-        .fetch_optional(&mut *conn)
-        .await?;
-    sqlx::query(
-        "WITH moved AS (DELETE FROM pending_events WHERE hub_id = $1 \
-           RETURNING id, at, kind, profile_id, payload), \
-         numbered AS (SELECT m.*, row_number() OVER (ORDER BY m.id) AS i, \
-           count(*) OVER () AS n FROM moved m), \
-         h AS (UPDATE hubs SET event_seq = event_seq + (SELECT count(*) FROM moved) \
-           WHERE hub_id = $1 RETURNING event_seq) \
-         INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) \
-         SELECT $1, h.event_seq - m.n + m.i, m.at, m.kind, m.profile_id, m.payload \
-         FROM numbered m, h",
+/// `PREPARE cdh_tie_<n>`: the tie query over `n` values, locking the profiles it finds
+/// (`FOR UPDATE`, in id order, as `lock_profiles` does). A profile merged while this waited for
+/// its lock comes back with `merged_into` set, and the upsert follows it to its survivor.
+fn prepare_tie_sql(n: usize) -> String {
+    let types = vec!["text, text"; n].join(", ");
+    format!(
+        "PREPARE cdh_tie_{n} (bigint, text, bigint, {types}) AS \
+         SELECT t.k, p.id, p.oldest_contact, p.bucket_id, p.member_count, p.merged_into \
+         FROM ({}) AS t JOIN profiles p ON p.hub_id = $1 AND p.id = t.id \
+         ORDER BY p.id, t.k FOR UPDATE OF p",
+        tie_query_sql(n, false)
     )
-    .bind(hub)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
-impl PgStore {
-    /// Moves committed pending events into the feed, for `hub` or for every hub that has
-    /// some, each hub in a transaction of its own. Cheap when none are pending.
-    async fn sequence_events(&self, hub: Option<HubId>) -> StoreResult<()> {
-        let hubs: Vec<(i64,)> = match hub {
-            Some(hub) => {
-                sqlx::query_as("SELECT hub_id FROM pending_events WHERE hub_id = $1 LIMIT 1")
-                    .bind(hub)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query_as("SELECT DISTINCT hub_id FROM pending_events")
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        for (hub,) in hubs {
-            let mut tx = self.pool.begin().await?;
-            move_pending_events(&mut tx, hub).await?;
-            tx.commit().await?;
-        }
-        Ok(())
+/// Takes the value locks (ascending) and runs the tie query, locking the profiles it finds, in
+/// one round trip: a simple query of two statements, the locks then `EXECUTE cdh_tie_<n>`.
+/// Two statements, because in READ COMMITTED each sees what was committed when it started: the
+/// tie query must start after the locks are held. The prepared statement keeps its plan, where
+/// the same query sent as literal text was planned afresh every time (~1.8 ms).
+async fn lock_values_and_tie(
+    conn: &mut Conn,
+    hub: HubId,
+    scope: &str,
+    contact: ContactId,
+    key_values: &[&(String, String)],
+    mut value_locks: Vec<i64>,
+    own: bool,
+) -> StoreResult<TiedProfiles> {
+    use sqlx::Row;
+    use std::fmt::Write;
+    if own || key_values.is_empty() || key_values.len() > TIE_STATEMENTS {
+        lock_keys(conn, value_locks).await?;
+        let (tied, own) = tied_profiles(conn, hub, scope, contact, key_values, own).await?;
+        return Ok((tied, own, false));
     }
+    value_locks.sort_unstable();
+    value_locks.dedup();
+    let keys = value_locks
+        .iter()
+        .map(|k| format!("({k})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!(
+        "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(ARRAY[{keys}]::bigint[]) AS k \
+         ORDER BY 1) AS s; EXECUTE cdh_tie_{}({hub}, ",
+        key_values.len()
+    );
+    text_literal_into(&mut sql, scope)?;
+    let _ = write!(sql, ", {contact}");
+    for (field, value) in key_values {
+        sql.push_str(", ");
+        text_literal_into(&mut sql, field)?;
+        sql.push_str(", ");
+        text_literal_into(&mut sql, value)?;
+    }
+    sql.push(')');
+    // A query without arguments goes out as a simple query, both statements in one message.
+    let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str()).await?;
+    // The lock statement's rows have one column; the tie query's have six.
+    let mut tie: Vec<TieRow> = rows
+        .iter()
+        .filter(|r| r.len() == 6)
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    tie.sort_unstable();
+    Ok((tied_rows(tie, key_values), None, true))
 }
 
 /// Nothing goes before an upsert's first read: `begin_upsert` began the transaction.
@@ -397,6 +410,7 @@ fn param(i: usize) -> String {
     format!("${i}")
 }
 
+include!("postgres_events.rs");
 include!("shared/unify.rs");
 include!("shared/batch.rs");
 include!("shared/write.rs");

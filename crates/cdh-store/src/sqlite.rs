@@ -316,8 +316,18 @@ async fn lock_hub_exclusive(_conn: &mut Conn, _hub: HubId) -> StoreResult<()> {
     Ok(())
 }
 
-async fn lock_keys(_conn: &mut Conn, _keys: Vec<i64>) -> StoreResult<()> {
-    Ok(())
+/// The tie query; with one writer there are no value locks to take and no rows to lock.
+async fn lock_values_and_tie(
+    conn: &mut Conn,
+    hub: HubId,
+    scope: &str,
+    contact: ContactId,
+    key_values: &[&(String, String)],
+    _value_locks: Vec<i64>,
+    own: bool,
+) -> StoreResult<TiedProfiles> {
+    let (tied, own) = tied_profiles(conn, hub, scope, contact, key_values, own).await?;
+    Ok((tied, own, false))
 }
 
 async fn next_id(conn: &mut Conn, hub: HubId) -> StoreResult<i64> {

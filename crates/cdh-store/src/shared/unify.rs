@@ -314,6 +314,48 @@ async fn tied_profiles(
     if key_values.is_empty() && !own {
         return Ok((Vec::new(), None));
     }
+    let sql = tie_query_sql(key_values.len(), own);
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(&sql)
+        .bind(hub)
+        .bind(scope.to_owned())
+        .bind(contact);
+    for (f, v) in key_values {
+        q = q.bind(f.clone()).bind(v.clone());
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut rows: Vec<TieRow> = rows
+        .into_iter()
+        .map(|(k, id, oldest, bucket, count)| (k, id, oldest, bucket, count, None))
+        .collect();
+    rows.sort_unstable();
+    let own_row = match rows.first() {
+        Some(&(k, id, oldest_contact, bucket_id, member_count, _)) if k < 0 => {
+            rows.remove(0);
+            Some(ProfileRow {
+                id,
+                oldest_contact,
+                bucket_id,
+                member_count,
+                merged_into: None,
+            })
+        }
+        _ => None,
+    };
+    Ok((tied_rows(rows, key_values), own_row))
+}
+
+/// The tied profiles with the value that ties each, the contact's own profile when asked
+/// for, and whether the tied profiles' rows are locked (`FOR UPDATE`) already.
+type TiedProfiles = (Vec<(ProfileRow, String, String)>, Option<ProfileRow>, bool);
+
+/// A row of the tie query: the tying value's index (-1 for the contact's own profile), then
+/// the profile's id, oldest contact, bucket, member count and, where it was locked,
+/// `merged_into`.
+type TieRow = (i64, i64, i64, i64, i64, Option<i64>);
+
+/// The tie query over `n` values (`$4`/`$5` the first field and value, and so on), with
+/// `own` an arm for the contact's own profile (`$3`).
+fn tie_query_sql(n: usize, own: bool) -> String {
     let own_arm = own.then(|| {
         format!(
             "SELECT * FROM (SELECT CAST(-1 AS BIGINT) AS k, p.id, p.oldest_contact, p.bucket_id, \
@@ -323,7 +365,7 @@ async fn tied_profiles(
              WHERE m.hub_id = $1 AND m.contact_id = $3 LIMIT 1) AS own"
         )
     });
-    let arms = (0..key_values.len())
+    (0..n)
         .map(|k| {
             format!(
                 "SELECT * FROM (SELECT CAST({k} AS BIGINT) AS k, p.id, p.oldest_contact, p.bucket_id, \
@@ -339,34 +381,16 @@ async fn tied_profiles(
         })
         .chain(own_arm)
         .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(&arms)
-        .bind(hub)
-        .bind(scope.to_owned())
-        .bind(contact);
-    for (f, v) in key_values {
-        q = q.bind(f.clone()).bind(v.clone());
-    }
-    let mut rows = q.fetch_all(&mut *conn).await?;
-    rows.sort_unstable();
-    let own_row = match rows.first() {
-        Some(&(k, id, oldest_contact, bucket_id, member_count)) if k < 0 => {
-            rows.remove(0);
-            Some(ProfileRow {
-                id,
-                oldest_contact,
-                bucket_id,
-                member_count,
-                merged_into: None,
-            })
-        }
-        _ => None,
-    };
+        .join(" UNION ALL ")
+}
+
+/// Tie rows (sorted, own profile removed) to profiles, each once, with the first value that
+/// ties it.
+fn tied_rows(rows: Vec<TieRow>, key_values: &[&(String, String)]) -> Vec<(ProfileRow, String, String)> {
     let mut seen = HashSet::new();
-    let tied = rows
-        .into_iter()
+    rows.into_iter()
         .filter(|r| seen.insert(r.1))
-        .map(|(k, id, oldest_contact, bucket_id, member_count)| {
+        .map(|(k, id, oldest_contact, bucket_id, member_count, merged_into)| {
             let (f, v) = key_values[k as usize];
             (
                 ProfileRow {
@@ -374,12 +398,11 @@ async fn tied_profiles(
                     oldest_contact,
                     bucket_id,
                     member_count,
-                    merged_into: None,
+                    merged_into,
                 },
                 f.clone(),
                 v.clone(),
             )
         })
-        .collect();
-    Ok((tied, own_row))
+        .collect()
 }

@@ -6,8 +6,9 @@
 // value is in one profile per scope); then the writes, which need nothing back and are queued
 // in a `WriteBatch`. On SQLite the begin rides with the first read and the commit with the
 // writes, one multi-statement query: a new contact is three round trips. PostgreSQL takes the
-// first locks with its `BEGIN` and sends the writes, events and commit as one query with
-// literal values. A merge moves only the smaller side's membership rows (see
+// first locks with its `BEGIN`, the value locks with the tie query (which locks the tied
+// profiles too), and sends the writes, events and commit as one query with literal values:
+// four round trips. A merge moves only the smaller side's membership rows (see
 // `merge_profiles`).
 
 impl ThisStore {
@@ -171,14 +172,11 @@ async fn upsert_locked(
         .iter()
         .filter(|(f, v)| keys.iter().any(|k| k.name() == f) && !is_excluded(&normalizer, f, v))
         .collect();
-    lock_keys(
-        conn,
-        key_values
-            .iter()
-            .map(|(f, v)| value_lock_key(hub, &scope, f, v))
-            .collect(),
-    )
-    .await?;
+    // Each value's lock is taken with the tie query below, before it reads.
+    let value_locks: Vec<i64> = key_values
+        .iter()
+        .map(|(f, v)| value_lock_key(hub, &scope, f, v))
+        .collect();
 
     // The writes are queued and sent at the end: no read below looks at them (the tie query
     // leaves the contact's own identifiers out).
@@ -247,8 +245,16 @@ async fn upsert_locked(
     // Which live profiles the contact ties to, and through which value.
     // With one writer, the tie query also reads the stored contact's own profile.
     let own_in_tie_query = existing.is_some() && !ROW_LOCKS;
-    let (tied, own) =
-        tied_profiles(conn, hub, &scope, contact_id, &key_values, own_in_tie_query).await?;
+    let (tied, own, tied_locked) = lock_values_and_tie(
+        conn,
+        hub,
+        &scope,
+        contact_id,
+        &key_values,
+        value_locks,
+        own_in_tie_query,
+    )
+    .await?;
     let mut ties: Vec<(ProfileId, String, String)> = tied
         .iter()
         .map(|(row, f, v)| (row.id, f.clone(), v.clone()))
@@ -273,6 +279,10 @@ async fn upsert_locked(
         rows.dedup_by_key(|r| r.id);
         rows
     } else {
+        // Profiles the tie query locked already (PostgreSQL, a new contact) need no second
+        // round trip.
+        let mut prelocked: Option<Vec<ProfileRow>> =
+            tied_locked.then(|| tied.into_iter().map(|t| t.0).collect());
         // Lock the profiles; one merged meanwhile is replaced by its survivor and we lock again.
         loop {
             let mut ids: Vec<i64> = ties.iter().map(|t| t.0).chain(current).collect();
@@ -281,7 +291,15 @@ async fn upsert_locked(
             if ids.is_empty() {
                 break Vec::new();
             }
-            let rows = lock_profiles(conn, hub, &ids).await?;
+            let rows = match prelocked.take() {
+                Some(mut rows) if ids.iter().all(|id| rows.iter().any(|r| r.id == *id)) => {
+                    rows.retain(|r| ids.contains(&r.id));
+                    rows.sort_by_key(|r| r.id);
+                    rows.dedup_by_key(|r| r.id);
+                    rows
+                }
+                _ => lock_profiles(conn, hub, &ids).await?,
+            };
             let moved: Vec<(i64, i64)> = rows
                 .iter()
                 .filter_map(|r| r.merged_into.map(|m| (r.id, m)))

@@ -1,0 +1,90 @@
+// PostgreSQL's events: upserts queue them unnumbered in `pending_events`, and readers and
+// numbering writers number the committed ones under the hub row's lock (included by
+// `postgres.rs`; see ARCHITECTURE.md, "Event numbers").
+
+/// One statement that queues the events in `pending_events`. They take no number from the hub
+/// row: that row, updated by every writer and held to commit, made concurrent upserts commit
+/// one at a time (16 clients: ~490/s with it, ~2,000/s without, at 100k stored). Ids come
+/// from `cdh_ids` in the order listed, so one upsert's events keep their order.
+fn events_statement_into(
+    out: &mut String,
+    hub: HubId,
+    events: &[(String, ProfileId, serde_json::Value)],
+) -> StoreResult<()> {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "INSERT INTO pending_events (hub_id, id, at, kind, profile_id, payload) \
+         SELECT {hub}, nextval('cdh_ids'), {at}, v.kind, v.profile_id, v.payload \
+         FROM (VALUES ",
+        at = now_ms()
+    );
+    for (i, (kind, profile, payload)) in events.iter().enumerate() {
+        let _ = write!(out, "{}({}, ", if i > 0 { ", " } else { "" }, i + 1);
+        text_literal_into(out, kind)?;
+        let _ = write!(out, ", CAST({profile} AS BIGINT), ");
+        text_literal_into(out, &payload.to_string())?;
+        out.push(')');
+    }
+    out.push_str(") AS v (i, kind, profile_id, payload);\n");
+    Ok(())
+}
+
+/// The events a hub has had written, numbered or not: moving pending events into the feed
+/// leaves the sum unchanged, and every contact write adds to it. Over `hubs h`.
+const WRITTEN_EVENTS: &str = "(h.event_seq + (SELECT COUNT(*) FROM pending_events pe \
+     WHERE pe.hub_id = h.hub_id))";
+
+/// Numbers the hub's committed pending events after its last event and moves them into the
+/// feed, in their id order. The hub row is locked first and held to commit, as by every writer
+/// that numbers events, so numbers follow commit order and a reader never sees a number below
+/// one it has already read appear later. Run before an event is numbered (`append_events`)
+/// and before the feed is read (`sequence_events`); pending events of transactions still open
+/// are not visible here and are numbered by a later call.
+async fn move_pending_events(conn: &mut Conn, hub: HubId) -> StoreResult<()> {
+    sqlx::query("SELECT event_seq FROM hubs WHERE hub_id = $1 FOR UPDATE")
+        .bind(hub)
+        .fetch_optional(&mut *conn)
+        .await?;
+    sqlx::query(
+        "WITH moved AS (DELETE FROM pending_events WHERE hub_id = $1 \
+           RETURNING id, at, kind, profile_id, payload), \
+         numbered AS (SELECT m.*, row_number() OVER (ORDER BY m.id) AS i, \
+           count(*) OVER () AS n FROM moved m), \
+         h AS (UPDATE hubs SET event_seq = event_seq + (SELECT count(*) FROM moved) \
+           WHERE hub_id = $1 RETURNING event_seq) \
+         INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) \
+         SELECT $1, h.event_seq - m.n + m.i, m.at, m.kind, m.profile_id, m.payload \
+         FROM numbered m, h",
+    )
+    .bind(hub)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Moves committed pending events into the feed, for `hub` or for every hub that has
+    /// some, each hub in a transaction of its own. Cheap when none are pending.
+    async fn sequence_events(&self, hub: Option<HubId>) -> StoreResult<()> {
+        let hubs: Vec<(i64,)> = match hub {
+            Some(hub) => {
+                sqlx::query_as("SELECT hub_id FROM pending_events WHERE hub_id = $1 LIMIT 1")
+                    .bind(hub)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as("SELECT DISTINCT hub_id FROM pending_events")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        for (hub,) in hubs {
+            let mut tx = self.pool.begin().await?;
+            move_pending_events(&mut tx, hub).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
