@@ -76,3 +76,29 @@ async fn every_key_and_index_leads_with_hub_id() {
     // No hub was written; the invariants of an unknown hub hold trivially.
     t.finish(i64::MIN).await;
 }
+
+/// An apply's staging tables skip the write-ahead log (migration 0008); every other table keeps it.
+#[tokio::test]
+async fn only_the_apply_staging_tables_are_unlogged() {
+    let t = TestStore::postgres().await;
+    let schema = t.schema().expect("a PostgreSQL store").to_owned();
+    let pool = sqlx::PgPool::connect(&pg_url()).await.expect("connect");
+    let mut unlogged: Vec<(String,)> = sqlx::query_as(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relpersistence = 'u'",
+    )
+    .bind(&schema)
+    .fetch_all(&pool)
+    .await
+    .expect("tables");
+    pool.close().await;
+    unlogged.sort();
+    assert_eq!(
+        unlogged,
+        [
+            ("apply_profile_staging".to_owned(),),
+            ("apply_staging".to_owned(),)
+        ]
+    );
+    t.finish(i64::MIN).await;
+}
