@@ -185,8 +185,9 @@ const ROW_LOCKS: bool = true;
 
 /// Ends an upsert in one round trip: the queued writes, then the events (into
 /// `pending_events`: see `move_pending_events`), and with `commit` the commit, go out as one
-/// simple-protocol query with their values written as literals. PostgreSQL takes one statement with parameters per round trip,
-/// and round trips, not the statements' own work, were most of a sequential upsert's time.
+/// simple-protocol query with their values written as literals. PostgreSQL takes one
+/// statement with parameters per round trip, and round trips, not the statements' own work,
+/// were most of a sequential upsert's time.
 async fn finish_upsert(
     conn: &mut Conn,
     hub: HubId,

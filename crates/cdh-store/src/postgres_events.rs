@@ -49,13 +49,13 @@ async fn move_pending_events(conn: &mut Conn, hub: HubId) -> StoreResult<()> {
     sqlx::query(
         "WITH moved AS (DELETE FROM pending_events WHERE hub_id = $1 \
            RETURNING id, at, kind, profile_id, payload), \
-         numbered AS (SELECT m.*, row_number() OVER (ORDER BY m.id) AS i, \
-           count(*) OVER () AS n FROM moved m), \
-         h AS (UPDATE hubs SET event_seq = event_seq + (SELECT count(*) FROM moved) \
-           WHERE hub_id = $1 RETURNING event_seq) \
+         counted AS (SELECT count(*) AS n FROM moved), \
+         h AS (UPDATE hubs SET event_seq = event_seq + counted.n FROM counted \
+           WHERE hub_id = $1 AND counted.n > 0 RETURNING event_seq, counted.n) \
          INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) \
-         SELECT $1, h.event_seq - m.n + m.i, m.at, m.kind, m.profile_id, m.payload \
-         FROM numbered m, h",
+         SELECT $1, h.event_seq - h.n + row_number() OVER (ORDER BY m.id), \
+           m.at, m.kind, m.profile_id, m.payload \
+         FROM moved m, h",
     )
     .bind(hub)
     .execute(&mut *conn)
@@ -71,8 +71,10 @@ impl PgStore {
             Some(hub) => {
                 sqlx::query_as("SELECT hub_id FROM pending_events WHERE hub_id = $1 LIMIT 1")
                     .bind(hub)
-                    .fetch_all(&self.pool)
+                    .fetch_optional(&self.pool)
                     .await?
+                    .into_iter()
+                    .collect()
             }
             None => {
                 sqlx::query_as("SELECT DISTINCT hub_id FROM pending_events")
