@@ -129,6 +129,20 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let cause = e.to_string();
+        match &e {
+            rusqlite::Error::SqliteFailure(failure, _)
+                if RETRYABLE_CODES.contains(&failure.extended_code.to_string().as_str()) =>
+            {
+                Self::Contention { cause }
+            }
+            _ => Self::Backend { cause },
+        }
+    }
+}
+
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         Self::Corrupt(e.to_string())

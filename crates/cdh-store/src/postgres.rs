@@ -104,6 +104,16 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    /// One attempt at an upsert.
+    async fn upsert_attempt(
+        &self,
+        hub: HubId,
+        input: &ContactInput,
+        actor: &str,
+    ) -> StoreResult<Upserted> {
+        self.upsert_once(hub, input, actor).await
+    }
+
     /// The pool upserts take a connection from.
     fn upsert_pool(&self) -> &sqlx::PgPool {
         &self.pool
@@ -415,6 +425,7 @@ include!("postgres_events.rs");
 include!("shared/unify.rs");
 include!("shared/batch.rs");
 include!("shared/write.rs");
+include!("shared/upsert_plan.rs");
 include!("shared/setup.rs");
 include!("shared/read.rs");
 include!("shared/tasks.rs");

@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+mod writer;
+
 include!("shared/prelude.rs");
 include!("shared/api_prelude.rs");
 
 type Conn = sqlx::SqliteConnection;
 type Db = sqlx::Sqlite;
 type ThisStore = SqliteStore;
-type Transaction = sqlx::Transaction<'static, sqlx::Sqlite>;
+type Transaction = GatedTransaction;
 
 /// SQLite locks the whole database for a writer; there are no row locks to take.
 /// SQLite's planner has no statistics on a fresh database and, every index leading with
@@ -30,11 +32,45 @@ const FOR_UPDATE: &str = "";
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
     writer: sqlx::SqlitePool,
+    /// Held by every write, through sqlx's writer or the writer thread, for as long as its
+    /// transaction lasts: SQLite admits one writer at a time, and two connections write here.
+    /// A queue in the process is cheaper than waiting on the file lock, whose busy handler
+    /// sleeps.
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// A handle of the store's own on the database file, only to fsync it (`None` for an
     /// in-memory database).
     database_file: Option<std::sync::Arc<std::fs::File>>,
+    /// The thread upserts run on (`None` for an in-memory database, which a second
+    /// connection would not see: upserts there go through sqlx).
+    writer_thread: Option<std::sync::Arc<writer::WriterThread>>,
     /// Dropped with the last clone of the store, which stops the background checkpointer.
     _alive: std::sync::Arc<()>,
+}
+
+/// A transaction of sqlx's; a write one holds the store's write gate until it ends.
+struct GatedTransaction {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl GatedTransaction {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for GatedTransaction {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for GatedTransaction {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.tx
+    }
 }
 
 /// Page cache per connection, in KiB (negative `cache_size` is KiB).
@@ -90,22 +126,30 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         let alive = std::sync::Arc::new(());
+        let write_gate = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         // The file exists by now, unless the database is in memory.
-        let database_file = Some(filename)
-            .filter(|path| path.is_file())
+        let database_path = Some(filename).filter(|path| path.is_file());
+        let database_file = database_path
+            .as_ref()
             .and_then(|path| std::fs::File::open(path).ok())
             .map(std::sync::Arc::new);
+        let writer_thread = database_path
+            .map(|path| writer::WriterThread::start(&path).map(std::sync::Arc::new))
+            .transpose()?;
         // The task holds the pools and the file, not the store, whose last clone stops it.
         checkpoint_in_background(
             pool.clone(),
             writer.clone(),
+            std::sync::Arc::clone(&write_gate),
             database_file.clone(),
             std::sync::Arc::downgrade(&alive),
         );
         Ok(Self {
             pool,
             writer,
+            write_gate,
             database_file,
+            writer_thread,
             _alive: alive,
         })
     }
@@ -114,23 +158,58 @@ impl SqliteStore {
     /// `CHECKPOINT_EVERY`, so that the next write starts the WAL over (before a file-level
     /// backup, say).
     pub async fn checkpoint(&self) -> StoreResult<()> {
-        checkpoint_passes(&self.pool, &self.writer, self.database_file.as_ref()).await
+        checkpoint_passes(
+            &self.pool,
+            &self.writer,
+            &self.write_gate,
+            self.database_file.as_ref(),
+        )
+        .await
     }
 
     /// A write transaction on the one writer connection. `BEGIN IMMEDIATE` still takes the
     /// write lock up front, against writes through the read pool or other processes.
-    /// The pool upserts take a connection from: the one writer.
+    /// The pool upserts take a connection from, without the writer thread (an in-memory
+    /// database: the writer thread's connection would be a second database): the one writer,
+    /// and no second writer to keep out.
     fn upsert_pool(&self) -> &sqlx::SqlitePool {
         &self.writer
     }
 
+    /// One attempt at an upsert: on the writer thread, holding the write gate until it has
+    /// committed (see `writer`).
+    async fn upsert_attempt(
+        &self,
+        hub: HubId,
+        input: &ContactInput,
+        actor: &str,
+    ) -> StoreResult<Upserted> {
+        let Some(thread) = &self.writer_thread else {
+            return self.upsert_once(hub, input, actor).await;
+        };
+        let permit = std::sync::Arc::clone(&self.write_gate).lock_owned().await;
+        let (input, actor) = (input.clone(), actor.to_owned());
+        thread
+            .run(permit, move |conn| {
+                writer::upsert(conn, hub, &input, &actor)
+            })
+            .await
+    }
+
     async fn begin_write(&self) -> StoreResult<Transaction> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        let gate = std::sync::Arc::clone(&self.write_gate).lock_owned().await;
+        Ok(GatedTransaction {
+            tx: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            _gate: Some(gate),
+        })
     }
 
     /// A read transaction: in WAL mode its first read fixes its snapshot.
     async fn begin_snapshot(&self) -> StoreResult<Transaction> {
-        Ok(self.pool.begin().await?)
+        Ok(GatedTransaction {
+            tx: self.pool.begin().await?,
+            _gate: None,
+        })
     }
 }
 
@@ -154,6 +233,7 @@ impl SqliteStore {
 fn checkpoint_in_background(
     pool: sqlx::SqlitePool,
     writer: sqlx::SqlitePool,
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
     database_file: Option<std::sync::Arc<std::fs::File>>,
     alive: std::sync::Weak<()>,
 ) {
@@ -164,7 +244,7 @@ fn checkpoint_in_background(
         loop {
             tokio::time::sleep(CHECKPOINT_EVERY).await;
             if alive.upgrade().is_none()
-                || checkpoint_passes(&pool, &writer, database_file.as_ref())
+                || checkpoint_passes(&pool, &writer, &write_gate, database_file.as_ref())
                     .await
                     .is_err()
             {
@@ -178,6 +258,7 @@ fn checkpoint_in_background(
 async fn checkpoint_passes(
     pool: &sqlx::SqlitePool,
     writer: &sqlx::SqlitePool,
+    write_gate: &tokio::sync::Mutex<()>,
     database_file: Option<&std::sync::Arc<std::fs::File>>,
 ) -> StoreResult<()> {
     let copied = passive_checkpoint(pool).await?;
@@ -186,6 +267,7 @@ async fn checkpoint_passes(
         // A failed fsync here is not an error: the second pass fsyncs again.
         let _ = tokio::task::spawn_blocking(move || file.sync_data()).await;
     }
+    let _between_writes = write_gate.lock().await;
     passive_checkpoint(writer).await?;
     Ok(())
 }
@@ -218,11 +300,26 @@ async fn lock_hub_and_contact(_conn: &mut Conn, _hub: HubId, _contact: i64) -> S
 async fn finish_upsert(
     conn: &mut Conn,
     hub: HubId,
+    batch: WriteBatch,
+    ids_and_events: (i64, i64),
+    events: &[(String, ProfileId, serde_json::Value)],
+    commit: bool,
+) -> StoreResult<()> {
+    run_batch(
+        conn,
+        finish_batch(hub, batch, ids_and_events, events, commit),
+    )
+    .await
+}
+
+/// The queued writes of an upsert followed by its ends (see `finish_upsert`).
+fn finish_batch(
+    hub: HubId,
     mut batch: WriteBatch,
     (next_free, event_seq): (i64, i64),
     events: &[(String, ProfileId, serde_json::Value)],
     commit: bool,
-) -> StoreResult<()> {
+) -> WriteBatch {
     batch.push(
         "UPDATE hubs SET next_id = max(next_id, $2), event_seq = event_seq + $3 \
          WHERE hub_id = $1",
@@ -232,7 +329,7 @@ async fn finish_upsert(
     if commit {
         batch.push("COMMIT", Vec::new());
     }
-    run_batch(conn, batch).await
+    batch
 }
 
 /// The events a hub has had written: with one writer, every event is numbered as it is
@@ -380,6 +477,7 @@ fn param(_i: usize) -> String {
 include!("shared/unify.rs");
 include!("shared/batch.rs");
 include!("shared/write.rs");
+include!("shared/upsert_plan.rs");
 include!("shared/setup.rs");
 include!("shared/read.rs");
 include!("shared/tasks.rs");

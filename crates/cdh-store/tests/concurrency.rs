@@ -192,3 +192,80 @@ async fn order_body(t: TestStore) {
     );
     t.finish(h.id).await;
 }
+
+conformance!(upserts_alongside_other_writes_lose_nothing, alongside_body);
+/// Upserts from many tasks while other writes run at once (notes, and an apply of new keys):
+/// on SQLite the two go through different connections (the writer thread and sqlx's writer),
+/// which must take turns. Every upsert and note lands, and the invariants hold.
+async fn alongside_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    apply_keys(s, h.id, &["display_email"]).await;
+    let anchor = upsert(s, h.id, h.email_caac, "anchor", &[("customer_id", "k0")]).await;
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let store = s.clone();
+        let (hub, channel) = (h.id, h.email_caac);
+        writers.push(tokio::spawn(async move {
+            let mut written = Vec::new();
+            for i in 0..15 {
+                // Pairs of writers share an email, and every contact a customer id, so
+                // writes join and merge profiles once the second apply makes it a key.
+                let email = format!("w{}-{i}@example.com", w / 2);
+                let customer = format!("k{}", i % 3);
+                let done = upsert(
+                    &store,
+                    hub,
+                    channel,
+                    &format!("w{w}-{i}"),
+                    &[("display_email", &email), ("customer_id", &customer)],
+                )
+                .await;
+                written.push((done.contact.id, email));
+            }
+            written
+        }));
+    }
+    let mut notes = Vec::new();
+    for n in 0..20 {
+        let note = s
+            .add_note(
+                h.id,
+                anchor.contact.id,
+                &format!("note {n}"),
+                "agent",
+                1_000 + n,
+            )
+            .await
+            .expect("note");
+        notes.push(note);
+        if n == 10 {
+            apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+        }
+    }
+    for w in writers {
+        for (id, email) in w.await.expect("writer") {
+            let contact = s.get_contact(h.id, id).await.expect("written contact");
+            assert_eq!(contact.fields["display_email"].value, email);
+        }
+    }
+    let profile = s
+        .get_profile(h.id, anchor.contact.profile_id)
+        .await
+        .unwrap();
+    assert!(
+        profile.members.len() > 1,
+        "customer id k0 ties the anchor to the writers' contacts"
+    );
+    // Every note is in the timeline of the profile the anchor ended in, newest first.
+    let timeline = s.timeline(h.id, profile.id, 100, None).await.unwrap();
+    let ids: Vec<i64> = timeline
+        .items
+        .iter()
+        .filter(|e| e.kind == "note")
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, notes.iter().rev().copied().collect::<Vec<_>>());
+    crate::support::assert_invariants(s, h.id).await;
+    t.finish(h.id).await;
+}

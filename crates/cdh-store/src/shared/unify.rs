@@ -323,6 +323,15 @@ async fn tied_profiles(
         q = q.bind(f.clone()).bind(v.clone());
     }
     let rows = q.fetch_all(&mut *conn).await?;
+    Ok(split_tie_rows(rows, key_values))
+}
+
+/// The tie query's rows (`k, id, oldest, bucket, count`) as the tied profiles, each once with
+/// the first value that ties it, and the contact's own profile (`k` = -1) when asked for.
+fn split_tie_rows(
+    rows: Vec<(i64, i64, i64, i64, i64)>,
+    key_values: &[&(String, String)],
+) -> (Vec<(ProfileRow, String, String)>, Option<ProfileRow>) {
     let mut rows: Vec<TieRow> = rows
         .into_iter()
         .map(|(k, id, oldest, bucket, count)| (k, id, oldest, bucket, count, None))
@@ -341,7 +350,7 @@ async fn tied_profiles(
         }
         _ => None,
     };
-    Ok((tied_rows(rows, key_values), own_row))
+    (tied_rows(rows, key_values), own_row)
 }
 
 /// The tied profiles with the value that ties each, the contact's own profile when asked

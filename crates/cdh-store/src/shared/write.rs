@@ -1,5 +1,8 @@
 // Auto-unifying upsert, shared by both adapters (included by `sqlite.rs` and `postgres.rs`,
 // which provide `Conn`, `FOR_UPDATE`, the lock functions, the id block and `finish_upsert`).
+// What it decides is in `upsert_plan.rs`; this file does the reads and writes through sqlx.
+// (SQLite runs its own upserts on its writer thread, `sqlite/writer.rs`; this path serves its
+// imports and in-memory databases.)
 //
 // The round trips are few on purpose: one read for the channel, setting, id block and stored
 // contact; one for the profiles every unify-key value ties to (one identifier row per value: a
@@ -51,7 +54,7 @@ impl ThisStore {
         reject_nul(input)?;
         let mut attempt = 0;
         loop {
-            match self.upsert_once(hub, input, actor).await {
+            match self.upsert_attempt(hub, input, actor).await {
                 Err(StoreError::Contention { .. }) if attempt < MAX_RETRIES => attempt += 1,
                 other => return other,
             }
@@ -118,166 +121,32 @@ async fn upsert_locked(
         ""
     };
     let context = load_upsert_context(conn, hub, input, begin).await?;
-    let mut ids = context.ids;
-    let keys = parse_keys(&context.setting.keys)?;
-    let scope = context
-        .channel
-        .scope(keys.contains(&IdentifierField::LineUid));
-    let mut normalizer = normalizer(&context.channel.region, &context.setting)?;
-    let existing = context.existing;
-    let now = now_ms();
-    let written_at = input.updated_at.unwrap_or(now);
-    let (mut fields, mut tags, mut custom_fields, created_at) = match &existing {
-        Some(c) => (
-            serde_json::from_str::<BTreeMap<String, FieldValue>>(&c.fields)?,
-            serde_json::from_str::<Vec<String>>(&c.tags)?,
-            serde_json::from_str::<BTreeMap<String, String>>(&c.custom_fields)?,
-            c.created_at,
-        ),
-        None => (BTreeMap::new(), Vec::new(), BTreeMap::new(), now),
-    };
-    for (name, value) in &input.fields {
-        // A write older than the stored value loses, field by field.
-        if fields
-            .get(name)
-            .is_some_and(|old| old.updated_at > written_at)
-        {
-            continue;
-        }
-        match value {
-            Some(v) => {
-                fields.insert(
-                    name.clone(),
-                    FieldValue {
-                        value: v.clone(),
-                        updated_at: written_at,
-                    },
-                );
-            }
-            None => {
-                fields.remove(name);
-            }
-        }
-    }
-    if let Some(t) = &input.tags {
-        tags = t.clone();
-        tags.sort();
-        tags.dedup();
-    }
-    if let Some(c) = &input.custom_fields {
-        custom_fields = c.clone();
-    }
-    let (values, invalid) = identifiers_of(&mut normalizer, &keys, &fields, &custom_fields);
-    let key_values: Vec<&(String, String)> = values
-        .iter()
-        .filter(|(f, v)| keys.iter().any(|k| k.name() == f) && !is_excluded(&normalizer, f, v))
-        .collect();
-    // Each value's lock is taken with the tie query below, before it reads.
-    let value_locks: Vec<i64> = key_values
-        .iter()
-        .map(|(f, v)| value_lock_key(hub, &scope, f, v))
-        .collect();
+    let mut plan = plan_contact(hub, input, context)?;
 
-    // The writes are queued and sent at the end: no read below looks at them (the tie query
-    // leaves the contact's own identifiers out).
-    let mut batch = WriteBatch::default();
-    let stored_json = [
-        serde_json::to_string(&fields)?,
-        serde_json::to_string(&tags)?,
-        serde_json::to_string(&custom_fields)?,
-        serde_json::to_string(&invalid)?,
-    ]
-    .map(Arg::from);
-    let contact_id = match &existing {
-        Some(c) => {
-            batch.push(
-                "UPDATE contacts SET scope = $3, fields = $4, tags = $5, custom_fields = $6, \
-                 invalid_fields = $7, updated_at = $8 WHERE hub_id = $1 AND id = $2",
-                [hub.into(), c.id.into(), scope.as_str().into()]
-                    .into_iter()
-                    .chain(stored_json)
-                    .chain([now.into()])
-                    .collect(),
-            );
-            batch.push(
-                "DELETE FROM identifiers WHERE hub_id = $1 AND contact_id = $2",
-                vec![hub.into(), c.id.into()],
-            );
-            c.id
-        }
-        None => {
-            let id = ids.take(conn, hub).await?;
-            batch.push(
-                "INSERT INTO contacts (hub_id, id, channel_id, external_id, scope, fields, \
-                 tags, custom_fields, invalid_fields, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                [
-                    hub.into(),
-                    id.into(),
-                    input.channel_id.into(),
-                    input.external_id.as_str().into(),
-                    scope.as_str().into(),
-                ]
-                .into_iter()
-                .chain(stored_json)
-                .chain([now.into(), now.into()])
-                .collect(),
-            );
-            id
-        }
-    };
-    if !values.is_empty() {
-        let rows = (0..values.len())
-            .map(|i| format!("($1, $2, ${}, ${}, $3)", 4 + i * 2, 5 + i * 2))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut args = vec![hub.into(), contact_id.into(), scope.as_str().into()];
-        for (f, v) in &values {
-            args.push(f.as_str().into());
-            args.push(v.as_str().into());
-        }
-        batch.push(
-            format!("INSERT INTO identifiers (hub_id, contact_id, field, value, scope) VALUES {rows}"),
-            args,
-        );
-    }
-
-    // Which live profiles the contact ties to, and through which value.
-    // With one writer, the tie query also reads the stored contact's own profile.
-    let own_in_tie_query = existing.is_some() && !ROW_LOCKS;
+    // Which live profiles the contact ties to, and through which value; each value's lock is
+    // taken with the tie query, before it reads. With one writer, the tie query also reads
+    // the stored contact's own profile.
+    let own_in_tie_query = !plan.is_new && !ROW_LOCKS;
+    let key_values: Vec<&(String, String)> = plan.key_values.iter().collect();
     let (tied, own, tied_locked) = lock_values_and_tie(
         conn,
         hub,
-        &scope,
-        contact_id,
+        &plan.scope,
+        plan.contact_id,
         &key_values,
-        value_locks,
+        std::mem::take(&mut plan.value_locks),
         own_in_tie_query,
     )
     .await?;
-    let mut ties: Vec<(ProfileId, String, String)> = tied
-        .iter()
-        .map(|(row, f, v)| (row.id, f.clone(), v.clone()))
-        .collect();
-    let mut current = match (&existing, &own) {
-        (None, _) => None,
-        (Some(_), Some(row)) => Some(row.id),
-        (Some(_), None) if own_in_tie_query => {
-            return Err(StoreError::Corrupt(format!(
-                "contact {contact_id} has no live profile"
-            )));
-        }
-        (Some(_), None) => Some(profile_of_contact(conn, hub, contact_id).await?),
+    let mut current = match &own {
+        _ if plan.is_new => None,
+        Some(row) => Some(row.id),
+        None if own_in_tie_query => return Err(no_live_profile(plan.contact_id)),
+        None => Some(profile_of_contact(conn, hub, plan.contact_id).await?),
     };
-    if let (Some(c), Some((_, f, v))) = (current, ties.first().cloned()) {
-        ties.push((c, f, v));
-    }
-    let mut locked = if !ROW_LOCKS {
-        // One writer at a time: the rows just read are current; no second read needed.
-        let mut rows: Vec<ProfileRow> = tied.into_iter().map(|t| t.0).chain(own).collect();
-        rows.sort_by_key(|r| r.id);
-        rows.dedup_by_key(|r| r.id);
-        rows
+    let mut ties = tie_list(&tied, current);
+    let locked = if !ROW_LOCKS {
+        one_writer_rows(tied, own)
     } else {
         // Profiles the tie query locked already (PostgreSQL, a new contact) need no second
         // round trip.
@@ -319,125 +188,23 @@ async fn upsert_locked(
             }
         }
     };
-    let is_new = existing.is_none();
-    let mut events = Vec::new();
-    let (profile_id, unification) = if locked.is_empty() {
-        let pid = ids.take(conn, hub).await?;
-        batch.push(
-            "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
-             member_count, merged_into, created_at, updated_at) \
-             VALUES ($1, $2, $3, $3, $2, 1, NULL, $4, $4)",
-            vec![hub.into(), pid.into(), contact_id.into(), now.into()],
-        );
-        queue_membership(&mut batch, hub, contact_id, pid);
-        events.push((
-            "profile.created".to_owned(),
-            pid,
-            serde_json::json!({ "contact_id": contact_id }),
-        ));
-        (pid, Unification::Created)
-    } else if locked.len() == 1 {
-        let p = locked.remove(0);
-        if is_new {
-            queue_membership(&mut batch, hub, contact_id, p.bucket_id);
-        }
-        // A new contact can be older (a smaller id) than the profile's oldest: on PostgreSQL,
-        // concurrent writers take ids in blocks and may commit in either order.
-        batch.push(
-            "UPDATE profiles SET member_count = member_count + $3, updated_at = $4, \
-             oldest_contact = CASE WHEN oldest_contact > $5 THEN $5 ELSE oldest_contact END \
-             WHERE hub_id = $1 AND id = $2",
-            vec![
-                hub.into(),
-                p.id.into(),
-                i64::from(is_new).into(),
-                now.into(),
-                contact_id.into(),
-            ],
-        );
-        events.push((
-            "profile.updated".to_owned(),
-            p.id,
-            serde_json::json!({ "contact_id": contact_id }),
-        ));
-        (
-            p.id,
-            if is_new {
-                Unification::Joined
-            } else {
-                Unification::Unchanged
-            },
-        )
-    } else {
-        let survivor = merge_profiles(&mut batch, hub, &locked, is_new.then_some(contact_id), now);
-        if is_new {
-            queue_membership(&mut batch, hub, contact_id, survivor.bucket_id);
-        }
-        let absorbed: Vec<ProfileId> = locked
-            .iter()
-            .map(|p| p.id)
-            .filter(|&p| p != survivor.id)
-            .collect();
-        // One ledger row per tying value; the contact's own profile counts as tied by the
-        // first value, which is what brought the others in.
-        let mut by_value: BTreeMap<(String, String), Vec<ProfileId>> = BTreeMap::new();
-        for p in &absorbed {
-            let via = ties
-                .iter()
-                .find(|t| t.0 == *p)
-                .map(|t| (t.1.clone(), t.2.clone()))
-                .unwrap_or_default();
-            by_value.entry(via).or_default().push(*p);
-        }
-        for ((field, value), merged) in by_value {
-            let entry = LedgerEntry {
-                seq: ids.take(conn, hub).await?,
-                at: now,
-                survivor_id: survivor.id,
-                absorbed_ids: merged.clone(),
-                key_field: field.clone(),
-                key_value: value.clone(),
-                cause: Cause {
-                    kind: "contact".to_owned(),
-                    id: contact_id.to_string(),
-                    actor: actor.to_owned(),
-                },
-            };
-            queue_ledger(&mut batch, hub, &entry)?;
-            events.push(merged_event(survivor.id, &merged, &field, &value));
-        }
-        (
-            survivor.id,
-            Unification::Merged {
-                survivor: survivor.id,
-                absorbed,
-            },
-        )
-    };
+    let fresh_ids = plan.ids.take(conn, hub, ids_needed(locked.len())).await?;
+    let settled = plan_unification(hub, &mut plan, locked, &ties, fresh_ids, actor)?;
     finish_upsert(
         conn,
         hub,
-        batch,
-        (ids.next, context.event_seq),
-        &events,
+        std::mem::take(&mut plan.batch),
+        (plan.ids.next, plan.event_seq),
+        &settled.2,
         own_transaction,
     )
     .await?;
-    Ok(Upserted {
-        contact: Contact {
-            id: contact_id,
-            channel_id: input.channel_id,
-            external_id: input.external_id.clone(),
-            profile_id,
-            fields,
-            tags,
-            custom_fields,
-            invalid_fields: invalid,
-            created_at,
-            updated_at: now,
-        },
-        unification,
-    })
+    Ok(upserted(plan, input, settled))
+}
+
+/// A stored contact whose profile the tie query did not find: the store is inconsistent.
+fn no_live_profile(contact: ContactId) -> StoreError {
+    StoreError::Corrupt(format!("contact {contact} has no live profile"))
 }
 
 /// Refuses a contact with a NUL character (U+0000) in any of its text: PostgreSQL cannot
@@ -508,13 +275,28 @@ struct IdBlock {
 }
 
 impl IdBlock {
-    async fn take(&mut self, conn: &mut Conn, hub: HubId) -> StoreResult<i64> {
-        if self.next >= self.end {
-            self.next = next_id(conn, hub).await?;
-            self.end = self.next + ID_BLOCK_LEN;
+    /// `n` ids from the block, which must hold that many.
+    fn take_local(&mut self, n: usize) -> StoreResult<Vec<i64>> {
+        let n = n as i64;
+        if self.end - self.next < n {
+            return Err(StoreError::Corrupt("the id block is used up".to_owned()));
         }
-        self.next += 1;
-        Ok(self.next - 1)
+        self.next += n;
+        Ok((self.next - n..self.next).collect())
+    }
+
+    /// `n` ids: from the block while it lasts, then from fresh blocks.
+    async fn take(&mut self, conn: &mut Conn, hub: HubId, n: usize) -> StoreResult<Vec<i64>> {
+        let mut ids = Vec::with_capacity(n);
+        while ids.len() < n {
+            if self.next >= self.end {
+                self.next = next_id(conn, hub).await?;
+                self.end = self.next + ID_BLOCK_LEN;
+            }
+            ids.push(self.next);
+            self.next += 1;
+        }
+        Ok(ids)
     }
 }
 
@@ -544,8 +326,20 @@ async fn load_upsert_context(
     input: &ContactInput,
     begin: &str,
 ) -> StoreResult<UpsertContext> {
-    let row: Option<ContextRow> = sqlx::query_as(&format!(
-        "{begin}SELECT ch.organization_id, ch.channel_type, ch.product, o.default_region, \
+    let row: Option<ContextRow> = sqlx::query_as(&format!("{begin}{}", upsert_context_sql()))
+        .bind(hub)
+        .bind(input.channel_id)
+        .bind(input.external_id.clone())
+        .fetch_optional(&mut *conn)
+        .await?;
+    upsert_context(row)
+}
+
+/// The upsert's first read, over the hub (`$1`), the channel (`$2`) and the contact's
+/// external id (`$3`): one `ContextRow`, none when the channel is not the hub's.
+fn upsert_context_sql() -> String {
+    format!(
+        "SELECT ch.organization_id, ch.channel_type, ch.product, o.default_region, \
          cm.connection_id, h.cross_product, {ID_BLOCK_SQL}, \
          (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 ORDER BY s.version DESC LIMIT 1), \
          (SELECT s.excluded FROM unify_settings s WHERE s.hub_id = $1 ORDER BY s.version DESC LIMIT 1), \
@@ -558,12 +352,11 @@ async fn load_upsert_context(
          LEFT JOIN contacts c \
            ON c.hub_id = ch.hub_id AND c.channel_id = ch.id AND c.external_id = $3 \
          WHERE ch.hub_id = $1 AND ch.id = $2"
-    ))
-    .bind(hub)
-    .bind(input.channel_id)
-    .bind(input.external_id.clone())
-    .fetch_optional(&mut *conn)
-    .await?;
+    )
+}
+
+/// The context from the row of `upsert_context_sql`.
+fn upsert_context(row: Option<ContextRow>) -> StoreResult<UpsertContext> {
     let (
         org,
         channel_type,
