@@ -114,6 +114,35 @@ impl PgStore {
         self.upsert_once(hub, input, actor).await
     }
 
+    /// One attempt at an upsert; the caller retries on contention.
+    async fn upsert_once(
+        &self,
+        hub: HubId,
+        input: &ContactInput,
+        actor: &str,
+    ) -> StoreResult<Upserted> {
+        let contact_key = contact_lock_key(hub, input.channel_id, &input.external_id);
+        let mut tx = UpsertTx {
+            conn: self.upsert_pool().acquire().await?,
+            open: true,
+        };
+        if let Err(e) = begin_upsert(&mut tx.conn, hub, contact_key).await {
+            // A `BEGIN` that failed left no transaction open.
+            tx.open = false;
+            return Err(e);
+        }
+        match upsert_locked(&mut tx.conn, hub, input, actor, true).await {
+            Ok(upserted) => {
+                tx.open = false;
+                Ok(upserted)
+            }
+            Err(e) => {
+                tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
     /// The pool upserts take a connection from.
     fn upsert_pool(&self) -> &sqlx::PgPool {
         &self.pool
@@ -346,9 +375,6 @@ async fn lock_values_and_tie(
     Ok((tied_rows(tie, key_values), None, true))
 }
 
-/// Nothing goes before an upsert's first read: `begin_upsert` began the transaction.
-const BEGIN_WITH_CONTEXT: &str = "";
-
 /// Begins an upsert's transaction with the hub lock (shared) and the contact's key lock in the
 /// same round trip: the locks are taken in the implicit transaction that `BEGIN` then turns
 /// into an explicit one, and a lock that fails leaves no transaction open.
@@ -359,6 +385,35 @@ async fn begin_upsert(conn: &mut Conn, hub: HubId, contact_key: i64) -> StoreRes
     );
     sqlx::Executor::execute(&mut *conn, sql.as_str()).await?;
     Ok(())
+}
+
+/// An upsert's transaction, begun and ended by hand so that the commit goes out with the last
+/// writes (sqlx's `Transaction` commits in a round trip of its own). Dropped while open, when
+/// the caller's future is cancelled mid-upsert, the connection is closed rather than returned
+/// to the pool inside a transaction.
+struct UpsertTx {
+    conn: sqlx::pool::PoolConnection<Db>,
+    open: bool,
+}
+
+impl UpsertTx {
+    /// Rolls back after an error; the connection is closed if that fails too.
+    async fn rollback(&mut self) {
+        if sqlx::Executor::execute(&mut *self.conn, "ROLLBACK")
+            .await
+            .is_ok()
+        {
+            self.open = false;
+        }
+    }
+}
+
+impl Drop for UpsertTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// Runs the queued statements one after the other: PostgreSQL takes one statement with

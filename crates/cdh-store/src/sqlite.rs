@@ -37,12 +37,11 @@ pub struct SqliteStore {
     /// A queue in the process is cheaper than waiting on the file lock, whose busy handler
     /// sleeps.
     write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
-    /// A handle of the store's own on the database file, only to fsync it (`None` for an
-    /// in-memory database).
+    /// A handle of the store's own on the database file, only to fsync it (`None` when it
+    /// could not be opened: the checkpointer then leaves the fsync to SQLite).
     database_file: Option<std::sync::Arc<std::fs::File>>,
-    /// The thread upserts run on (`None` for an in-memory database, which a second
-    /// connection would not see: upserts there go through sqlx).
-    writer_thread: Option<std::sync::Arc<writer::WriterThread>>,
+    /// The thread upserts run on.
+    writer_thread: std::sync::Arc<writer::WriterThread>,
     /// Dropped with the last clone of the store, which stops the background checkpointer.
     _alive: std::sync::Arc<()>,
 }
@@ -113,6 +112,15 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
+        // The store's connections (sqlx's writer, its readers and the writer thread's) must
+        // open one database; in memory, each would open its own.
+        if !filename.is_file() {
+            writer.close().await;
+            return Err(StoreError::Invalid(format!(
+                "SQLite needs a database file, and `{url}` names none (an in-memory database \
+                 is not shared between connections)"
+            )));
+        }
         sqlx::migrate!("migrations/sqlite")
             .run(&writer)
             .await
@@ -128,14 +136,8 @@ impl SqliteStore {
         let alive = std::sync::Arc::new(());
         let write_gate = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         // The file exists by now, unless the database is in memory.
-        let database_path = Some(filename).filter(|path| path.is_file());
-        let database_file = database_path
-            .as_ref()
-            .and_then(|path| std::fs::File::open(path).ok())
-            .map(std::sync::Arc::new);
-        let writer_thread = database_path
-            .map(|path| writer::WriterThread::start(&path).map(std::sync::Arc::new))
-            .transpose()?;
+        let database_file = std::fs::File::open(&filename).ok().map(std::sync::Arc::new);
+        let writer_thread = std::sync::Arc::new(writer::WriterThread::start(&filename)?);
         // The task holds the pools and the file, not the store, whose last clone stops it.
         checkpoint_in_background(
             pool.clone(),
@@ -169,13 +171,6 @@ impl SqliteStore {
 
     /// A write transaction on the one writer connection. `BEGIN IMMEDIATE` still takes the
     /// write lock up front, against writes through the read pool or other processes.
-    /// The pool upserts take a connection from, without the writer thread (an in-memory
-    /// database: the writer thread's connection would be a second database): the one writer,
-    /// and no second writer to keep out.
-    fn upsert_pool(&self) -> &sqlx::SqlitePool {
-        &self.writer
-    }
-
     /// One attempt at an upsert: on the writer thread, holding the write gate until it has
     /// committed (see `writer`).
     async fn upsert_attempt(
@@ -184,12 +179,9 @@ impl SqliteStore {
         input: &ContactInput,
         actor: &str,
     ) -> StoreResult<Upserted> {
-        let Some(thread) = &self.writer_thread else {
-            return self.upsert_once(hub, input, actor).await;
-        };
         let permit = std::sync::Arc::clone(&self.write_gate).lock_owned().await;
         let (input, actor) = (input.clone(), actor.to_owned());
-        thread
+        self.writer_thread
             .run(permit, move |conn| {
                 writer::upsert(conn, hub, &input, &actor)
             })
@@ -395,15 +387,6 @@ fn positional_into<'a>(out: &mut String, bound: &mut Vec<&'a Arg>, sql: &str, ar
         bound.push(&args[n - 1]);
     });
 }
-
-/// An upsert's transaction begins with its first read, in the same round trip to the
-/// connection's worker thread (`BEGIN_WITH_CONTEXT`); the one writer is lock enough.
-async fn begin_upsert(_conn: &mut Conn, _hub: HubId, _contact_key: i64) -> StoreResult<()> {
-    Ok(())
-}
-
-/// Goes before an upsert's first read when the upsert runs its own transaction.
-const BEGIN_WITH_CONTEXT: &str = "BEGIN IMMEDIATE; ";
 
 async fn lock_hub_shared(_conn: &mut Conn, _hub: HubId) -> StoreResult<()> {
     Ok(())

@@ -56,3 +56,16 @@ async fn a_checkpoint_lets_the_next_write_start_the_wal_over() {
     );
     t.finish(h.id).await;
 }
+
+/// An in-memory database would be a different database on each of the store's connections
+/// (its writer thread, sqlx's writer, its readers): it is refused, with a message that says so.
+#[tokio::test]
+async fn an_in_memory_database_is_refused() {
+    let refused = cdh_store::SqliteStore::open("sqlite::memory:").await;
+    match refused {
+        Err(cdh_store::StoreError::Invalid(message)) => {
+            assert!(message.contains("needs a database file"), "{message}");
+        }
+        other => panic!("expected Invalid, got {:?}", other.map(|_| "a store")),
+    }
+}

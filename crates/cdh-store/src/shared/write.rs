@@ -1,49 +1,19 @@
-// Auto-unifying upsert, shared by both adapters (included by `sqlite.rs` and `postgres.rs`,
-// which provide `Conn`, `FOR_UPDATE`, the lock functions, the id block and `finish_upsert`).
-// What it decides is in `upsert_plan.rs`; this file does the reads and writes through sqlx.
-// (SQLite runs its own upserts on its writer thread, `sqlite/writer.rs`; this path serves its
-// imports and in-memory databases.)
+// Auto-unifying upsert through sqlx, shared by both adapters (included by `sqlite.rs` and
+// `postgres.rs`, which provide `Conn`, `FOR_UPDATE`, the lock functions, the id block and
+// `finish_upsert`). What it decides is in `upsert_plan.rs`; this file does the reads and
+// writes. It serves PostgreSQL's upserts (`upsert_once` in `postgres.rs`) and both backends'
+// imports, inside the import's transaction; SQLite runs its own upserts on its writer thread
+// (`sqlite/writer.rs`).
 //
 // The round trips are few on purpose: one read for the channel, setting, id block and stored
 // contact; one for the profiles every unify-key value ties to (one identifier row per value: a
 // value is in one profile per scope); then the writes, which need nothing back and are queued
-// in a `WriteBatch`. On SQLite the begin rides with the first read and the commit with the
-// writes, one multi-statement query: a new contact is three round trips. PostgreSQL takes the
-// first locks with its `BEGIN`, the value locks with the tie query (which locks the tied
-// profiles too), and sends the writes, events and commit as one query with literal values:
-// four round trips. A merge moves only the smaller side's membership rows (see
-// `merge_profiles`).
+// in a `WriteBatch`. PostgreSQL takes the first locks with its `BEGIN`, the value locks with
+// the tie query (which locks the tied profiles too), and sends the writes, events and commit
+// as one query with literal values: four round trips. A merge moves only the smaller side's
+// membership rows (see `merge_profiles`).
 
 impl ThisStore {
-    /// One attempt at an upsert; the caller retries on contention.
-    async fn upsert_once(
-        &self,
-        hub: HubId,
-        input: &ContactInput,
-        actor: &str,
-    ) -> StoreResult<Upserted> {
-        let contact_key = contact_lock_key(hub, input.channel_id, &input.external_id);
-        let mut tx = UpsertTx {
-            conn: self.upsert_pool().acquire().await?,
-            open: true,
-        };
-        if let Err(e) = begin_upsert(&mut tx.conn, hub, contact_key).await {
-            // A `BEGIN` that failed left no transaction open.
-            tx.open = false;
-            return Err(e);
-        }
-        match upsert_locked(&mut tx.conn, hub, input, actor, true).await {
-            Ok(upserted) => {
-                tx.open = false;
-                Ok(upserted)
-            }
-            Err(e) => {
-                tx.rollback().await;
-                Err(e)
-            }
-        }
-    }
-
     /// An upsert, retried when another transaction got in the way.
     async fn upsert_with_retry(
         &self,
@@ -79,35 +49,9 @@ async fn upsert_in(
     upsert_locked(conn, hub, input, actor, false).await
 }
 
-/// An upsert's transaction, begun and ended by hand so that the commit goes out with the last
-/// writes (sqlx's `Transaction` commits in a round trip of its own). Dropped while open, when
-/// the caller's future is cancelled mid-upsert, the connection is closed rather than returned
-/// to the pool inside a transaction.
-struct UpsertTx {
-    conn: sqlx::pool::PoolConnection<Db>,
-    open: bool,
-}
-
-impl UpsertTx {
-    /// Rolls back after an error; the connection is closed if that fails too.
-    async fn rollback(&mut self) {
-        if sqlx::Executor::execute(&mut *self.conn, "ROLLBACK").await.is_ok() {
-            self.open = false;
-        }
-    }
-}
-
-impl Drop for UpsertTx {
-    fn drop(&mut self) {
-        if self.open {
-            self.conn.close_on_drop();
-        }
-    }
-}
-
 /// An upsert in a transaction that holds the hub lock (shared) and the contact's key lock.
 /// With `own_transaction`, the upsert's own transaction ends with its last writes, which carry
-/// the commit; on SQLite it also begins with the first read (`BEGIN_WITH_CONTEXT`).
+/// the commit (PostgreSQL: see `upsert_once`).
 async fn upsert_locked(
     conn: &mut Conn,
     hub: HubId,
@@ -115,12 +59,7 @@ async fn upsert_locked(
     actor: &str,
     own_transaction: bool,
 ) -> StoreResult<Upserted> {
-    let begin = if own_transaction {
-        BEGIN_WITH_CONTEXT
-    } else {
-        ""
-    };
-    let context = load_upsert_context(conn, hub, input, begin).await?;
+    let context = load_upsert_context(conn, hub, input).await?;
     let mut plan = plan_contact(hub, input, context)?;
 
     // Which live profiles the contact ties to, and through which value; each value's lock is
@@ -318,15 +257,13 @@ type ContextRow = (
     i64,
 );
 
-/// The channel, the current unify setting, a block of ids and the stored contact, if any;
-/// `begin` goes before the read, in the same query.
+/// The channel, the current unify setting, a block of ids and the stored contact, if any.
 async fn load_upsert_context(
     conn: &mut Conn,
     hub: HubId,
     input: &ContactInput,
-    begin: &str,
 ) -> StoreResult<UpsertContext> {
-    let row: Option<ContextRow> = sqlx::query_as(&format!("{begin}{}", upsert_context_sql()))
+    let row: Option<ContextRow> = sqlx::query_as(&upsert_context_sql())
         .bind(hub)
         .bind(input.channel_id)
         .bind(input.external_id.clone())
