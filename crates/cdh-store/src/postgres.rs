@@ -104,6 +104,16 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    /// The apply's two big reads, in the caller's snapshot.
+    async fn read_contacts_and_keys(
+        &self,
+        snapshot: &mut Transaction,
+        hub: HubId,
+        key_names: [&str; 3],
+    ) -> StoreResult<(Vec<ContactProfileRow>, Vec<KeyValuesRow>)> {
+        contacts_and_keys_in(snapshot, hub, key_names).await
+    }
+
     /// One attempt at an upsert.
     async fn upsert_attempt(
         &self,
@@ -414,6 +424,24 @@ impl Drop for UpsertTx {
             self.conn.close_on_drop();
         }
     }
+}
+
+/// The apply's two big reads through sqlx, in the caller's snapshot.
+async fn contacts_and_keys_in(
+    tx: &mut Transaction,
+    hub: HubId,
+    key_names: [&str; 3],
+) -> StoreResult<(Vec<ContactProfileRow>, Vec<KeyValuesRow>)> {
+    let contact_rows: Vec<ContactProfileRow> = sqlx::query_as(APPLY_CONTACTS_SQL)
+        .bind(hub)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut identifiers_query = sqlx::query_as::<_, KeyValuesRow>(APPLY_KEYS_SQL).bind(hub);
+    for name in key_names {
+        identifiers_query = identifiers_query.bind(name);
+    }
+    let identifiers = identifiers_query.fetch_all(&mut **tx).await?;
+    Ok((contact_rows, identifiers))
 }
 
 /// Runs the queued statements one after the other: PostgreSQL takes one statement with

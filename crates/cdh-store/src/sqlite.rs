@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+mod bulk_read;
 mod writer;
 
 include!("shared/prelude.rs");
@@ -42,6 +43,8 @@ pub struct SqliteStore {
     database_file: Option<std::sync::Arc<std::fs::File>>,
     /// The thread upserts run on.
     writer_thread: std::sync::Arc<writer::WriterThread>,
+    /// The database file, for the apply's reads over a connection of their own.
+    path: std::path::PathBuf,
     /// Dropped with the last clone of the store, which stops the background checkpointer.
     _alive: std::sync::Arc<()>,
 }
@@ -138,6 +141,7 @@ impl SqliteStore {
         // The file exists by now, unless the database is in memory.
         let database_file = std::fs::File::open(&filename).ok().map(std::sync::Arc::new);
         let writer_thread = std::sync::Arc::new(writer::WriterThread::start(&filename)?);
+        let path = filename.clone();
         // The task holds the pools and the file, not the store, whose last clone stops it.
         checkpoint_in_background(
             pool.clone(),
@@ -152,6 +156,7 @@ impl SqliteStore {
             write_gate,
             database_file,
             writer_thread,
+            path,
             _alive: alive,
         })
     }
@@ -186,6 +191,18 @@ impl SqliteStore {
                 writer::upsert(conn, hub, &input, &actor)
             })
             .await
+    }
+
+    /// The apply's two big reads, over rusqlite (see `bulk_read`). They run after the
+    /// caller's snapshot read the hub's written-events marker, so they see at least what it
+    /// saw; a write in between changes the marker, and the swap then starts the apply over.
+    async fn read_contacts_and_keys(
+        &self,
+        _snapshot: &mut Transaction,
+        hub: HubId,
+        key_names: [&str; 3],
+    ) -> StoreResult<(Vec<ContactProfileRow>, Vec<KeyValuesRow>)> {
+        bulk_read::contacts_and_keys(self.path.clone(), hub, key_names.map(str::to_owned)).await
     }
 
     async fn begin_write(&self) -> StoreResult<Transaction> {

@@ -1,0 +1,72 @@
+//! The apply's two big reads (every contact with its profile, every contact's key values) over
+//! a rusqlite connection of their own: through sqlx each row is a message from the
+//! connection's worker thread, which made these reads about 9 s of a 1M apply.
+
+use std::path::PathBuf;
+
+use rusqlite::{Connection, OpenFlags, params_from_iter};
+
+use super::{
+    APPLY_CONTACTS_SQL, APPLY_KEYS_SQL, Arg, ContactProfileRow, HubId, KeyValuesRow, StoreError,
+    StoreResult, positional_into,
+};
+
+/// Reads both in one snapshot, on a blocking thread, from a read-only connection opened for
+/// the purpose (an apply is rare; opening costs about a millisecond).
+pub(super) async fn contacts_and_keys(
+    path: PathBuf,
+    hub: HubId,
+    key_names: [String; 3],
+) -> StoreResult<(Vec<ContactProfileRow>, Vec<KeyValuesRow>)> {
+    tokio::task::spawn_blocking(move || read(&path, hub, &key_names))
+        .await
+        .map_err(|e| StoreError::Backend {
+            cause: format!("the apply's read stopped: {e}"),
+        })?
+}
+
+fn read(
+    path: &std::path::Path,
+    hub: HubId,
+    key_names: &[String; 3],
+) -> StoreResult<(Vec<ContactProfileRow>, Vec<KeyValuesRow>)> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    // Both reads see one snapshot: in WAL mode a read transaction's first read fixes it.
+    conn.execute_batch("BEGIN")?;
+    let contacts = rows(&conn, APPLY_CONTACTS_SQL, &[Arg::from(hub)], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ))
+    })?;
+    let mut args = vec![Arg::from(hub)];
+    args.extend(key_names.iter().map(|n| Arg::from(n.as_str())));
+    let keys = rows(&conn, APPLY_KEYS_SQL, &args, |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    conn.execute_batch("COMMIT")?;
+    Ok((contacts, keys))
+}
+
+fn rows<T>(
+    conn: &Connection,
+    sql: &str,
+    args: &[Arg],
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Vec<T>> {
+    let mut positional = String::with_capacity(sql.len());
+    let mut bound = Vec::with_capacity(args.len());
+    positional_into(&mut positional, &mut bound, sql, args);
+    let mut statement = conn.prepare(&positional)?;
+    let mapped = statement.query_map(params_from_iter(bound), row)?;
+    Ok(mapped.collect::<rusqlite::Result<Vec<T>>>()?)
+}
