@@ -61,7 +61,13 @@ impl WriterThread {
             .spawn(move || {
                 let mut conn = conn;
                 for job in queue {
-                    job(&mut conn);
+                    // A job that panics (a bug) fails its own caller, whose reply is dropped,
+                    // and not every upsert after it: its transaction is rolled back and the
+                    // thread goes on.
+                    let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+                    if std::panic::catch_unwind(run).is_err() && !conn.is_autocommit() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
                 }
             })
             .map_err(|e| StoreError::Backend {
@@ -234,5 +240,39 @@ impl ToSql for Arg {
             Arg::Int(value) => ValueRef::Integer(*value),
             Arg::Text(value) => ValueRef::Text(value.as_bytes()),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WriterThread;
+
+    /// A job that panics mid-transaction fails its caller only: the transaction is rolled
+    /// back, and the next job runs on the same thread.
+    #[tokio::test]
+    async fn a_panicking_job_leaves_the_thread_working() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("w.sqlite");
+        rusqlite::Connection::open(&path)
+            .and_then(|c| c.execute_batch("CREATE TABLE t (x INTEGER)"))
+            .expect("create");
+        let thread = WriterThread::start(&path).expect("start");
+        let failed = thread
+            .run((), |conn| -> crate::StoreResult<()> {
+                conn.execute_batch("BEGIN; INSERT INTO t VALUES (1)")?;
+                panic!("a bug in a job");
+            })
+            .await;
+        assert!(failed.is_err(), "the caller hears of the failure");
+        let rows = thread
+            .run((), |conn| {
+                conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT")?;
+                Ok(conn.query_row("SELECT group_concat(x) FROM t", [], |r| {
+                    r.get::<_, String>(0)
+                })?)
+            })
+            .await
+            .expect("the next job runs");
+        assert_eq!(rows, "2", "the panicked job's insert was rolled back");
     }
 }
