@@ -4,11 +4,12 @@
 
 use std::path::PathBuf;
 
-use rusqlite::{Connection, OpenFlags, params_from_iter};
+use rusqlite::{Connection, OpenFlags};
 
+use super::writer::query;
 use super::{
     APPLY_CONTACTS_SQL, APPLY_KEYS_SQL, Arg, ContactProfileRow, HubId, KeyValuesRow, StoreError,
-    StoreResult, positional_into,
+    StoreResult,
 };
 
 /// Reads both in one snapshot, on a blocking thread, from a read-only connection opened for
@@ -37,7 +38,7 @@ fn read(
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     // Both reads see one snapshot: in WAL mode a read transaction's first read fixes it.
     conn.execute_batch("BEGIN")?;
-    let contacts = rows(&conn, APPLY_CONTACTS_SQL, &[Arg::from(hub)], |r| {
+    let contacts = query(&conn, APPLY_CONTACTS_SQL, &[Arg::from(hub)], |r| {
         Ok((
             r.get(0)?,
             r.get(1)?,
@@ -50,23 +51,9 @@ fn read(
     })?;
     let mut args = vec![Arg::from(hub)];
     args.extend(key_names.iter().map(|n| Arg::from(n.as_str())));
-    let keys = rows(&conn, APPLY_KEYS_SQL, &args, |r| {
+    let keys = query(&conn, APPLY_KEYS_SQL, &args, |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
     })?;
     conn.execute_batch("COMMIT")?;
     Ok((contacts, keys))
-}
-
-fn rows<T>(
-    conn: &Connection,
-    sql: &str,
-    args: &[Arg],
-    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> StoreResult<Vec<T>> {
-    let mut positional = String::with_capacity(sql.len());
-    let mut bound = Vec::with_capacity(args.len());
-    positional_into(&mut positional, &mut bound, sql, args);
-    let mut statement = conn.prepare(&positional)?;
-    let mapped = statement.query_map(params_from_iter(bound), row)?;
-    Ok(mapped.collect::<rusqlite::Result<Vec<T>>>()?)
 }

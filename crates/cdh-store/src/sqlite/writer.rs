@@ -202,8 +202,9 @@ fn read_context(
     Ok(rows.pop())
 }
 
-/// Runs one statement with `$n` placeholders over `args`, each row through `row`.
-fn query<T>(
+/// Runs one statement with `$n` placeholders over `args`, each row through `row` (also the
+/// apply's big reads, `bulk_read`).
+pub(super) fn query<T>(
     conn: &Connection,
     sql: &str,
     args: &[Arg],
