@@ -111,21 +111,20 @@ impl PgStore {
         hub: HubId,
         key_names: [&str; 3],
     ) -> StoreResult<(Vec<ContactProfileRow>, Vec<KeyValuesRow>)> {
-        contacts_and_keys_in(snapshot, hub, key_names).await
-    }
-
-    /// One attempt at an upsert.
-    async fn upsert_attempt(
-        &self,
-        hub: HubId,
-        input: &ContactInput,
-        actor: &str,
-    ) -> StoreResult<Upserted> {
-        self.upsert_once(hub, input, actor).await
+        let contact_rows: Vec<ContactProfileRow> = sqlx::query_as(APPLY_CONTACTS_SQL)
+            .bind(hub)
+            .fetch_all(&mut **snapshot)
+            .await?;
+        let mut identifiers_query = sqlx::query_as::<_, KeyValuesRow>(APPLY_KEYS_SQL).bind(hub);
+        for name in key_names {
+            identifiers_query = identifiers_query.bind(name);
+        }
+        let identifiers = identifiers_query.fetch_all(&mut **snapshot).await?;
+        Ok((contact_rows, identifiers))
     }
 
     /// One attempt at an upsert; the caller retries on contention.
-    async fn upsert_once(
+    async fn upsert_attempt(
         &self,
         hub: HubId,
         input: &ContactInput,
@@ -424,24 +423,6 @@ impl Drop for UpsertTx {
             self.conn.close_on_drop();
         }
     }
-}
-
-/// The apply's two big reads through sqlx, in the caller's snapshot.
-async fn contacts_and_keys_in(
-    tx: &mut Transaction,
-    hub: HubId,
-    key_names: [&str; 3],
-) -> StoreResult<(Vec<ContactProfileRow>, Vec<KeyValuesRow>)> {
-    let contact_rows: Vec<ContactProfileRow> = sqlx::query_as(APPLY_CONTACTS_SQL)
-        .bind(hub)
-        .fetch_all(&mut **tx)
-        .await?;
-    let mut identifiers_query = sqlx::query_as::<_, KeyValuesRow>(APPLY_KEYS_SQL).bind(hub);
-    for name in key_names {
-        identifiers_query = identifiers_query.bind(name);
-    }
-    let identifiers = identifiers_query.fetch_all(&mut **tx).await?;
-    Ok((contact_rows, identifiers))
 }
 
 /// Runs the queued statements one after the other: PostgreSQL takes one statement with

@@ -138,7 +138,6 @@ impl SqliteStore {
             .map_err(unavailable)?;
         let alive = std::sync::Arc::new(());
         let write_gate = std::sync::Arc::new(tokio::sync::Mutex::new(()));
-        // The file exists by now, unless the database is in memory.
         let database_file = std::fs::File::open(&filename).ok().map(std::sync::Arc::new);
         let writer_thread = std::sync::Arc::new(writer::WriterThread::start(&filename)?);
         let path = filename.clone();
@@ -174,8 +173,6 @@ impl SqliteStore {
         .await
     }
 
-    /// A write transaction on the one writer connection. `BEGIN IMMEDIATE` still takes the
-    /// write lock up front, against writes through the read pool or other processes.
     /// One attempt at an upsert: on the writer thread, holding the write gate until it has
     /// committed (see `writer`).
     async fn upsert_attempt(
@@ -205,6 +202,9 @@ impl SqliteStore {
         bulk_read::contacts_and_keys(self.path.clone(), hub, key_names.map(str::to_owned)).await
     }
 
+    /// A write transaction on the one sqlx writer connection, holding the write gate.
+    /// `BEGIN IMMEDIATE` still takes the write lock up front, against writes through the read
+    /// pool or other processes.
     async fn begin_write(&self) -> StoreResult<Transaction> {
         let gate = std::sync::Arc::clone(&self.write_gate).lock_owned().await;
         Ok(GatedTransaction {

@@ -1,7 +1,7 @@
 // Auto-unifying upsert through sqlx, shared by both adapters (included by `sqlite.rs` and
 // `postgres.rs`, which provide `Conn`, `FOR_UPDATE`, the lock functions, the id block and
 // `finish_upsert`). What it decides is in `upsert_plan.rs`; this file does the reads and
-// writes. It serves PostgreSQL's upserts (`upsert_once` in `postgres.rs`) and both backends'
+// writes. It serves PostgreSQL's upserts (`upsert_attempt` in `postgres.rs`) and both backends'
 // imports, inside the import's transaction; SQLite runs its own upserts on its writer thread
 // (`sqlite/writer.rs`).
 //
@@ -51,7 +51,7 @@ async fn upsert_in(
 
 /// An upsert in a transaction that holds the hub lock (shared) and the contact's key lock.
 /// With `own_transaction`, the upsert's own transaction ends with its last writes, which carry
-/// the commit (PostgreSQL: see `upsert_once`).
+/// the commit (PostgreSQL: see `upsert_attempt`).
 async fn upsert_locked(
     conn: &mut Conn,
     hub: HubId,
