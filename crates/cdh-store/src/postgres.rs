@@ -453,38 +453,6 @@ async fn next_ids(conn: &mut Conn, _hub: HubId, n: usize) -> StoreResult<Vec<i64
     Ok(ids.into_iter().map(|r| r.0).collect())
 }
 
-/// Writes staged rows with `COPY ... FROM STDIN` (text format; scope names hold no tabs,
-/// newlines or backslashes, so they need no escaping).
-async fn write_staging(
-    conn: &mut Conn,
-    hub: HubId,
-    task: TaskId,
-    rows: &[StagedRow],
-) -> StoreResult<()> {
-    let mut data = String::with_capacity(rows.len() * 40);
-    for r in rows {
-        use std::fmt::Write;
-        let bucket = r
-            .bucket_id
-            .map_or_else(|| "\\N".to_owned(), |b| b.to_string());
-        let scope = r.scope.as_deref().unwrap_or("\\N");
-        let _ = writeln!(data, "{hub}\t{task}\t{}\t{bucket}\t{scope}", r.contact_id);
-    }
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY apply_staging (hub_id, task_id, contact_id, bucket_id, scope) FROM STDIN",
-        )
-        .await?;
-    copy.send(data.into_bytes()).await?;
-    copy.finish().await?;
-    Ok(())
-}
-
-/// A numbered placeholder.
-fn param(i: usize) -> String {
-    format!("${i}")
-}
-
 include!("postgres_events.rs");
 include!("shared/unify.rs");
 include!("shared/batch.rs");
@@ -494,6 +462,7 @@ include!("shared/setup.rs");
 include!("shared/read.rs");
 include!("shared/tasks.rs");
 include!("shared/apply.rs");
+include!("postgres_apply.rs");
 include!("shared/check.rs");
 include!("shared/lookups.rs");
 include!("shared/preview.rs");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+mod apply_write;
 mod bulk_read;
 mod writer;
 
@@ -409,10 +410,6 @@ async fn lock_hub_shared(_conn: &mut Conn, _hub: HubId) -> StoreResult<()> {
     Ok(())
 }
 
-async fn lock_hub_exclusive(_conn: &mut Conn, _hub: HubId) -> StoreResult<()> {
-    Ok(())
-}
-
 /// The tie query; with one writer there are no value locks to take and no rows to lock.
 async fn lock_values_and_tie(
     conn: &mut Conn,
@@ -442,36 +439,6 @@ async fn next_ids(conn: &mut Conn, hub: HubId, n: usize) -> StoreResult<Vec<i64>
     .await?;
     let (end,) = row.ok_or(StoreError::NotFound("hub"))?;
     Ok((end - n as i64..end).collect())
-}
-
-async fn write_staging(
-    conn: &mut Conn,
-    hub: HubId,
-    task: TaskId,
-    rows: &[StagedRow],
-) -> StoreResult<()> {
-    for chunk in rows.chunks(rows_per_statement(5)) {
-        let sql = format!(
-            "INSERT INTO apply_staging (hub_id, task_id, contact_id, bucket_id, scope) VALUES {}",
-            values_list(chunk.len(), 5)
-        );
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(hub)
-                .bind(task)
-                .bind(r.contact_id)
-                .bind(r.bucket_id)
-                .bind(r.scope.clone());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// A positional placeholder: SQLite looks numbered ones up by a linear scan per bind.
-fn param(_i: usize) -> String {
-    "?".to_owned()
 }
 
 include!("shared/unify.rs");

@@ -1,10 +1,12 @@
 // Applying a new unify setting over all of a hub's contacts, shared by both adapters.
 //
 // Three phases: read a snapshot and resolve it with the core in memory on top of the stored
-// partition (merges are permanent); write the changed memberships into `apply_staging` in
-// batches, with progress on the task; then one transaction checks nothing was written since
-// the snapshot and swaps everything in. A crash before the swap leaves only staging rows
-// (ignored and cleared by the next run); the swap itself is atomic.
+// partition (merges are permanent); stage the changed memberships in batches, with progress
+// on the task; then one transaction checks nothing was written since the snapshot and swaps
+// everything in. A crash before the swap leaves only staged rows (ignored and cleared by the
+// next run); the swap itself is atomic. The plan is shared; each adapter writes it its own
+// way (`postgres_apply.rs`, `sqlite/apply_write.rs`) through `start_staging`, `stage_batch`
+// and `swap_in`.
 
 /// A contact whose bucket or scope the apply changes.
 #[derive(Clone, Debug)]
@@ -135,8 +137,10 @@ impl ThisStore {
         .bind(hub)
         .fetch_all(&mut *tx)
         .await?;
-        let mut channel_scope: HashMap<i64, (String, String)> = HashMap::new();
-        let mut normalizers: HashMap<String, Normalizer> = HashMap::new();
+        // Per channel: its scope's name and number, and its region's normalizer.
+        let mut channel_scope: HashMap<i64, (String, u32, usize)> = HashMap::new();
+        let mut scope_ids: HashMap<String, u32> = HashMap::new();
+        let mut regions: Vec<(String, Normalizer)> = Vec::new();
         for (id, org, kind, product, region, group) in channels {
             let scope = scope_name(
                 org,
@@ -146,10 +150,16 @@ impl ThisStore {
                 kind == "line",
                 line_is_key,
             );
-            if !normalizers.contains_key(&region) {
-                normalizers.insert(region.clone(), normalizer(&region, setting)?);
-            }
-            channel_scope.insert(id, (scope, region));
+            let next_scope = scope_ids.len() as u32;
+            let scope_id = *scope_ids.entry(scope.clone()).or_insert(next_scope);
+            let region = match regions.iter().position(|(r, _)| *r == region) {
+                Some(i) => i,
+                None => {
+                    regions.push((region.clone(), normalizer(&region, setting)?));
+                    regions.len() - 1
+                }
+            };
+            channel_scope.insert(id, (scope, scope_id, region));
         }
         let mut key_names: Vec<&str> = keys.iter().map(|k| k.name()).collect();
         // Up to three keys; the rest are padded with a name no field has.
@@ -192,17 +202,24 @@ impl ThisStore {
             })
             .collect();
         let mut graph = KeyGraph::with_capacity(slots, contacts.len(), identifiers.len() * keys.len());
-        let mut scope_ids: HashMap<String, u32> = HashMap::new();
         let mut ids = identifiers.iter().peekable();
         let mut staged = Vec::new();
+        let mut values: Vec<(u8, &str)> = Vec::with_capacity(3);
+        // Contacts come in runs of one channel: look the channel up once per run.
+        let mut last: Option<(i64, &(String, u32, usize))> = None;
         for (contact, channel, old_scope) in &contacts {
-            let (scope, region) = channel_scope
-                .get(channel)
-                .ok_or(StoreError::NotFound("channel"))?;
-            let next_scope = scope_ids.len() as u32;
-            let scope_id = *scope_ids.entry(scope.clone()).or_insert(next_scope);
-            let normalizer = &normalizers[region];
-            let mut values: Vec<(u8, &str)> = Vec::new();
+            let (scope, scope_id, region) = match last {
+                Some((id, found)) if id == *channel => found,
+                _ => {
+                    let found = channel_scope
+                        .get(channel)
+                        .ok_or(StoreError::NotFound("channel"))?;
+                    last = Some((*channel, found));
+                    found
+                }
+            };
+            let normalizer = &regions[*region].1;
+            values.clear();
             if let Some((_, v0, v1, v2)) = ids.next_if(|row| row.0 == *contact) {
                 for (slot, value) in [v0, v1, v2].into_iter().enumerate() {
                     if let Some(value) = value
@@ -212,7 +229,7 @@ impl ThisStore {
                     }
                 }
             }
-            graph.add_contact(scope_id, values);
+            graph.add_contact(*scope_id, values.iter().copied());
             if scope != old_scope {
                 staged.push(StagedRow {
                     contact_id: *contact,
@@ -255,26 +272,29 @@ impl ThisStore {
                 .iter()
                 .max_by_key(|s| (s.count, s.id == survivor.id))
                 .expect("two profiles");
-            // Which stored profiles hold each value, to name the value that ties each one in.
-            let mut holders: HashMap<u32, Vec<i64>> = HashMap::new();
-            for &c in group {
-                for &v in graph.values_of(c) {
-                    let h = holders.entry(v).or_default();
-                    if !h.contains(&stored[c as usize].id) {
-                        h.push(stored[c as usize].id);
-                    }
-                }
-            }
+            // Which stored profiles hold each value, to name the value that ties each one in:
+            // (value, profile) pairs, sorted, so each value's holders are a run.
+            let mut holders: Vec<(u32, i64)> = group
+                .iter()
+                .flat_map(|&c| {
+                    let id = stored[c as usize].id;
+                    graph.values_of(c).iter().map(move |&v| (v, id))
+                })
+                .collect();
+            holders.sort_unstable();
+            holders.dedup();
+            let mut shared: Vec<&[(u32, i64)]> = holders
+                .chunk_by(|a, b| a.0 == b.0)
+                .filter(|run| run.len() > 1)
+                .collect();
+            shared.sort_by_key(|run| run[0].0);
             let mut by_value: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
-            let mut shared: Vec<(&u32, &Vec<i64>)> =
-                holders.iter().filter(|(_, h)| h.len() > 1).collect();
-            shared.sort_by_key(|(v, _)| **v);
             for s in profiles.iter().filter(|s| s.id != survivor.id) {
                 let via = shared
                     .iter()
-                    .find(|(_, h)| h.contains(&s.id))
-                    .map(|(v, _)| {
-                        let (slot, value) = graph.value(**v);
+                    .find(|run| run.iter().any(|h| h.1 == s.id))
+                    .map(|run| {
+                        let (slot, value) = graph.value(run[0].0);
                         (slot.field.name().to_owned(), value.to_owned())
                     })
                     .unwrap_or_default();
@@ -327,249 +347,77 @@ impl ThisStore {
         actor: &str,
         options: &ApplyOptions,
     ) -> StoreResult<()> {
-        let plan = self.plan_apply(hub, setting).await?;
+        let plan = std::sync::Arc::new(self.plan_apply(hub, setting).await?);
         let total = plan.staged.len() as i64;
         self.progress_impl(hub, task_id, 0, total).await?;
-        let mut tx = self.begin_write().await?;
-        for table in ["apply_staging", "apply_profile_staging"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE hub_id = $1 AND task_id = $2"
-            ))
-            .bind(hub)
-            .bind(task_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        write_profile_staging(&mut tx, hub, task_id, &plan.merges).await?;
-        tx.commit().await?;
-        let mut done = 0i64;
-        for batch in plan.staged.chunks(options.batch_size.max(1)) {
-            let mut tx = self.begin_write().await?;
-            write_staging(&mut tx, hub, task_id, batch).await?;
-            done += batch.len() as i64;
-            sqlx::query(
-                "UPDATE tasks SET status = 'running', done = $3 WHERE hub_id = $1 AND id = $2",
-            )
-            .bind(hub)
-            .bind(task_id)
-            .bind(done)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
+        self.start_staging(hub, task_id, &plan).await?;
+        let mut done = 0;
+        while done < plan.staged.len() {
+            let end = (done + options.batch_size.max(1)).min(plan.staged.len());
+            self.stage_batch(hub, task_id, &plan, done..end).await?;
+            done = end;
             if let Some(hook) = &options.on_batch {
-                hook(done, total);
+                hook(done as i64, total);
             }
         }
         self.swap_in(hub, task_id, setting, actor, &plan).await
-    }
-
-    /// The one transaction that makes the apply visible.
-    async fn swap_in(
-        &self,
-        hub: HubId,
-        task_id: TaskId,
-        setting: &UnifySetting,
-        actor: &str,
-        plan: &ApplyPlan,
-    ) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let conn: &mut Conn = &mut tx;
-        lock_hub_exclusive(conn, hub).await?;
-        let (marker,): (i64,) = sqlx::query_as(&format!(
-            "SELECT {WRITTEN_EVENTS} FROM hubs h WHERE h.hub_id = $1"
-        ))
-        .bind(hub)
-        .fetch_one(&mut *conn)
-        .await?;
-        if marker != plan.marker {
-            return Err(StoreError::Conflict(
-                "contacts changed while the apply was computed".into(),
-            ));
-        }
-        for (table, column) in [
-            ("memberships", "bucket_id"),
-            ("contacts", "scope"),
-            ("identifiers", "scope"),
-        ] {
-            let key = if table == "contacts" {
-                "id"
-            } else {
-                "contact_id"
-            };
-            sqlx::query(&format!(
-                "UPDATE {table} SET {column} = s.{column} FROM apply_staging s \
-                 WHERE {table}.hub_id = $1 AND s.hub_id = $1 AND s.task_id = $2 \
-                 AND s.contact_id = {table}.{key} AND s.{column} IS NOT NULL"
-            ))
-            .bind(hub)
-            .bind(task_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        let now = now_ms();
-        let version = load_setting(conn, hub).await?.version + 1;
-        let cause_id = version.to_string();
-        let mut events = Vec::new();
-        let n_ledger: usize = plan.merges.iter().map(|m| m.by_value.len()).sum();
-        let seqs = next_ids(conn, hub, n_ledger).await?;
-        swap_profiles(conn, hub, task_id, now).await?;
-        let mut ledger = Vec::with_capacity(n_ledger);
-        for m in &plan.merges {
-            for ((field, value), merged) in &m.by_value {
-                ledger.push((m.survivor, merged, field.as_str(), value.as_str()));
-                events.push(merged_event(m.survivor, merged, field, value));
-            }
-        }
-        insert_setting_ledger(conn, hub, &seqs, &ledger, now, &cause_id, actor).await?;
-        sqlx::query("INSERT INTO unify_settings (hub_id, version, keys, excluded, actor, task_id, applied_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(hub)
-            .bind(version)
-            .bind(serde_json::to_string(&setting.keys)?)
-            .bind(serde_json::to_string(&setting.excluded)?)
-            .bind(actor.to_owned())
-            .bind(task_id)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("DELETE FROM apply_staging WHERE hub_id = $1 AND task_id = $2")
-            .bind(hub)
-            .bind(task_id)
-            .execute(&mut *conn)
-            .await?;
-        let result = serde_json::json!({
-            "version": version,
-            "merges": plan.merges.len(),
-            "contacts_moved": plan.staged.iter().filter(|r| r.bucket_id.is_some()).count(),
-            "profiles_before": plan.profiles_before,
-            "profiles_after": plan.profiles_after,
-        });
-        finish_task_in(conn, hub, task_id, Ok(result)).await?;
-        append_events(conn, hub, &events).await?;
-        tx.commit().await?;
-        Ok(())
     }
 }
 
 /// How often an apply recomputes after writes raced it before it gives up.
 const MAX_APPLY_ATTEMPTS: u32 = 5;
 
-/// Stages each merge's profile changes: the survivor's new bucket, count and oldest contact
-/// (`merged_into` NULL), and each absorbed profile's survivor.
-async fn write_profile_staging(
-    conn: &mut Conn,
-    hub: HubId,
-    task: TaskId,
-    merges: &[PlannedMerge],
-) -> StoreResult<()> {
-    type Row = (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-    let rows: Vec<Row> = merges
-        .iter()
-        .flat_map(|m| {
-            std::iter::once((
-                m.survivor,
-                Some(m.target_bucket),
-                Some(m.member_count),
-                Some(m.oldest_contact),
-                None,
-            ))
-            .chain(
-                m.absorbed
-                    .iter()
-                    .map(|&a| (a, None, None, None, Some(m.survivor))),
-            )
+impl ApplyPlan {
+    /// The staged columns the swap moves into their tables, as (table, column, the table's
+    /// contact column): only those some staged row sets, since each statement reads every
+    /// staged row.
+    fn staged_columns(&self) -> Vec<(&'static str, &'static str, &'static str)> {
+        let mut columns = Vec::new();
+        if self.staged.iter().any(|r| r.bucket_id.is_some()) {
+            columns.push(("memberships", "bucket_id", "contact_id"));
+        }
+        if self.staged.iter().any(|r| r.scope.is_some()) {
+            columns.push(("contacts", "scope", "id"));
+            columns.push(("identifiers", "scope", "contact_id"));
+        }
+        columns
+    }
+
+    /// The merges' ledger rows (survivor, absorbed, field, value), one per merge and value
+    /// that ties profiles in; each also makes one `profile.merged` event.
+    fn merge_records(&self) -> impl Iterator<Item = (i64, &Vec<i64>, &str, &str)> {
+        self.merges.iter().flat_map(|m| {
+            m.by_value
+                .iter()
+                .map(|((field, value), merged)| (m.survivor, merged, field.as_str(), value.as_str()))
         })
-        .collect();
-    for chunk in rows.chunks(rows_per_statement(7)) {
-        let sql = format!(
-            "INSERT INTO apply_profile_staging (hub_id, task_id, profile_id, bucket_id, \
-             member_count, oldest_contact, merged_into) VALUES {}",
-            values_list(chunk.len(), 7)
-        );
-        let mut q = sqlx::query(&sql);
-        for (profile, bucket, count, oldest, merged_into) in chunk {
-            q = q
-                .bind(hub)
-                .bind(task)
-                .bind(*profile)
-                .bind(*bucket)
-                .bind(*count)
-                .bind(*oldest)
-                .bind(*merged_into);
-        }
-        q.execute(&mut *conn).await?;
     }
-    Ok(())
+
+    /// The task's result once the swap is in.
+    fn result(&self, version: i64) -> serde_json::Value {
+        serde_json::json!({
+            "version": version,
+            "merges": self.merges.len(),
+            "contacts_moved": self.staged.iter().filter(|r| r.bucket_id.is_some()).count(),
+            "profiles_before": self.profiles_before,
+            "profiles_after": self.profiles_after,
+        })
+    }
 }
 
-/// Applies the staged profile changes: survivors take their new bucket and counts; every
-/// profile merged into an absorbed one, then the absorbed ones, point at the survivor, so
-/// resolving an old id stays one read.
-async fn swap_profiles(conn: &mut Conn, hub: HubId, task: TaskId, at: Millis) -> StoreResult<()> {
-    for sql in [
-        "UPDATE profiles SET bucket_id = s.bucket_id, member_count = s.member_count, \
-         oldest_contact = s.oldest_contact, updated_at = $3 FROM apply_profile_staging s \
-         WHERE profiles.hub_id = $1 AND s.hub_id = $1 AND s.task_id = $2 \
-         AND s.profile_id = profiles.id AND s.merged_into IS NULL",
-        // An IN list rather than a join: SQLite, planning with bound parameters, may
-        // otherwise scan the hub's profiles once per staged row.
-        "UPDATE profiles SET merged_into = (SELECT s.merged_into FROM apply_profile_staging s \
-         WHERE s.hub_id = $1 AND s.task_id = $2 AND s.profile_id = profiles.merged_into), \
-         updated_at = $3 WHERE profiles.hub_id = $1 AND profiles.merged_into IN \
-         (SELECT s.profile_id FROM apply_profile_staging s \
-          WHERE s.hub_id = $1 AND s.task_id = $2 AND s.merged_into IS NOT NULL)",
-        "UPDATE profiles SET merged_into = s.merged_into, updated_at = $3 \
-         FROM apply_profile_staging s WHERE profiles.hub_id = $1 AND s.hub_id = $1 \
-         AND s.task_id = $2 AND s.profile_id = profiles.id AND s.merged_into IS NOT NULL",
-        "DELETE FROM apply_profile_staging WHERE hub_id = $1 AND task_id = $2 AND $3 = $3",
-    ] {
-        sqlx::query(sql)
-            .bind(hub)
-            .bind(task)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+/// Moves one staged column from `staging` into its table (`$1` the hub, `$2` the task); see
+/// `ApplyPlan::staged_columns`.
+fn swap_staged_sql(staging: &str, (table, column, key): (&str, &str, &str)) -> String {
+    format!(
+        "UPDATE {table} SET {column} = s.{column} FROM {staging} s \
+         WHERE {table}.hub_id = $1 AND s.hub_id = $1 AND s.task_id = $2 \
+         AND s.contact_id = {table}.{key} AND s.{column} IS NOT NULL"
+    )
 }
 
-/// The apply's ledger rows (survivor, absorbed, field, value), many per statement.
-async fn insert_setting_ledger(
-    conn: &mut Conn,
-    hub: HubId,
-    seqs: &[i64],
-    rows: &[(i64, &Vec<i64>, &str, &str)],
-    at: Millis,
-    cause_id: &str,
-    actor: &str,
-) -> StoreResult<()> {
-    if seqs.len() < rows.len() {
-        return Err(StoreError::Corrupt("ran out of ledger ids".into()));
-    }
-    let per = rows_per_statement(10);
-    for (n, chunk) in rows.chunks(per).enumerate() {
-        let sql = format!(
-            "INSERT INTO merge_ledger (hub_id, seq, at, survivor_id, absorbed_ids, key_field, \
-             key_value, cause_kind, cause_id, actor) VALUES {}",
-            values_list(chunk.len(), 10)
-        );
-        let mut q = sqlx::query(&sql);
-        for (i, (survivor, absorbed, field, value)) in chunk.iter().enumerate() {
-            q = q
-                .bind(hub)
-                .bind(seqs[n * per + i])
-                .bind(at)
-                .bind(*survivor)
-                .bind(serde_json::to_string(absorbed)?)
-                .bind((*field).to_owned())
-                .bind((*value).to_owned())
-                .bind("setting")
-                .bind(cause_id.to_owned())
-                .bind(actor.to_owned());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
+/// The unify-settings row an apply adds (`$1` hub .. `$7` applied at).
+const INSERT_SETTING_SQL: &str = "INSERT INTO unify_settings (hub_id, version, keys, excluded, \
+     actor, task_id, applied_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// Each contact with its live profile (`$1` the hub), in contact order: one read, since a row
 /// costs more than the join (two reads of 1M rows took 3.3 s of a 1M apply through sqlx).

@@ -200,6 +200,11 @@ impl ThisStore {
     }
 }
 
+/// Ends task `$2` of hub `$1` with status `$3`, result `$4` or error `$5`, at `$6`.
+const FINISH_TASK_SQL: &str = "UPDATE tasks SET status = $3, result = $4, error = $5, \
+     finished_at = $6, started_at = COALESCE(started_at, $6), \
+     done = CASE WHEN $3 = 'succeeded' THEN total ELSE done END WHERE hub_id = $1 AND id = $2";
+
 async fn finish_task_in(
     conn: &mut Conn,
     hub: HubId,
@@ -210,11 +215,7 @@ async fn finish_task_in(
         Ok(v) => ("succeeded", Some(v.to_string()), None),
         Err(e) => ("failed", None, Some(e)),
     };
-    let n = sqlx::query(
-        "UPDATE tasks SET status = $3, result = $4, error = $5, finished_at = $6, \
-         started_at = COALESCE(started_at, $6), done = CASE WHEN $3 = 'succeeded' THEN total ELSE done END \
-         WHERE hub_id = $1 AND id = $2",
-    )
+    let n = sqlx::query(FINISH_TASK_SQL)
     .bind(hub)
     .bind(id)
     .bind(status)

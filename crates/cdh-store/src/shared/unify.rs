@@ -200,23 +200,6 @@ fn rows_per_statement(cols: usize) -> usize {
     (30_000 / cols).min(1000)
 }
 
-/// `(p, p, ...), (p, p, ...)`: placeholders for `rows` rows of `cols` columns, bound row by
-/// row. On SQLite they are positional `?`: binding numbered ones costs time quadratic in
-/// their number there.
-fn values_list(rows: usize, cols: usize) -> String {
-    let mut sql = String::with_capacity(rows * cols * 6);
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..cols {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&param(r * cols + c + 1));
-        }
-        sql.push(')');
-    }
-    sql
-}
 
 fn merged_event(
     survivor: ProfileId,

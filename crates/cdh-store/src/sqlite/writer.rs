@@ -111,8 +111,20 @@ pub(super) fn upsert(
     input: &ContactInput,
     actor: &str,
 ) -> StoreResult<Upserted> {
+    in_transaction(conn, |conn| upsert_in_transaction(conn, hub, input, actor))
+}
+
+/// Runs `work` in a write transaction (`BEGIN IMMEDIATE`): commits when it succeeds, rolls
+/// back when it fails.
+pub(super) fn in_transaction<T>(
+    conn: &mut Connection,
+    work: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-    let result = upsert_in_transaction(conn, hub, input, actor);
+    let result = work(conn).and_then(|done| {
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(done)
+    });
     if result.is_err() && !conn.is_autocommit() {
         // A failed rollback leaves the transaction open; the next BEGIN then fails, loudly.
         let _ = conn.execute_batch("ROLLBACK");
@@ -121,7 +133,7 @@ pub(super) fn upsert(
 }
 
 fn upsert_in_transaction(
-    conn: &mut Connection,
+    conn: &Connection,
     hub: HubId,
     input: &ContactInput,
     actor: &str,
@@ -163,7 +175,7 @@ fn upsert_in_transaction(
         std::mem::take(&mut plan.batch),
         (plan.ids.next, plan.event_seq),
         &settled.2,
-        true,
+        false,
     );
     run_batch(conn, &batch)?;
     Ok(upserted(plan, input, settled))
@@ -219,11 +231,17 @@ pub(super) fn query<T>(
 /// Runs the queued statements in order, each prepared once per connection.
 fn run_batch(conn: &Connection, batch: &WriteBatch) -> StoreResult<()> {
     for (sql, args) in &batch.statements {
-        let (sql, bound) = positional(sql, args);
-        conn.prepare_cached(&sql)?
-            .execute(params_from_iter(bound))?;
+        execute(conn, sql, args)?;
     }
     Ok(())
+}
+
+/// Runs one statement with `$n` placeholders over `args`; the number of rows it changed.
+pub(super) fn execute(conn: &Connection, sql: &str, args: &[Arg]) -> StoreResult<usize> {
+    let (sql, bound) = positional(sql, args);
+    Ok(conn
+        .prepare_cached(&sql)?
+        .execute(params_from_iter(bound))?)
 }
 
 /// `sql` with `$n` written as positional `?`, and the arguments in that order (see the sqlx

@@ -1,0 +1,257 @@
+//! SQLite's apply writes on the writer thread: the staged batches and the swap each run as
+//! one job over rusqlite, a prepared statement per row.
+//!
+//! The swap writes a row or two per contact (profiles, ledger, events). Through sqlx these
+//! were multi-row statements of a thousand rows, each parsed and planned afresh, and the swap
+//! took ~12 s of a 1M apply. Here each statement is prepared once and stepped per row, and
+//! the profile changes go straight from the plan to `profiles` by primary key, with no
+//! staging table in between (PostgreSQL stages them, see `postgres_apply.rs`: there a round
+//! trip per row would cost far more than the staging).
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::writer::{execute, in_transaction};
+use super::{
+    ApplyPlan, Arg, FINISH_TASK_SQL, HubId, INSERT_SETTING_SQL, SqliteStore, StoreError,
+    StoreResult, TaskId, UnifySetting, WRITTEN_EVENTS, merged_event, now_ms, swap_staged_sql,
+};
+
+/// The staged rows: a temporary table of the writer thread's connection, which every staged
+/// batch and the swap run on. Staged rows are scratch (a run that stops short of its swap
+/// starts over), so they need no place in the database file: written there, 750k rows went
+/// through the WAL twice, inserted and then deleted by the swap.
+const STAGING: &str = "temp.apply_staging";
+
+impl SqliteStore {
+    /// Creates the staging table on the writer's connection if it has none yet, and clears
+    /// what an earlier run of the task left there.
+    pub(super) async fn start_staging(
+        &self,
+        hub: HubId,
+        task: TaskId,
+        _plan: &Arc<ApplyPlan>,
+    ) -> StoreResult<()> {
+        self.apply_job(move |conn| {
+            conn.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS apply_staging (hub_id INTEGER NOT NULL, \
+                 task_id INTEGER NOT NULL, contact_id INTEGER NOT NULL, bucket_id INTEGER, \
+                 scope TEXT, PRIMARY KEY (hub_id, task_id, contact_id)) WITHOUT ROWID",
+            )?;
+            conn.prepare_cached(&format!(
+                "DELETE FROM {STAGING} WHERE hub_id = ?1 AND task_id = ?2"
+            ))?
+            .execute(params![hub, task])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Stages `rows` of the plan and records them as done, in a transaction of their own.
+    pub(super) async fn stage_batch(
+        &self,
+        hub: HubId,
+        task: TaskId,
+        plan: &Arc<ApplyPlan>,
+        rows: Range<usize>,
+    ) -> StoreResult<()> {
+        let plan = Arc::clone(plan);
+        self.apply_job(move |conn| {
+            let mut insert = conn.prepare_cached(&format!(
+                "INSERT INTO {STAGING} (hub_id, task_id, contact_id, bucket_id, scope) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))?;
+            for r in &plan.staged[rows.clone()] {
+                insert.execute(params![hub, task, r.contact_id, r.bucket_id, r.scope])?;
+            }
+            conn.prepare_cached(
+                "UPDATE tasks SET status = 'running', done = ?3 WHERE hub_id = ?1 AND id = ?2",
+            )?
+            .execute(params![hub, task, rows.end as i64])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The one transaction that makes the apply visible.
+    pub(super) async fn swap_in(
+        &self,
+        hub: HubId,
+        task: TaskId,
+        setting: &UnifySetting,
+        actor: &str,
+        plan: &Arc<ApplyPlan>,
+    ) -> StoreResult<()> {
+        let plan = Arc::clone(plan);
+        let setting = (
+            serde_json::to_string(&setting.keys)?,
+            serde_json::to_string(&setting.excluded)?,
+        );
+        let actor = actor.to_owned();
+        self.apply_job(move |conn| swap(conn, hub, task, &setting, &actor, &plan))
+            .await
+    }
+
+    /// Runs `work` in a write transaction on the writer thread, holding the write gate.
+    async fn apply_job<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let permit = Arc::clone(&self.write_gate).lock_owned().await;
+        self.writer_thread
+            .run(permit, move |conn| in_transaction(conn, work))
+            .await
+    }
+}
+
+/// The swap's statements: the staged columns, then each merge's profiles, ledger rows and
+/// events, the setting, the hub's counters and the task.
+fn swap(
+    conn: &Connection,
+    hub: HubId,
+    task: TaskId,
+    (keys, excluded): &(String, String),
+    actor: &str,
+    plan: &ApplyPlan,
+) -> StoreResult<()> {
+    let (marker, next_id): (i64, i64) = conn
+        .prepare_cached(&format!(
+            "SELECT {WRITTEN_EVENTS}, h.next_id FROM hubs h WHERE h.hub_id = ?1"
+        ))?
+        .query_row(params![hub], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or(StoreError::NotFound("hub"))?;
+    if marker != plan.marker {
+        return Err(StoreError::Conflict(
+            "contacts changed while the apply was computed".into(),
+        ));
+    }
+    let hub_and_task = [Arg::from(hub), Arg::from(task)];
+    for columns in plan.staged_columns() {
+        execute(conn, &swap_staged_sql(STAGING, columns), &hub_and_task)?;
+    }
+    let now = now_ms();
+    swap_profiles(conn, hub, plan, now)?;
+    let version: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(max(version), 0) + 1 FROM unify_settings WHERE hub_id = ?1",
+        )?
+        .query_row(params![hub], |r| r.get(0))?;
+    let cause_id = version.to_string();
+    let mut ledger = conn.prepare_cached(
+        "INSERT INTO merge_ledger (hub_id, seq, at, survivor_id, absorbed_ids, key_field, \
+         key_value, cause_kind, cause_id, actor) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'setting', ?8, ?9)",
+    )?;
+    let mut event = conn.prepare_cached(
+        "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let (mut seq, mut event_seq) = (next_id, marker);
+    for (survivor, absorbed, field, value) in plan.merge_records() {
+        let absorbed_json = serde_json::to_string(absorbed)?;
+        ledger.execute(params![
+            hub,
+            seq,
+            now,
+            survivor,
+            absorbed_json,
+            field,
+            value,
+            cause_id,
+            actor
+        ])?;
+        seq += 1;
+        let (kind, profile, payload) = merged_event(survivor, absorbed, field, value);
+        event_seq += 1;
+        event.execute(params![
+            hub,
+            event_seq,
+            now,
+            kind,
+            profile,
+            payload.to_string()
+        ])?;
+    }
+    conn.prepare_cached("UPDATE hubs SET next_id = ?2, event_seq = ?3 WHERE hub_id = ?1")?
+        .execute(params![hub, seq, event_seq])?;
+    execute(
+        conn,
+        INSERT_SETTING_SQL,
+        &[
+            hub.into(),
+            version.into(),
+            keys.as_str().into(),
+            excluded.as_str().into(),
+            actor.into(),
+            task.into(),
+            now.into(),
+        ],
+    )?;
+    conn.prepare_cached(&format!(
+        "DELETE FROM {STAGING} WHERE hub_id = ?1 AND task_id = ?2"
+    ))?
+    .execute(params![hub, task])?;
+    // `?n` is SQLite's explicitly numbered parameter, so the shared statement's `$n` keep
+    // their numbers, and `result` and `error` can be bound as text and NULL.
+    let finished = conn
+        .prepare_cached(&FINISH_TASK_SQL.replace('$', "?"))?
+        .execute(params![
+            hub,
+            task,
+            "succeeded",
+            plan.result(version).to_string(),
+            None::<String>,
+            now
+        ])?;
+    if finished == 0 {
+        return Err(StoreError::NotFound("task"));
+    }
+    Ok(())
+}
+
+/// Each merge's profile changes, by primary key: the survivor takes its new bucket and
+/// counts; every profile merged into an absorbed one, then the absorbed one itself, points at
+/// the survivor, so resolving an old id stays one read.
+fn swap_profiles(conn: &Connection, hub: HubId, plan: &ApplyPlan, at: i64) -> StoreResult<()> {
+    let mut survivor = conn.prepare_cached(
+        "UPDATE profiles SET bucket_id = ?3, member_count = ?4, oldest_contact = ?5, \
+         updated_at = ?6 WHERE hub_id = ?1 AND id = ?2",
+    )?;
+    let mut repoint = conn.prepare_cached(
+        "UPDATE profiles SET merged_into = ?3, updated_at = ?4 \
+         WHERE hub_id = ?1 AND merged_into = ?2",
+    )?;
+    let mut absorb = conn.prepare_cached(
+        "UPDATE profiles SET merged_into = ?3, updated_at = ?4 WHERE hub_id = ?1 AND id = ?2",
+    )?;
+    // The profiles something was merged into earlier, from the (partial) index of merged
+    // profiles: most absorbed profiles are none of them, and a probe each cost more.
+    let targets: HashSet<i64> = conn
+        .prepare_cached(
+            "SELECT DISTINCT merged_into FROM profiles \
+             WHERE hub_id = ?1 AND merged_into IS NOT NULL",
+        )?
+        .query_map(params![hub], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for m in &plan.merges {
+        survivor.execute(params![
+            hub,
+            m.survivor,
+            m.target_bucket,
+            m.member_count,
+            m.oldest_contact,
+            at
+        ])?;
+        for &absorbed in &m.absorbed {
+            if targets.contains(&absorbed) {
+                repoint.execute(params![hub, absorbed, m.survivor, at])?;
+            }
+            absorb.execute(params![hub, absorbed, m.survivor, at])?;
+        }
+    }
+    Ok(())
+}
