@@ -104,23 +104,34 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    /// The apply's two big reads, in the caller's snapshot.
+    /// The apply's two big reads, in the caller's snapshot, at once: the keys are read on a
+    /// second connection that imports the snapshot (`pg_export_snapshot`), so both use a core
+    /// each.
     async fn read_contacts_and_keys(
         &self,
         snapshot: &mut Transaction,
         hub: HubId,
         key_names: [&str; 3],
     ) -> StoreResult<(Vec<ContactProfileRow>, Vec<KeyValuesRow>)> {
-        let contact_rows: Vec<ContactProfileRow> = sqlx::query_as(APPLY_CONTACTS_SQL)
-            .bind(hub)
-            .fetch_all(&mut **snapshot)
+        let (snapshot_id,): (String,) = sqlx::query_as("SELECT pg_export_snapshot()")
+            .fetch_one(&mut **snapshot)
+            .await?;
+        let mut keys_tx = self.begin_snapshot().await?;
+        // The snapshot id is PostgreSQL's own text (hex digits and dashes).
+        sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{snapshot_id}'"))
+            .execute(&mut *keys_tx)
             .await?;
         let mut identifiers_query = sqlx::query_as::<_, KeyValuesRow>(APPLY_KEYS_SQL).bind(hub);
         for name in key_names {
             identifiers_query = identifiers_query.bind(name);
         }
-        let identifiers = identifiers_query.fetch_all(&mut **snapshot).await?;
-        Ok((contact_rows, identifiers))
+        let contacts = sqlx::query_as::<_, ContactProfileRow>(APPLY_CONTACTS_SQL)
+            .bind(hub)
+            .fetch_all(&mut **snapshot);
+        let (contact_rows, identifiers) =
+            tokio::join!(contacts, identifiers_query.fetch_all(&mut *keys_tx));
+        keys_tx.commit().await?;
+        Ok((contact_rows?, identifiers?))
     }
 
     /// One attempt at an upsert; the caller retries on contention.
