@@ -11,6 +11,7 @@ mod crash;
 mod exports;
 mod imports;
 mod lookups;
+mod migrations;
 mod name_search;
 mod previews;
 mod profiles_api;

@@ -1,0 +1,94 @@
+//! Migrations over a database that already holds data: a table a later migration rebuilds
+//! keeps every row, and every row that references it.
+
+use std::str::FromStr;
+
+use cdh_store::SqliteStore;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+/// A database made by the migrations before 0008, with a manual override on a profile, keeps
+/// the profile and the override when the store opens it and 0008 rebuilds `profiles` without
+/// rowid (the override references the profile, and migrations run with foreign keys on).
+#[tokio::test]
+async fn rebuilding_profiles_keeps_their_manual_overrides() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("old.sqlite").display());
+    let options = SqliteConnectOptions::from_str(&url)
+        .expect("url")
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("connect");
+    let mut before = sqlx::migrate!("migrations/sqlite");
+    let kept: Vec<_> = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 8)
+        .cloned()
+        .collect();
+    before.migrations = kept.into();
+    before.run(&pool).await.expect("migrations before 0008");
+    sqlx::query(
+        "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
+         member_count, merged_into, created_at, updated_at) \
+         VALUES (1, 10, 100, 100, 10, 1, NULL, 5, 6), (1, 11, 101, 101, 11, 1, 10, 5, 7)",
+    )
+    .execute(&pool)
+    .await
+    .expect("profiles");
+    sqlx::query(
+        "INSERT INTO profile_overrides (hub_id, profile_id, field, value, actor, updated_at) \
+         VALUES (1, 10, 'display_name', 'Ms Override', 'admin', 8)",
+    )
+    .execute(&pool)
+    .await
+    .expect("override");
+    pool.close().await;
+
+    let store = SqliteStore::open(&url).await.expect("opens and migrates");
+    let options = SqliteConnectOptions::from_str(&url).expect("url");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("connect again");
+    let overrides: Vec<(i64, i64, String, Option<String>, String, i64)> = sqlx::query_as(
+        "SELECT hub_id, profile_id, field, value, actor, updated_at FROM profile_overrides",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("overrides");
+    assert_eq!(
+        overrides,
+        vec![(
+            1,
+            10,
+            "display_name".to_owned(),
+            Some("Ms Override".to_owned()),
+            "admin".to_owned(),
+            8
+        )]
+    );
+    let profiles: Vec<(i64, i64, Option<i64>, i64)> =
+        sqlx::query_as("SELECT id, bucket_id, merged_into, updated_at FROM profiles ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("profiles");
+    assert_eq!(profiles, vec![(10, 10, None, 6), (11, 11, Some(10), 7)]);
+    let (schema,): (String,) =
+        sqlx::query_as("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'profiles'")
+            .fetch_one(&pool)
+            .await
+            .expect("schema");
+    assert!(schema.contains("WITHOUT ROWID"), "{schema}");
+    let dangling: Vec<(String, Option<i64>, String, i64)> =
+        sqlx::query_as("PRAGMA foreign_key_check")
+            .fetch_all(&pool)
+            .await
+            .expect("foreign key check");
+    assert!(dangling.is_empty(), "{dangling:?}");
+    drop(store);
+}
