@@ -248,21 +248,14 @@ async fn append_apply_events(
     events: &[(String, ProfileId, serde_json::Value)],
 ) -> StoreResult<()> {
     use std::fmt::Write;
-    move_pending_events(conn, hub).await?;
-    let (last,): (i64,) = sqlx::query_as(
-        "UPDATE hubs SET event_seq = event_seq + $2 WHERE hub_id = $1 RETURNING event_seq",
-    )
-    .bind(hub)
-    .bind(events.len() as i64)
-    .fetch_one(&mut *conn)
-    .await?;
+    let first = take_event_numbers(conn, hub, events.len()).await?;
     let at = now_ms();
     let mut copy = CopyRows::start(
         conn,
         "COPY events (hub_id, seq, at, kind, profile_id, payload) FROM STDIN",
     )
     .await?;
-    for (seq, (kind, profile, payload)) in (last - events.len() as i64 + 1..).zip(events) {
+    for (seq, (kind, profile, payload)) in (first..).zip(events) {
         let line = copy.row();
         let _ = write!(line, "{hub}\t{seq}\t{at}\t");
         copy_text(line, kind);

@@ -161,9 +161,7 @@ async fn profile_of_contact(
         .ok_or_else(|| StoreError::Corrupt(format!("contact {contact} has no live profile")))
 }
 
-/// Appends events, numbering them after the hub's last one. Runs last in a transaction: the
-/// hub row it updates is held to commit, so numbers follow commit order. Events of upserts
-/// committed before and still pending are numbered first, so they come before these.
+/// Appends events, numbering them after the hub's last one (see `take_event_numbers`).
 async fn append_events(
     conn: &mut Conn,
     hub: HubId,
@@ -172,15 +170,24 @@ async fn append_events(
     if events.is_empty() {
         return Ok(());
     }
+    let first = take_event_numbers(conn, hub, events.len()).await?;
+    insert_events(conn, hub, first, events).await
+}
+
+/// Takes `n` event numbers after the hub's last one; returns the first. Runs last in a
+/// transaction: the hub row it updates is held to commit, so numbers follow commit order.
+/// Events of upserts committed before and still pending are numbered first, so they come
+/// before these.
+async fn take_event_numbers(conn: &mut Conn, hub: HubId, n: usize) -> StoreResult<i64> {
     move_pending_events(conn, hub).await?;
     let (last,): (i64,) = sqlx::query_as(
         "UPDATE hubs SET event_seq = event_seq + $2 WHERE hub_id = $1 RETURNING event_seq",
     )
     .bind(hub)
-    .bind(events.len() as i64)
+    .bind(n as i64)
     .fetch_one(&mut *conn)
     .await?;
-    insert_events(conn, hub, last - events.len() as i64 + 1, events).await
+    Ok(last - n as i64 + 1)
 }
 
 /// Inserts events numbered from `first` (numbers the caller took from the hub row).
