@@ -1,6 +1,6 @@
-// PostgreSQL's apply writes over sqlx (included by `postgres.rs`): staged rows go in by
-// `COPY`, profile changes by multi-row inserts into `apply_profile_staging`, and the swap is a
-// few set-based statements over both. (SQLite runs its own on the writer thread, see
+// PostgreSQL's apply writes over sqlx (included by `postgres.rs`): staged rows and profile
+// changes go in by `COPY` (into `apply_staging` and `apply_profile_staging`), the swap is a
+// few set-based statements over both, and its ledger rows and events go in by `COPY` too. (SQLite runs its own on the writer thread, see
 // `sqlite/apply_write.rs`.)
 
 impl PgStore {
@@ -36,7 +36,7 @@ impl PgStore {
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         write_staging(&mut tx, hub, task_id, &plan.staged[rows.clone()]).await?;
-        sqlx::query("UPDATE tasks SET status = 'running', done = $3 WHERE hub_id = $1 AND id = $2")
+        sqlx::query(STAGED_DONE_SQL)
             .bind(hub)
             .bind(task_id)
             .bind(rows.end as i64)

@@ -42,7 +42,7 @@ pub struct SqliteStore {
     /// A handle of the store's own on the database file, only to fsync it (`None` when it
     /// could not be opened: the checkpointer then leaves the fsync to SQLite).
     database_file: Option<std::sync::Arc<std::fs::File>>,
-    /// The thread upserts run on.
+    /// The thread upserts and an apply's writes run on.
     writer_thread: std::sync::Arc<writer::WriterThread>,
     /// The database file, for the apply's reads over a connection of their own.
     path: std::path::PathBuf,

@@ -415,6 +415,10 @@ fn swap_staged_sql(staging: &str, (table, column, key): (&str, &str, &str)) -> S
     )
 }
 
+/// Records that the staged rows up to `$3` are written, for task `$2` of hub `$1`.
+const STAGED_DONE_SQL: &str =
+    "UPDATE tasks SET status = 'running', done = $3 WHERE hub_id = $1 AND id = $2";
+
 /// The unify-settings row an apply adds (`$1` hub .. `$7` applied at).
 const INSERT_SETTING_SQL: &str = "INSERT INTO unify_settings (hub_id, version, keys, excluded, \
      actor, task_id, applied_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";

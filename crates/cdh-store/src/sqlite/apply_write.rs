@@ -16,8 +16,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::writer::{execute, in_transaction};
 use super::{
-    ApplyPlan, Arg, FINISH_TASK_SQL, HubId, INSERT_SETTING_SQL, SqliteStore, StoreError,
-    StoreResult, TaskId, UnifySetting, WRITTEN_EVENTS, merged_event, now_ms, swap_staged_sql,
+    ApplyPlan, Arg, FINISH_TASK_SQL, HubId, INSERT_SETTING_SQL, STAGED_DONE_SQL, SqliteStore,
+    StoreError, StoreResult, TaskId, UnifySetting, WRITTEN_EVENTS, merged_event, now_ms,
+    swap_staged_sql,
 };
 
 /// The staged rows: a temporary table of the writer thread's connection, which every staged
@@ -41,11 +42,7 @@ impl SqliteStore {
                  task_id INTEGER NOT NULL, contact_id INTEGER NOT NULL, bucket_id INTEGER, \
                  scope TEXT, PRIMARY KEY (hub_id, task_id, contact_id)) WITHOUT ROWID",
             )?;
-            conn.prepare_cached(&format!(
-                "DELETE FROM {STAGING} WHERE hub_id = ?1 AND task_id = ?2"
-            ))?
-            .execute(params![hub, task])?;
-            Ok(())
+            clear_staging(conn, hub, task)
         })
         .await
     }
@@ -67,10 +64,11 @@ impl SqliteStore {
             for r in &plan.staged[rows.clone()] {
                 insert.execute(params![hub, task, r.contact_id, r.bucket_id, r.scope])?;
             }
-            conn.prepare_cached(
-                "UPDATE tasks SET status = 'running', done = ?3 WHERE hub_id = ?1 AND id = ?2",
-            )?
-            .execute(params![hub, task, rows.end as i64])?;
+            execute(
+                conn,
+                STAGED_DONE_SQL,
+                &[hub.into(), task.into(), (rows.end as i64).into()],
+            )?;
             Ok(())
         })
         .await
@@ -191,10 +189,7 @@ fn swap(
             now.into(),
         ],
     )?;
-    conn.prepare_cached(&format!(
-        "DELETE FROM {STAGING} WHERE hub_id = ?1 AND task_id = ?2"
-    ))?
-    .execute(params![hub, task])?;
+    clear_staging(conn, hub, task)?;
     // `?n` is SQLite's explicitly numbered parameter, so the shared statement's `$n` keep
     // their numbers, and `result` and `error` can be bound as text and NULL.
     let finished = conn
@@ -210,6 +205,15 @@ fn swap(
     if finished == 0 {
         return Err(StoreError::NotFound("task"));
     }
+    Ok(())
+}
+
+/// Deletes the task's staged rows.
+fn clear_staging(conn: &Connection, hub: HubId, task: TaskId) -> StoreResult<()> {
+    conn.prepare_cached(&format!(
+        "DELETE FROM {STAGING} WHERE hub_id = ?1 AND task_id = ?2"
+    ))?
+    .execute(params![hub, task])?;
     Ok(())
 }
 

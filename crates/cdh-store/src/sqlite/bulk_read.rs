@@ -1,5 +1,5 @@
-//! The apply's two big reads (every contact with its profile, every contact's key values) over
-//! a rusqlite connection of their own: through sqlx each row is a message from the
+//! The apply's two big reads (every contact with its profile, every contact's key values), at
+//! once, each over a read-only rusqlite connection of its own: through sqlx each row is a message from the
 //! connection's worker thread, which made these reads about 9 s of a 1M apply.
 
 use std::path::PathBuf;

@@ -7,6 +7,8 @@
 //! one job and awaits one reply. The job runs the same plan (`shared/upsert_plan.rs`) and the
 //! same statements as the sqlx path; only the reads and the batch's execution are written
 //! again, over rusqlite.
+//! An apply's staged batches and its swap run here too, as jobs of their own
+//! (`apply_write.rs`).
 //!
 //! SQLite admits one writer at a time, and this connection is a second writer beside sqlx's.
 //! An upsert therefore holds the store's write gate, which every sqlx write transaction
@@ -29,7 +31,8 @@ use super::{
 /// A job for the writer thread: runs on its connection, and sends its own reply.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
-/// Prepared statements the connection keeps: an upsert's dozen shapes, with room to spare.
+/// Prepared statements the connection keeps: an upsert's dozen shapes and an apply's
+/// fifteen or so, with room to spare.
 const STATEMENT_CACHE: usize = 256;
 
 /// The thread and the queue of its jobs; the thread ends when the last clone of the store
