@@ -34,7 +34,7 @@ const FOR_UPDATE: &str = "";
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
     writer: sqlx::SqlitePool,
-    /// Held by every write, through sqlx's writer or the writer thread, for as long as its
+    /// Held by every write, through sqlx's writer or the writer connection, for as long as its
     /// transaction lasts: SQLite admits one writer at a time, and two connections write here.
     /// A queue in the process is cheaper than waiting on the file lock, whose busy handler
     /// sleeps.
@@ -42,8 +42,8 @@ pub struct SqliteStore {
     /// A handle of the store's own on the database file, only to fsync it (`None` when it
     /// could not be opened: the checkpointer then leaves the fsync to SQLite).
     database_file: Option<std::sync::Arc<std::fs::File>>,
-    /// The thread upserts and an apply's writes run on.
-    writer_thread: std::sync::Arc<writer::WriterThread>,
+    /// The connection upserts and an apply's writes run on (`writer`).
+    writer_connection: writer::WriterConnection,
     /// The database file, for the apply's reads over a connection of their own.
     path: std::path::PathBuf,
     /// Dropped with the last clone of the store, which stops the background checkpointer.
@@ -116,7 +116,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
-        // The store's connections (sqlx's writer, its readers and the writer thread's) must
+        // The store's connections (sqlx's writer, its readers and the writer connection) must
         // open one database; in memory, each would open its own.
         if !filename.is_file() {
             writer.close().await;
@@ -140,7 +140,7 @@ impl SqliteStore {
         let alive = std::sync::Arc::new(());
         let write_gate = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         let database_file = std::fs::File::open(&filename).ok().map(std::sync::Arc::new);
-        let writer_thread = std::sync::Arc::new(writer::WriterThread::start(&filename)?);
+        let writer_connection = writer::WriterConnection::open(&filename)?;
         let path = filename.clone();
         // The task holds the pools and the file, not the store, whose last clone stops it.
         checkpoint_in_background(
@@ -155,7 +155,7 @@ impl SqliteStore {
             writer,
             write_gate,
             database_file,
-            writer_thread,
+            writer_connection,
             path,
             _alive: alive,
         })
@@ -174,7 +174,7 @@ impl SqliteStore {
         .await
     }
 
-    /// One attempt at an upsert: on the writer thread, holding the write gate until it has
+    /// One attempt at an upsert: on the writer connection, holding the write gate until it has
     /// committed (see `writer`).
     async fn upsert_attempt(
         &self,
@@ -184,7 +184,7 @@ impl SqliteStore {
     ) -> StoreResult<Upserted> {
         let permit = std::sync::Arc::clone(&self.write_gate).lock_owned().await;
         let (input, actor) = (input.clone(), actor.to_owned());
-        self.writer_thread
+        self.writer_connection
             .run(permit, move |conn| {
                 writer::upsert(conn, hub, &input, &actor)
             })

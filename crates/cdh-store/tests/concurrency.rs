@@ -195,7 +195,7 @@ async fn order_body(t: TestStore) {
 
 conformance!(upserts_alongside_other_writes_lose_nothing, alongside_body);
 /// Upserts from many tasks while other writes run at once (notes, and an apply of new keys):
-/// on SQLite the two go through different connections (the writer thread and sqlx's writer),
+/// on SQLite the two go through different connections (the writer connection and sqlx's writer),
 /// which must take turns. Every upsert and note lands, and the invariants hold.
 async fn alongside_body(t: TestStore) {
     let s = &t.store;

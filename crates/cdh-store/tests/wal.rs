@@ -58,7 +58,7 @@ async fn a_checkpoint_lets_the_next_write_start_the_wal_over() {
 }
 
 /// An in-memory database would be a different database on each of the store's connections
-/// (its writer thread, sqlx's writer, its readers): it is refused, with a message that says so.
+/// (its writer connection, sqlx's writer, its readers): it is refused, with a message that says so.
 #[tokio::test]
 async fn an_in_memory_database_is_refused() {
     let refused = cdh_store::SqliteStore::open("sqlite::memory:").await;

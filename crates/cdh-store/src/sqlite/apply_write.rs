@@ -1,4 +1,4 @@
-//! SQLite's apply writes on the writer thread: the staged batches and the swap each run as
+//! SQLite's apply writes on the writer connection: the staged batches and the swap each run as
 //! one job over rusqlite, a prepared statement per row.
 //!
 //! The swap writes a row or two per contact (profiles, ledger, events). Through sqlx these
@@ -21,7 +21,7 @@ use super::{
     swap_staged_sql,
 };
 
-/// The staged rows: a temporary table of the writer thread's connection, which every staged
+/// The staged rows: a temporary table of the writer connection, which every staged
 /// batch and the swap run on. Staged rows are scratch (a run that stops short of its swap
 /// starts over), so they need no place in the database file: written there, 750k rows went
 /// through the WAL twice, inserted and then deleted by the swap.
@@ -93,13 +93,13 @@ impl SqliteStore {
             .await
     }
 
-    /// Runs `work` in a write transaction on the writer thread, holding the write gate.
+    /// Runs `work` in a write transaction on the writer connection, holding the write gate.
     async fn apply_job<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let permit = Arc::clone(&self.write_gate).lock_owned().await;
-        self.writer_thread
+        self.writer_connection
             .run(permit, move |conn| in_transaction(conn, work))
             .await
     }

@@ -1,25 +1,30 @@
-//! SQLite's writer thread: upserts run start to finish on a thread that owns a connection of
-//! its own (rusqlite), so an upsert crosses threads twice instead of once per statement.
+//! SQLite's writer connection: an upsert runs start to finish as one synchronous job over a
+//! rusqlite connection of the store's own, on the caller's thread.
 //!
 //! Through sqlx every statement is a message to the connection's worker thread and every
 //! result one back, and each wakes a thread on the other core: about twenty hand-offs per
-//! upsert, which cost more than SQLite's own work. Here the caller sends the whole upsert as
-//! one job and awaits one reply. The job runs the same plan (`shared/upsert_plan.rs`) and the
-//! same statements as the sqlx path; only the reads and the batch's execution are written
-//! again, over rusqlite.
-//! An apply's staged batches and its swap run here too, as jobs of their own
-//! (`apply_write.rs`).
+//! upsert, which cost more than SQLite's own work. Here the whole upsert is one job. It runs
+//! the same plan (`shared/upsert_plan.rs`) and the same statements as the sqlx path; only the
+//! reads and the batch's execution are written again, over rusqlite. An apply's staged
+//! batches and its swap run here too, as jobs of their own (`apply_write.rs`).
+//!
+//! On a multi-threaded runtime (the server's) a job runs on the calling worker thread inside
+//! `block_in_place`, which hands the worker's other tasks to another thread meanwhile: nothing
+//! crosses threads on the upsert's path. A thread of the writer's own cost two wake-ups per
+//! upsert, one each way, and a thread woken from idle also runs colder: ~100 µs of a ~250 µs
+//! upsert (BENCHMARKS.md, "Upserts on the caller's thread"). A current-thread runtime does not
+//! allow `block_in_place`; there a job runs on the blocking pool.
 //!
 //! SQLite admits one writer at a time, and this connection is a second writer beside sqlx's.
-//! An upsert therefore holds the store's write gate, which every sqlx write transaction
-//! holds too, from before its job is queued until the job has committed: neither connection
-//! ever waits on the file lock for the other. (The sqlx writer pool's one connection would do
-//! as a gate, but returning it to the pool pings its worker thread: two more hand-offs.)
+//! A job therefore holds the store's write gate, which every sqlx write transaction holds
+//! too, from before it starts until it has committed: neither connection ever waits on the
+//! file lock for the other, and the connection's mutex is never contended.
 
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql, params_from_iter};
+use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::{
     AUTOCHECKPOINT_PAGES, Arg, CACHE_KIB, ContactInput, ContextRow, HubId, MMAP_BYTES, ProfileRow,
@@ -28,24 +33,19 @@ use super::{
     tie_query_sql, upsert_context, upsert_context_sql, upserted,
 };
 
-/// A job for the writer thread: runs on its connection, and sends its own reply.
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
-
 /// Prepared statements the connection keeps: an upsert's dozen shapes and an apply's
 /// fifteen or so, with room to spare.
 const STATEMENT_CACHE: usize = 256;
 
-/// The thread and the queue of its jobs; the thread ends when the last clone of the store
-/// drops this.
-#[derive(Debug)]
-pub(super) struct WriterThread {
-    jobs: mpsc::Sender<Job>,
+/// The connection upserts and an apply's writes run on; clones of the store share it.
+#[derive(Clone, Debug)]
+pub(super) struct WriterConnection {
+    conn: Arc<Mutex<Connection>>,
 }
 
-impl WriterThread {
-    /// Opens a connection to the database file at `path`, set up as sqlx's are, and starts
-    /// the thread that owns it.
-    pub(super) fn start(path: &std::path::Path) -> StoreResult<Self> {
+impl WriterConnection {
+    /// Opens a connection to the database file at `path`, set up as sqlx's are.
+    pub(super) fn open(path: &std::path::Path) -> StoreResult<Self> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -58,30 +58,14 @@ impl WriterThread {
             -CACHE_KIB
         ))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("cdh-sqlite-writer".to_owned())
-            .spawn(move || {
-                let mut conn = conn;
-                for job in queue {
-                    // A job that panics (a bug) fails its own caller, whose reply is dropped,
-                    // and not every upsert after it: its transaction is rolled back and the
-                    // thread goes on.
-                    let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
-                    if std::panic::catch_unwind(run).is_err() && !conn.is_autocommit() {
-                        let _ = conn.execute_batch("ROLLBACK");
-                    }
-                }
-            })
-            .map_err(|e| StoreError::Backend {
-                cause: format!("could not start the SQLite writer thread: {e}"),
-            })?;
-        Ok(Self { jobs })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
-    /// Runs `work` on the writer thread and waits for its result. `permit` (the write gate's
-    /// guard) is dropped on the thread once `work` is done, even when the caller stopped
-    /// waiting.
+    /// Runs `work` on the connection: on this thread in a multi-threaded runtime, on the
+    /// blocking pool in a current-thread one. `permit` (the write gate's guard) is dropped
+    /// once `work` is done, even when a caller on the blocking pool stopped waiting.
     pub(super) async fn run<T, P>(
         &self,
         permit: P,
@@ -91,18 +75,45 @@ impl WriterThread {
         T: Send + 'static,
         P: Send + 'static,
     {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = work(conn);
+        let conn = Arc::clone(&self.conn);
+        let job = move || {
+            let result = run_job(&conn, work);
             drop(permit);
-            // The caller may have stopped waiting; the work is done either way.
-            let _ = reply.send(result);
-        });
-        let stopped = || StoreError::Unavailable {
-            cause: "the SQLite writer thread has stopped".to_owned(),
+            result
         };
-        self.jobs.send(job).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        match Handle::current().runtime_flavor() {
+            RuntimeFlavor::CurrentThread => {
+                tokio::task::spawn_blocking(job)
+                    .await
+                    .map_err(|e| StoreError::Unavailable {
+                        cause: format!("a write on SQLite's writer connection did not finish: {e}"),
+                    })?
+            }
+            _ => tokio::task::block_in_place(job),
+        }
+    }
+}
+
+/// Runs `work` holding the connection. A job that panics (a bug) fails its own caller, and
+/// not every write after it: its transaction is rolled back, and the connection goes on.
+fn run_job<T>(
+    conn: &Mutex<Connection>,
+    work: impl FnOnce(&mut Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+    let conn = &mut *conn;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn))) {
+        Ok(result) => result,
+        Err(_) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Err(StoreError::Backend {
+                cause: "a write on SQLite's writer connection panicked; its transaction was \
+                        rolled back"
+                    .to_owned(),
+            })
+        }
     }
 }
 
@@ -267,26 +278,25 @@ impl ToSql for Arg {
 
 #[cfg(test)]
 mod tests {
-    use super::WriterThread;
+    use super::WriterConnection;
 
     /// A job that panics mid-transaction fails its caller only: the transaction is rolled
-    /// back, and the next job runs on the same thread.
-    #[tokio::test]
-    async fn a_panicking_job_leaves_the_thread_working() {
+    /// back, and the next job runs on the same connection.
+    async fn a_panicking_job_fails_its_caller_only() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("w.sqlite");
         rusqlite::Connection::open(&path)
             .and_then(|c| c.execute_batch("CREATE TABLE t (x INTEGER)"))
             .expect("create");
-        let thread = WriterThread::start(&path).expect("start");
-        let failed = thread
+        let writer = WriterConnection::open(&path).expect("open");
+        let failed = writer
             .run((), |conn| -> crate::StoreResult<()> {
                 conn.execute_batch("BEGIN; INSERT INTO t VALUES (1)")?;
                 panic!("a bug in a job");
             })
             .await;
         assert!(failed.is_err(), "the caller hears of the failure");
-        let rows = thread
+        let rows = writer
             .run((), |conn| {
                 conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT")?;
                 Ok(conn.query_row("SELECT group_concat(x) FROM t", [], |r| {
@@ -296,5 +306,17 @@ mod tests {
             .await
             .expect("the next job runs");
         assert_eq!(rows, "2", "the panicked job's insert was rolled back");
+    }
+
+    /// On the server's runtime the job runs on the caller's thread (`block_in_place`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_multi_threaded_runtime() {
+        a_panicking_job_fails_its_caller_only().await;
+    }
+
+    /// A current-thread runtime forbids `block_in_place`: the job runs on the blocking pool.
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_a_current_thread_runtime() {
+        a_panicking_job_fails_its_caller_only().await;
     }
 }
