@@ -103,7 +103,7 @@ impl PgStore {
             .iter()
             .map(|(survivor, merged, field, value)| merged_event(*survivor, merged, field, value))
             .collect();
-        append_apply_events(conn, hub, &events).await?;
+        append_apply_events(conn, hub, &events, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -241,15 +241,16 @@ async fn insert_setting_ledger(
     copy.finish().await
 }
 
-/// Appends the apply's events after the hub's last, by `COPY` (see `insert_setting_ledger`).
+/// Appends the apply's events after the hub's last, by `COPY` (see `insert_setting_ledger`),
+/// stamped `at` as their ledger rows are.
 async fn append_apply_events(
     conn: &mut Conn,
     hub: HubId,
     events: &[(String, ProfileId, serde_json::Value)],
+    at: Millis,
 ) -> StoreResult<()> {
     use std::fmt::Write;
     let first = take_event_numbers(conn, hub, events.len()).await?;
-    let at = now_ms();
     let mut copy = CopyRows::start(
         conn,
         "COPY events (hub_id, seq, at, kind, profile_id, payload) FROM STDIN",

@@ -148,3 +148,101 @@ async fn excluded_body(t: TestStore) {
     assert_ne!(a.contact.profile_id, b.contact.profile_id);
     t.finish(h.id).await;
 }
+
+conformance!(
+    an_applys_merged_events_page_like_any_others,
+    merged_events_body
+);
+/// An apply's `profile.merged` events (SQLite keeps them as one range of its ledger rows,
+/// which the feed expands): one per ledger row the apply wrote, numbered on from the events
+/// before them without a gap, followed by later events, and the same whatever the page size
+/// or wherever a cursor stops inside them.
+async fn merged_events_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    // Six pairs that share a mobile, and a trio tied through two values (one merge, two
+    // ledger rows): eight ledger rows once mobile and email are keys.
+    for i in 0..6 {
+        let mobile = format!("09111111{i:02}");
+        for side in ["a", "b"] {
+            let id = format!("{side}{i}");
+            upsert(s, h.id, h.email_caac, &id, &[("display_mobile", &mobile)]).await;
+        }
+    }
+    let email = ("display_email", "trio@example.com");
+    upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "c0",
+        &[("display_mobile", "0922222222"), email],
+    )
+    .await;
+    upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "c1",
+        &[("display_mobile", "0922222222")],
+    )
+    .await;
+    upsert(s, h.id, h.email_caac, "c2", &[email]).await;
+    let before = s.events_after(h.id, 0, 10_000).await.unwrap().len();
+    let result = apply_keys(s, h.id, &["display_mobile", "display_email"]).await;
+    assert_eq!(result["merges"], 7, "{result}");
+    upsert(s, h.id, h.email_caac, "late", &[("display_name", "Late")]).await;
+
+    let all = s.events_after(h.id, 0, 10_000).await.unwrap();
+    let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=all.len() as i64).collect::<Vec<_>>(), "no gaps");
+    let merged = &all[before..all.len() - 1];
+    assert_eq!(merged.len(), 8, "one event per ledger row: {merged:?}");
+    assert!(
+        merged.iter().all(|e| e.kind == "profile.merged"),
+        "{merged:?}"
+    );
+    assert_eq!(
+        all.last().unwrap().kind,
+        "profile.created",
+        "the later upsert's"
+    );
+
+    // Each merged event is a ledger row of the apply, and no two are the same row.
+    let mut rows = Vec::new();
+    for e in merged {
+        let lineage = s.lineage(h.id, e.profile_id).await.unwrap();
+        let row = lineage
+            .iter()
+            .find(|l| {
+                l.cause.kind == "setting"
+                    && serde_json::json!(l.absorbed_ids) == e.payload["merged_ids"]
+                    && e.payload["key"] == l.key_field.as_str()
+                    && e.payload["value"] == l.key_value.as_str()
+            })
+            .unwrap_or_else(|| panic!("no ledger row for {e:?} in {lineage:?}"));
+        assert_eq!(e.payload["survivor_id"], row.survivor_id);
+        assert_eq!(e.at, row.at);
+        rows.push(row.seq);
+    }
+    rows.sort_unstable();
+    rows.dedup();
+    assert_eq!(rows.len(), merged.len(), "distinct ledger rows");
+
+    // Any page size, from the start, reads the same feed.
+    for page in [1, 2, 3, 5] {
+        let mut read = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let batch = s.events_after(h.id, cursor, page).await.unwrap();
+            assert!(batch.len() <= page as usize, "at most a page");
+            let Some(last) = batch.last() else { break };
+            cursor = last.seq;
+            read.extend(batch);
+        }
+        assert_eq!(read, all, "pages of {page}");
+    }
+    // A cursor inside the merged events starts right after it.
+    let inside = merged[2].seq;
+    let next = s.events_after(h.id, inside, 2).await.unwrap();
+    assert_eq!(next, all[before + 3..before + 5].to_vec());
+}

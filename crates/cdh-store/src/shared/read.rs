@@ -336,28 +336,96 @@ impl ThisStore {
         self.numbered_events(hub, after, limit).await
     }
 
-    /// Events already numbered, after `after`; `events_impl` numbers pending ones first.
+    /// Events already numbered, after `after`; `events_impl` numbers pending ones first. A
+    /// row of kind `MERGED_RANGE_KIND` is expanded into its `profile.merged` events.
     async fn numbered_events(&self, hub: HubId, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        let limit = i64::from(limit.clamp(1, 10_000));
         let rows: Vec<(i64, i64, String, i64, String)> = sqlx::query_as(
             "SELECT seq, at, kind, profile_id, payload FROM events WHERE hub_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(hub)
         .bind(after)
-        .bind(i64::from(limit.clamp(1, 10_000)))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(seq, at, kind, profile_id, payload)| {
-                Ok(Event {
+        let mut events = Vec::with_capacity(rows.len());
+        for (seq, at, kind, profile_id, payload) in rows {
+            let room = limit - events.len() as i64;
+            if room <= 0 {
+                break;
+            }
+            if kind == MERGED_RANGE_KIND {
+                let range: MergedRange = serde_json::from_str(&payload)?;
+                let from = range.first.max(after + 1);
+                let to = seq.min(from + room - 1);
+                self.expand_merged_range(hub, &range, from..=to, &mut events)
+                    .await?;
+            } else {
+                events.push(Event {
                     seq,
                     at,
                     kind,
                     profile_id,
                     payload: serde_json::from_str(&payload)?,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(events)
     }
+
+    /// The `profile.merged` events numbered `seqs` of a merged range, built from its ledger
+    /// rows as `merged_event` builds them when each is written as a row of its own.
+    async fn expand_merged_range(
+        &self,
+        hub: HubId,
+        range: &MergedRange,
+        seqs: std::ops::RangeInclusive<i64>,
+        events: &mut Vec<Event>,
+    ) -> StoreResult<()> {
+        let offset = range.ledger_seq - range.first;
+        let rows: Vec<(i64, i64, String, String, String)> = sqlx::query_as(
+            "SELECT at, survivor_id, absorbed_ids, key_field, key_value FROM merge_ledger \
+             WHERE hub_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
+        )
+        .bind(hub)
+        .bind(seqs.start() + offset)
+        .bind(seqs.end() + offset)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.len() as i64 != seqs.end() - seqs.start() + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "events {}..={} of hub {hub} name ledger rows that are not there",
+                seqs.start(),
+                seqs.end()
+            )));
+        }
+        for (seq, (at, survivor, absorbed, field, value)) in seqs.zip(rows) {
+            let absorbed: Vec<ProfileId> = serde_json::from_str(&absorbed)?;
+            let (kind, profile_id, payload) = merged_event(survivor, &absorbed, &field, &value);
+            events.push(Event {
+                seq,
+                at,
+                kind,
+                profile_id,
+                payload,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The `kind` of an events row that stands for a run of `profile.merged` events, one per
+/// ledger row: SQLite's apply writes one such row instead of a row per merge (hundreds of
+/// thousands of them). The row's own `seq` is the run's last; its payload is a
+/// `MergedRange`. The feed expands it (`numbered_events`), so no reader ever sees it.
+const MERGED_RANGE_KIND: &str = "profile.merged.range";
+
+/// Where a merged range starts: its first event's number, and the ledger row that event is.
+/// The ledger rows follow one another, as the events do.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MergedRange {
+    first: i64,
+    ledger_seq: i64,
 }
 
 type LedgerRow = (
