@@ -383,10 +383,10 @@ impl ThisStore {
         events: &mut Vec<Event>,
     ) -> StoreResult<()> {
         let offset = range.ledger_seq - range.first;
-        let rows: Vec<(i64, i64, String, String, String)> = sqlx::query_as(
-            "SELECT at, survivor_id, absorbed_ids, key_field, key_value FROM merge_ledger \
-             WHERE hub_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
-        )
+        let rows: Vec<LedgerRow> = sqlx::query_as(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM merge_ledger l \
+             WHERE l.hub_id = $1 AND l.seq BETWEEN $2 AND $3 ORDER BY l.seq"
+        ))
         .bind(hub)
         .bind(seqs.start() + offset)
         .bind(seqs.end() + offset)
@@ -399,12 +399,13 @@ impl ThisStore {
                 seqs.end()
             )));
         }
-        for (seq, (at, survivor, absorbed, field, value)) in seqs.zip(rows) {
-            let absorbed: Vec<ProfileId> = serde_json::from_str(&absorbed)?;
-            let (kind, profile_id, payload) = merged_event(survivor, &absorbed, &field, &value);
+        for (seq, row) in seqs.zip(rows) {
+            let l = ledger_from_row(row)?;
+            let (kind, profile_id, payload) =
+                merged_event(l.survivor_id, &l.absorbed_ids, &l.key_field, &l.key_value);
             events.push(Event {
                 seq,
-                at,
+                at: l.at,
                 kind,
                 profile_id,
                 payload,
