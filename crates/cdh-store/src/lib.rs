@@ -11,6 +11,7 @@ pub mod rules;
 pub mod sqlite;
 
 mod any;
+mod merged_range;
 
 pub use any::{AnyStore, open};
 pub use error::{StoreError, StoreResult};

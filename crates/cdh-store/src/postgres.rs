@@ -456,12 +456,20 @@ async fn next_id(conn: &mut Conn, _hub: HubId) -> StoreResult<i64> {
     Ok(id)
 }
 
+/// `n` ids in increasing order, a block (`ID_BLOCK_LEN` ids) per `nextval`: where no other
+/// writer took a block in between, they follow one another.
 async fn next_ids(conn: &mut Conn, _hub: HubId, n: usize) -> StoreResult<Vec<i64>> {
-    let ids: Vec<(i64,)> = sqlx::query_as("SELECT nextval('cdh_ids') FROM generate_series(1, $1)")
-        .bind(n as i64)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(ids.into_iter().map(|r| r.0).collect())
+    let blocks = (n as u64).div_ceil(ID_BLOCK_LEN as u64) as i64;
+    let starts: Vec<(i64,)> =
+        sqlx::query_as("SELECT nextval('cdh_ids') FROM generate_series(1, $1) ORDER BY 1")
+            .bind(blocks)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(starts
+        .into_iter()
+        .flat_map(|(start,)| start..start + ID_BLOCK_LEN)
+        .take(n)
+        .collect())
 }
 
 include!("postgres_events.rs");

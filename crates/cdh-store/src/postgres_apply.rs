@@ -1,6 +1,7 @@
 // PostgreSQL's apply writes over sqlx (included by `postgres.rs`): staged rows and profile
 // changes go in by `COPY` (into `apply_staging` and `apply_profile_staging`), the swap is a
-// few set-based statements over both, and its ledger rows and events go in by `COPY` too. (SQLite runs its own on the writer thread, see
+// few set-based statements over both, its ledger rows go in by `COPY` too, and its events as
+// one merged range (`merged_range.rs`). (SQLite runs its own on the writer thread, see
 // `sqlite/apply_write.rs`.)
 
 impl PgStore {
@@ -99,11 +100,7 @@ impl PgStore {
             .execute(&mut *conn)
             .await?;
         finish_task_in(conn, hub, task_id, Ok(plan.result(version))).await?;
-        let events: Vec<_> = ledger
-            .iter()
-            .map(|(survivor, merged, field, value)| merged_event(*survivor, merged, field, value))
-            .collect();
-        append_apply_events(conn, hub, &events, now).await?;
+        append_merged_range(conn, hub, &seqs[..ledger.len()], now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -204,9 +201,9 @@ async fn swap_profiles(conn: &mut Conn, hub: HubId, task: TaskId, at: Millis) ->
     Ok(())
 }
 
-/// The apply's ledger rows (survivor, absorbed, field, value) and their `profile.merged`
-/// events, by `COPY`: as multi-row inserts, each 1,000 rows of ten parameters, they took
-/// ~13 s of a 1M apply.
+/// The apply's ledger rows (survivor, absorbed, field, value), by `COPY`: as multi-row
+/// inserts, each 1,000 rows of ten parameters, they and their events took ~13 s of a 1M
+/// apply.
 #[allow(clippy::too_many_arguments)]
 async fn insert_setting_ledger(
     conn: &mut Conn,
@@ -241,31 +238,34 @@ async fn insert_setting_ledger(
     copy.finish().await
 }
 
-/// Appends the apply's events after the hub's last, by `COPY` (see `insert_setting_ledger`),
-/// stamped `at` as their ledger rows are.
-async fn append_apply_events(
+/// Appends the apply's `profile.merged` events, one per ledger row numbered `ledger_seqs`,
+/// after the hub's last: as one events row of kind `MERGED_RANGE_KIND` that the feed expands.
+/// A row per event, even by `COPY`, took ~6 s of a 1M apply.
+async fn append_merged_range(
     conn: &mut Conn,
     hub: HubId,
-    events: &[(String, ProfileId, serde_json::Value)],
+    ledger_seqs: &[i64],
     at: Millis,
 ) -> StoreResult<()> {
-    use std::fmt::Write;
-    let first = take_event_numbers(conn, hub, events.len()).await?;
-    let mut copy = CopyRows::start(
-        conn,
-        "COPY events (hub_id, seq, at, kind, profile_id, payload) FROM STDIN",
-    )
-    .await?;
-    for (seq, (kind, profile, payload)) in (first..).zip(events) {
-        let line = copy.row();
-        let _ = write!(line, "{hub}\t{seq}\t{at}\t");
-        copy_text(line, kind);
-        let _ = write!(line, "\t{profile}\t");
-        copy_text(line, &payload.to_string());
-        line.push('\n');
-        copy.flush_if_full().await?;
+    if ledger_seqs.is_empty() {
+        return Ok(());
     }
-    copy.finish().await
+    let first = take_event_numbers(conn, hub, ledger_seqs.len()).await?;
+    let range = MergedRange::new(first, ledger_seqs)
+        .ok_or_else(|| StoreError::Corrupt("ledger ids out of order".into()))?;
+    let last = first + ledger_seqs.len() as i64 - 1;
+    sqlx::query(
+        "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) \
+         VALUES ($1, $2, $3, $4, 0, $5)",
+    )
+    .bind(hub)
+    .bind(last)
+    .bind(at)
+    .bind(MERGED_RANGE_KIND)
+    .bind(serde_json::to_string(&range)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Rows sent to a `COPY ... FROM STDIN` (text format) a buffer at a time.

@@ -8,6 +8,7 @@ use cdh_core::{
 };
 
 use crate::error::{StoreError, StoreResult};
+use crate::merged_range::{MERGED_RANGE_KIND, MergedRange};
 use crate::model::{
     AppliedSetting, Cause, ChannelId, Contact, ContactId, ContactInput, Event, FieldValue, HubId,
     InvalidField, IssuedToken, LedgerEntry, Millis, NewChannel, OrganizationId, Page, Profile,

@@ -382,22 +382,28 @@ impl ThisStore {
         seqs: std::ops::RangeInclusive<i64>,
         events: &mut Vec<Event>,
     ) -> StoreResult<()> {
-        let offset = range.ledger_seq - range.first;
+        let missing = || {
+            StoreError::Corrupt(format!(
+                "events {}..={} of hub {hub} name ledger rows that are not there",
+                seqs.start(),
+                seqs.end()
+            ))
+        };
+        let from = range.ledger_seq_of(*seqs.start()).ok_or_else(missing)?;
+        let to = range.ledger_seq_of(*seqs.end()).ok_or_else(missing)?;
+        // No other ledger row of the hub lies between an apply's first and last
+        // (`merged_range`), so the rows between these two are the events' rows, in order.
         let rows: Vec<LedgerRow> = sqlx::query_as(&format!(
             "SELECT {LEDGER_COLUMNS} FROM merge_ledger l \
              WHERE l.hub_id = $1 AND l.seq BETWEEN $2 AND $3 ORDER BY l.seq"
         ))
         .bind(hub)
-        .bind(seqs.start() + offset)
-        .bind(seqs.end() + offset)
+        .bind(from)
+        .bind(to)
         .fetch_all(&self.pool)
         .await?;
         if rows.len() as i64 != seqs.end() - seqs.start() + 1 {
-            return Err(StoreError::Corrupt(format!(
-                "events {}..={} of hub {hub} name ledger rows that are not there",
-                seqs.start(),
-                seqs.end()
-            )));
+            return Err(missing());
         }
         for (seq, row) in seqs.zip(rows) {
             let l = ledger_from_row(row)?;
@@ -413,20 +419,6 @@ impl ThisStore {
         }
         Ok(())
     }
-}
-
-/// The `kind` of an events row that stands for a run of `profile.merged` events, one per
-/// ledger row: SQLite's apply writes one such row instead of a row per merge (hundreds of
-/// thousands of them). The row's own `seq` is the run's last; its payload is a
-/// `MergedRange`. The feed expands it (`numbered_events`), so no reader ever sees it.
-const MERGED_RANGE_KIND: &str = "profile.merged.range";
-
-/// Where a merged range starts: its first event's number, and the ledger row that event is.
-/// The ledger rows follow one another, as the events do.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct MergedRange {
-    first: i64,
-    ledger_seq: i64,
 }
 
 type LedgerRow = (

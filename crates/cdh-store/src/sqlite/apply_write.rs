@@ -195,6 +195,7 @@ fn swap(
         let range = serde_json::to_string(&MergedRange {
             first: marker + 1,
             ledger_seq: first_seq,
+            runs: Vec::new(),
         })?;
         conn.prepare_cached(
             "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) \
