@@ -500,3 +500,57 @@ mod batch_tests {
         assert_eq!(values, ["9", "7", "7", "y", "x"]);
     }
 }
+
+#[cfg(test)]
+mod planner_tests {
+    use super::{ORDERED_JOIN, SqliteStore};
+
+    /// How SQLite plans `sql` on `store`'s read connections, one line per step.
+    async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query_as(&explain).bind(1_i64);
+        if sql.contains("$2") {
+            query = query.bind(2_i64);
+        }
+        let rows: Vec<(i64, i64, i64, String)> = query.fetch_all(&store.pool).await.unwrap();
+        rows.into_iter().map(|r| r.3).collect()
+    }
+
+    /// A new database has never been analyzed. Without statistics SQLite joined a membership
+    /// to its profile by scanning the hub's profiles through the primary key (migration 0009).
+    #[tokio::test]
+    async fn a_new_database_joins_memberships_to_profiles_by_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let live_profile = format!(
+            "{ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
+             AND +p.merged_into IS NULL"
+        );
+        for sql in [
+            // A contact's profile (reads, upserts).
+            format!(
+                "SELECT p.id FROM memberships m {live_profile} \
+                 WHERE m.hub_id = $1 AND m.contact_id = $2"
+            ),
+            // Every contact's profile (previews).
+            format!(
+                "SELECT m.contact_id, p.id FROM memberships m {live_profile} WHERE m.hub_id = $1"
+            ),
+            // The profiles of a key value (lookups).
+            format!(
+                "SELECT p.id FROM identifiers i {ORDERED_JOIN} memberships m \
+                 ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id {live_profile} \
+                 WHERE i.hub_id = $1 AND i.field = 'email' AND i.value = $2"
+            ),
+        ] {
+            let steps = plan(&store, &sql).await;
+            let profile_step: Vec<&String> = steps.iter().filter(|s| s.contains(" p ")).collect();
+            assert_eq!(
+                profile_step,
+                ["SEARCH p USING INDEX profiles_by_bucket (hub_id=? AND bucket_id=?)"],
+                "{sql}: {steps:?}"
+            );
+        }
+    }
+}
