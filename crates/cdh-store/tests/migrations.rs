@@ -1,5 +1,6 @@
 //! Migrations over a database that already holds data: a table a later migration rebuilds
-//! keeps every row, and every row that references it.
+//! keeps every row, and every row that references it; planner statistics gathered before are
+//! kept.
 
 use std::str::FromStr;
 
@@ -91,4 +92,64 @@ async fn rebuilding_profiles_keeps_their_manual_overrides() {
             .expect("foreign key check");
     assert!(dangling.is_empty(), "{dangling:?}");
     drop(store);
+}
+
+/// Migration 0009 gives a database that was never analyzed the planner statistics of a large
+/// hub, and keeps the statistics of a table that was analyzed.
+#[tokio::test]
+async fn planner_statistics_fill_in_what_analyze_never_gathered() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("old.sqlite").display());
+    let options = SqliteConnectOptions::from_str(&url)
+        .expect("url")
+        .create_if_missing(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("connect");
+    let mut before = sqlx::migrate!("migrations/sqlite");
+    let kept: Vec<_> = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 9)
+        .cloned()
+        .collect();
+    before.migrations = kept.into();
+    before.run(&pool).await.expect("migrations before 0009");
+    sqlx::query(
+        "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
+         member_count, merged_into, created_at, updated_at) \
+         VALUES (1, 10, 100, 100, 10, 1, NULL, 5, 6), (1, 11, 101, 101, 11, 1, NULL, 5, 7)",
+    )
+    .execute(&pool)
+    .await
+    .expect("profiles");
+    sqlx::query("ANALYZE profiles")
+        .execute(&pool)
+        .await
+        .expect("analyze");
+    pool.close().await;
+
+    let _store = SqliteStore::open(&url).await.expect("opens and migrates");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::from_str(&url).expect("url"))
+        .await
+        .expect("connect again");
+    let stat = |idx: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String,)>("SELECT stat FROM sqlite_stat1 WHERE idx = $1")
+                .bind(idx)
+                .fetch_all(&pool)
+                .await
+                .expect("stat")
+                .into_iter()
+                .map(|r| r.0)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(stat("profiles_by_bucket").await, ["2 2 1"]);
+    assert_eq!(stat("memberships_by_bucket").await, ["1000000 1000000 2 1"]);
 }
