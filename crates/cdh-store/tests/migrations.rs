@@ -5,14 +5,12 @@
 use std::str::FromStr;
 
 use cdh_store::SqliteStore;
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-/// A database made by the migrations before 0008, with a manual override on a profile, keeps
-/// the profile and the override when the store opens it and 0008 rebuilds `profiles` without
-/// rowid (the override references the profile, and migrations run with foreign keys on).
-#[tokio::test]
-async fn rebuilding_profiles_keeps_their_manual_overrides() {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// A database in `dir` made by the migrations numbered below `version` (foreign keys on, as
+/// the store's migrations run): its URL and a connection to it.
+async fn migrated_before(dir: &tempfile::TempDir, version: i64) -> (String, SqlitePool) {
     let url = format!("sqlite://{}", dir.path().join("old.sqlite").display());
     let options = SqliteConnectOptions::from_str(&url)
         .expect("url")
@@ -27,11 +25,24 @@ async fn rebuilding_profiles_keeps_their_manual_overrides() {
     let kept: Vec<_> = before
         .migrations
         .iter()
-        .filter(|m| m.version < 8)
+        .filter(|m| m.version < version)
         .cloned()
         .collect();
     before.migrations = kept.into();
-    before.run(&pool).await.expect("migrations before 0008");
+    before
+        .run(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("migrations before {version}: {e}"));
+    (url, pool)
+}
+
+/// A database made by the migrations before 0008, with a manual override on a profile, keeps
+/// the profile and the override when the store opens it and 0008 rebuilds `profiles` without
+/// rowid (the override references the profile, and migrations run with foreign keys on).
+#[tokio::test]
+async fn rebuilding_profiles_keeps_their_manual_overrides() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, pool) = migrated_before(&dir, 8).await;
     sqlx::query(
         "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
          member_count, merged_into, created_at, updated_at) \
@@ -99,24 +110,7 @@ async fn rebuilding_profiles_keeps_their_manual_overrides() {
 #[tokio::test]
 async fn planner_statistics_fill_in_what_analyze_never_gathered() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("old.sqlite").display());
-    let options = SqliteConnectOptions::from_str(&url)
-        .expect("url")
-        .create_if_missing(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .expect("connect");
-    let mut before = sqlx::migrate!("migrations/sqlite");
-    let kept: Vec<_> = before
-        .migrations
-        .iter()
-        .filter(|m| m.version < 9)
-        .cloned()
-        .collect();
-    before.migrations = kept.into();
-    before.run(&pool).await.expect("migrations before 0009");
+    let (url, pool) = migrated_before(&dir, 9).await;
     sqlx::query(
         "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
          member_count, merged_into, created_at, updated_at) \
