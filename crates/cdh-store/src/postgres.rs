@@ -62,6 +62,11 @@ impl PgStore {
             setup.close().await;
             options = options.options([("search_path", schema)]);
         }
+        // Named in `pg_stat_activity` (unless the URL names it), with the schema if any.
+        if options.get_application_name().is_none() {
+            let name = schema.map_or_else(|| "cdh".to_owned(), |s| format!("cdh {s}"));
+            options = options.application_name(&name);
+        }
         // Upserts send their writes with values written as literals (see `finish_upsert`).
         options = options.options([("standard_conforming_strings", "on")]);
         let unavailable = |e: sqlx::Error| StoreError::Unavailable {
@@ -82,11 +87,23 @@ impl PgStore {
             })?;
         migrator.close().await;
         let pool = PgPoolOptions::new()
-            .max_connections(20)
+            .max_connections(MAX_CONNECTIONS)
+            // sqlx pings every connection it hands out: a round trip, ~7% of a sequential
+            // upsert's time. Only one that sat idle a while is pinged (one broken meanwhile,
+            // say by a server restart, is then replaced); a busy one is in use too often to
+            // go stale unnoticed.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    Ok(meta.idle_for < PING_AFTER_IDLE
+                        || sqlx::Connection::ping(conn).await.is_ok())
+                })
+            })
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     let prepare = (1..=TIE_STATEMENTS)
                         .map(prepare_tie_sql)
+                        .chain([prepare_context_sql()])
                         .collect::<Vec<_>>()
                         .join("; ");
                     sqlx::Executor::execute(&mut *conn, prepare.as_str()).await?;
@@ -142,16 +159,33 @@ impl PgStore {
         actor: &str,
     ) -> StoreResult<Upserted> {
         let contact_key = contact_lock_key(hub, input.channel_id, &input.external_id);
-        let mut tx = UpsertTx {
-            conn: self.upsert_pool().acquire().await?,
-            open: true,
+        let mut lost = 0;
+        let (mut tx, context) = loop {
+            let mut tx = UpsertTx {
+                conn: self.upsert_pool().acquire().await?,
+                open: true,
+            };
+            match begin_upsert(&mut tx.conn, hub, contact_key, input).await {
+                Ok(context) => break (tx, context),
+                // The pool pings only connections idle a while (`PING_AFTER_IDLE`); one the
+                // server closed sooner fails here, before the upsert wrote anything, and the
+                // upsert starts again on another.
+                Err(BeginError::ConnectionLost(e)) => {
+                    tx.conn.close_on_drop();
+                    tx.open = false;
+                    lost += 1;
+                    if lost > MAX_LOST_CONNECTIONS {
+                        return Err(e);
+                    }
+                }
+                Err(BeginError::Failed(e)) => {
+                    // The statement that failed may have come before the `BEGIN` or after it.
+                    tx.rollback().await;
+                    return Err(e);
+                }
+            }
         };
-        if let Err(e) = begin_upsert(&mut tx.conn, hub, contact_key).await {
-            // A `BEGIN` that failed left no transaction open.
-            tx.open = false;
-            return Err(e);
-        }
-        match upsert_locked(&mut tx.conn, hub, input, actor, true).await {
+        match upsert_locked(&mut tx.conn, hub, input, context, actor, true).await {
             Ok(upserted) => {
                 tx.open = false;
                 Ok(upserted)
@@ -180,6 +214,12 @@ impl PgStore {
             .await?)
     }
 }
+
+/// The pool's size.
+const MAX_CONNECTIONS: u32 = 20;
+
+/// How long a pooled connection sits idle before it is pinged when handed out again.
+const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The hub lock's two 32-bit keys: a key space apart from the 64-bit value locks.
 fn hub_lock(hub: HubId) -> (i32, i32) {
@@ -395,16 +435,75 @@ async fn lock_values_and_tie(
     Ok((tied_rows(tie, key_values), None, true))
 }
 
-/// Begins an upsert's transaction with the hub lock (shared) and the contact's key lock in the
-/// same round trip: the locks are taken in the implicit transaction that `BEGIN` then turns
-/// into an explicit one, and a lock that fails leaves no transaction open.
-async fn begin_upsert(conn: &mut Conn, hub: HubId, contact_key: i64) -> StoreResult<()> {
+/// `PREPARE cdh_context`: the upsert's first read (`upsert_context_sql`), kept planned on every
+/// connection so that `begin_upsert` can send it with its `BEGIN`.
+fn prepare_context_sql() -> String {
+    format!(
+        "PREPARE cdh_context (bigint, bigint, text) AS {}",
+        upsert_context_sql()
+    )
+}
+
+/// Begins an upsert's transaction and reads its context, in one round trip: the hub lock
+/// (shared) and the contact's key lock are taken in the implicit transaction that `BEGIN` then
+/// turns into an explicit one, and `EXECUTE cdh_context` reads under them. The caller rolls
+/// back on an error, whichever statement failed.
+async fn begin_upsert(
+    conn: &mut Conn,
+    hub: HubId,
+    contact_key: i64,
+    input: &ContactInput,
+) -> Result<UpsertContext, BeginError> {
+    use sqlx::FromRow;
     let (a, b) = hub_lock(hub);
-    let sql = format!(
-        "SELECT pg_advisory_xact_lock_shared({a}, {b}), pg_advisory_xact_lock({contact_key}); BEGIN"
+    let mut sql = format!(
+        "SELECT pg_advisory_xact_lock_shared({a}, {b}), pg_advisory_xact_lock({contact_key}); \
+         BEGIN; EXECUTE cdh_context({hub}, {}, ",
+        input.channel_id
     );
-    sqlx::Executor::execute(&mut *conn, sql.as_str()).await?;
-    Ok(())
+    text_literal_into(&mut sql, &input.external_id).map_err(BeginError::Failed)?;
+    sql.push(')');
+    // A query without arguments goes out as a simple query, its statements in one message.
+    let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str())
+        .await
+        .map_err(|e| {
+            if connection_lost(&e) {
+                BeginError::ConnectionLost(e.into())
+            } else {
+                BeginError::Failed(e.into())
+            }
+        })?;
+    // The lock statement's row has two columns; the context's has fifteen.
+    let row = rows
+        .iter()
+        .find(|r| sqlx::Row::len(*r) > 2)
+        .map(ContextRow::from_row)
+        .transpose()
+        .map_err(|e| BeginError::Failed(e.into()))?;
+    upsert_context(row).map_err(BeginError::Failed)
+}
+
+/// Why an upsert's first round trip failed.
+enum BeginError {
+    /// The connection was closed (by the server, or the network): nothing was written.
+    ConnectionLost(StoreError),
+    Failed(StoreError),
+}
+
+/// How many closed connections one upsert replaces before it gives up: the pool's size, so
+/// that a server restart, which closes them all, costs no upsert.
+const MAX_LOST_CONNECTIONS: u32 = MAX_CONNECTIONS;
+
+/// Whether `e` says the connection is gone: an I/O error, or the server's notice that it is
+/// closing the session (SQLSTATE class 08, connection exception, or 57P01-57P03, shutdown).
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
 }
 
 /// An upsert's transaction, begun and ended by hand so that the commit goes out with the last

@@ -7,6 +7,7 @@ mod apply;
 mod catalog;
 mod checker;
 mod concurrency;
+mod connections;
 mod crash;
 mod exports;
 mod imports;

@@ -8,10 +8,10 @@
 // The round trips are few on purpose: one read for the channel, setting, id block and stored
 // contact; one for the profiles every unify-key value ties to (one identifier row per value: a
 // value is in one profile per scope); then the writes, which need nothing back and are queued
-// in a `WriteBatch`. PostgreSQL takes the first locks with its `BEGIN`, the value locks with
-// the tie query (which locks the tied profiles too), and sends the writes, events and commit
-// as one query with literal values: four round trips. A merge moves only the smaller side's
-// membership rows (see `merge_profiles`).
+// in a `WriteBatch`. PostgreSQL takes the first locks and reads the context with its `BEGIN`,
+// the value locks with the tie query (which locks the tied profiles too), and sends the
+// writes, events and commit as one query with literal values: three round trips. A merge
+// moves only the smaller side's membership rows (see `merge_profiles`).
 
 impl ThisStore {
     /// An upsert, retried when another transaction got in the way.
@@ -46,20 +46,22 @@ async fn upsert_in(
         contact_lock_key(hub, input.channel_id, &input.external_id),
     )
     .await?;
-    upsert_locked(conn, hub, input, actor, false).await
+    let context = load_upsert_context(conn, hub, input).await?;
+    upsert_locked(conn, hub, input, context, actor, false).await
 }
 
-/// An upsert in a transaction that holds the hub lock (shared) and the contact's key lock.
-/// With `own_transaction`, the upsert's own transaction ends with its last writes, which carry
-/// the commit (PostgreSQL: see `upsert_attempt`).
+/// An upsert in a transaction that holds the hub lock (shared) and the contact's key lock,
+/// from its first read (`context`, read under those locks). With `own_transaction`, the
+/// upsert's own transaction ends with its last writes, which carry the commit (PostgreSQL:
+/// see `upsert_attempt`).
 async fn upsert_locked(
     conn: &mut Conn,
     hub: HubId,
     input: &ContactInput,
+    context: UpsertContext,
     actor: &str,
     own_transaction: bool,
 ) -> StoreResult<Upserted> {
-    let context = load_upsert_context(conn, hub, input).await?;
     let mut plan = plan_contact(hub, input, context)?;
 
     // Which live profiles the contact ties to, and through which value; each value's lock is
