@@ -169,10 +169,8 @@ impl PgStore {
                 Ok(context) => break (tx, context),
                 // The pool pings only connections idle a while (`PING_AFTER_IDLE`); one the
                 // server closed sooner fails here, before the upsert wrote anything, and the
-                // upsert starts again on another.
+                // upsert starts again on another (`tx`, dropped open, closes this one).
                 Err(BeginError::ConnectionLost(e)) => {
-                    tx.conn.close_on_drop();
-                    tx.open = false;
                     lost += 1;
                     if lost > MAX_LOST_CONNECTIONS {
                         return Err(e);
