@@ -247,9 +247,11 @@ async fn main() {
             rates.push((clients * each) as f64 / started.elapsed().as_secs_f64());
         }
         println!(
-            "upserts from {clients} concurrent clients: median {:.0}/s (rounds {:?})",
+            "upserts from {clients} concurrent clients: median {:.0}/s (rounds {:?}), {} of {} in shared transactions",
             median(rates.clone()),
-            rates.iter().map(|r| r.round() as i64).collect::<Vec<_>>()
+            rates.iter().map(|r| r.round() as i64).collect::<Vec<_>>(),
+            p.batched_upserts(),
+            clients * each * rates.len()
         );
     }
 

@@ -6,7 +6,8 @@
 //! profile rows it touches with `FOR UPDATE` and re-checks `merged_into`. Two writers whose
 //! contacts bridge the same profiles therefore run one after the other; deadlocks and
 //! serialization failures are retried. An apply's swap takes the hub lock exclusively;
-//! upserts take it shared.
+//! upserts take it shared. Concurrent upserts that are independent share a transaction
+//! (`postgres_batch.rs`).
 
 use std::str::FromStr;
 
@@ -29,6 +30,11 @@ const FOR_UPDATE: &str = " FOR UPDATE";
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: sqlx::PgPool,
+    /// Where upserts go to be batched (`postgres_batch.rs`); `None` in the workers' own
+    /// store, which runs them.
+    workers: Option<UpsertWorkers>,
+    /// How many upserts committed in a transaction shared with others.
+    batched: Arc<AtomicU64>,
 }
 
 impl PgStore {
@@ -103,7 +109,11 @@ impl PgStore {
                 Box::pin(async move {
                     let prepare = (1..=TIE_STATEMENTS)
                         .map(prepare_tie_sql)
-                        .chain([prepare_context_sql()])
+                        .chain([
+                            prepare_context_sql(),
+                            prepare_contexts_sql(),
+                            prepare_ties_sql(),
+                        ])
                         .collect::<Vec<_>>()
                         .join("; ");
                     sqlx::Executor::execute(&mut *conn, prepare.as_str()).await?;
@@ -113,7 +123,13 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(unavailable)?;
-        Ok(Self { pool })
+        let batched = Arc::new(AtomicU64::new(0));
+        let workers = Some(Self::start_upsert_workers(&pool, &batched));
+        Ok(Self {
+            pool,
+            workers,
+            batched,
+        })
     }
 
     /// Closes the pool's connections.
@@ -569,6 +585,8 @@ async fn next_ids(conn: &mut Conn, _hub: HubId, n: usize) -> StoreResult<Vec<i64
         .collect())
 }
 
+include!("postgres_batch.rs");
+include!("postgres_batch_sql.rs");
 include!("postgres_events.rs");
 include!("shared/unify.rs");
 include!("shared/batch.rs");

@@ -174,6 +174,16 @@ impl SqliteStore {
         .await
     }
 
+    /// An upsert: one writer runs them one at a time, so nothing is gained by batching.
+    async fn upsert_one(
+        &self,
+        hub: HubId,
+        input: &ContactInput,
+        actor: &str,
+    ) -> StoreResult<Upserted> {
+        self.upsert_with_retry(hub, input, actor).await
+    }
+
     /// One attempt at an upsert: on the writer connection, holding the write gate until it has
     /// committed (see `writer`).
     async fn upsert_attempt(

@@ -4,6 +4,7 @@
 mod support;
 
 mod apply;
+mod batches;
 mod catalog;
 mod checker;
 mod concurrency;

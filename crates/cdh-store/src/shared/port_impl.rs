@@ -45,7 +45,7 @@ impl Store for ThisStore {
         input: &ContactInput,
         actor: &str,
     ) -> StoreResult<Upserted> {
-        self.upsert_with_retry(hub, input, actor).await
+        self.upsert_one(hub, input, actor).await
     }
     async fn get_contact(&self, hub: HubId, id: ContactId) -> StoreResult<Contact> {
         self.get_contact_impl(hub, id).await

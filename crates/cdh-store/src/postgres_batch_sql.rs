@@ -1,0 +1,242 @@
+// The statements of a batch of upserts (included by `postgres.rs`; the batching itself is in
+// `postgres_batch.rs`): its three round trips, and the two statements every connection
+// prepares for it, `cdh_contexts` and `cdh_ties`.
+
+/// The batch's first round trip: the hub lock (shared) and the contacts' key locks, in
+/// ascending order, then `BEGIN` and every contact's context (`upsert_context_sql` for each).
+/// A context per chosen request, `None` where its channel is not the hub's.
+async fn begin_batch(
+    conn: &mut Conn,
+    hub: HubId,
+    requests: &[UpsertRequest],
+    chosen: &[usize],
+) -> StoreResult<Vec<Option<ContextRow>>> {
+    use sqlx::{FromRow, Row};
+    use std::fmt::Write;
+    let (a, b) = hub_lock(hub);
+    let mut keys: Vec<i64> = chosen
+        .iter()
+        .map(|&i| {
+            let input = &requests[i].input;
+            contact_lock_key(hub, input.channel_id, &input.external_id)
+        })
+        .collect();
+    keys.sort_unstable();
+    let mut sql = format!(
+        "SELECT pg_advisory_xact_lock_shared({a}, {b}); {} BEGIN; EXECUTE cdh_contexts({hub}, ",
+        lock_keys_sql(&keys)
+    );
+    let channels = chosen.iter().map(|&i| requests[i].input.channel_id);
+    array_literal_into(&mut sql, channels, "bigint", |out, id| {
+        let _ = write!(out, "{id}");
+        Ok(())
+    })?;
+    sql.push_str(", ");
+    let external_ids = chosen.iter().map(|&i| requests[i].input.external_id.as_str());
+    array_literal_into(&mut sql, external_ids, "text", text_literal_into)?;
+    sql.push(')');
+    // A query without arguments goes out as a simple query, its statements in one message.
+    let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str()).await?;
+    let mut contexts: Vec<Option<ContextRow>> = chosen.iter().map(|_| None).collect();
+    // The lock statements' rows have one column; the contexts' sixteen, the last `v.n`
+    // (from 1).
+    for row in rows.iter().filter(|r| r.len() > 2) {
+        let n: i64 = row.try_get(row.len() - 1)?;
+        contexts[n as usize - 1] = Some(ContextRow::from_row(row)?);
+    }
+    Ok(contexts)
+}
+
+/// `PREPARE cdh_contexts`: `upsert_context_sql` for many contacts of a hub (`$1`), their
+/// channels (`$2`) and external ids (`$3`), each row ending in its contact's place in the
+/// arrays, from 1. Kept planned on every connection, as `cdh_context` is.
+fn prepare_contexts_sql() -> String {
+    let mut sql = "PREPARE cdh_contexts (bigint, bigint[], text[]) AS \
+         SELECT ctx.*, v.n FROM unnest($2, $3) WITH ORDINALITY AS v (channel_id, external_id, n) \
+         CROSS JOIN LATERAL ("
+        .to_owned();
+    for_each_placeholder(&mut sql, &upsert_context_sql(), |out, p| {
+        out.push_str(match p {
+            1 => "$1",
+            2 => "v.channel_id",
+            _ => "v.external_id",
+        });
+    });
+    sql.push_str(") AS ctx");
+    sql
+}
+
+/// `PREPARE cdh_ties`: the tie query for many values of a hub (`$1`), one per element of the
+/// arrays: its contact's place in the batch (`$2`), its index among that contact's values
+/// (`$3`), the contact (`$4`), the scope, field and value (`$5` to `$7`). Locks the profiles it
+/// finds, by id, as `cdh_tie_<n>` does.
+fn prepare_ties_sql() -> String {
+    "PREPARE cdh_ties (bigint, integer[], integer[], bigint[], text[], text[], text[]) AS \
+     SELECT v.n, v.k, p.id, p.oldest_contact, p.bucket_id, p.member_count, p.merged_into \
+     FROM unnest($2, $3, $4, $5, $6, $7) AS v (n, k, contact, scope, field, value) \
+     CROSS JOIN LATERAL (SELECT q.id FROM identifiers i \
+       JOIN memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
+       JOIN profiles q ON q.hub_id = m.hub_id AND q.bucket_id = m.bucket_id \
+         AND q.merged_into IS NULL \
+       WHERE i.hub_id = $1 AND i.scope = v.scope AND i.field = v.field \
+         AND i.value = v.value AND i.contact_id <> v.contact LIMIT 1) AS t \
+     JOIN profiles p ON p.hub_id = $1 AND p.id = t.id \
+     ORDER BY p.id, v.n, v.k FOR UPDATE OF p"
+        .to_owned()
+}
+
+/// `ARRAY[...]::<element>[]`, each item written by `write`.
+fn array_literal_into<T>(
+    out: &mut String,
+    items: impl Iterator<Item = T>,
+    element: &str,
+    mut write: impl FnMut(&mut String, T) -> StoreResult<()>,
+) -> StoreResult<()> {
+    out.push_str("ARRAY[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write(out, item)?;
+    }
+    out.push_str("]::");
+    out.push_str(element);
+    out.push_str("[]");
+    Ok(())
+}
+
+/// `SELECT pg_advisory_xact_lock(...)` over `keys` in ascending order, as a statement ending
+/// in `;` (empty for no keys).
+fn lock_keys_sql(keys: &[i64]) -> String {
+    if keys.is_empty() {
+        return String::new();
+    }
+    let keys = keys
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT unnest(ARRAY[{keys}]::bigint[]) \
+         AS k ORDER BY 1) AS s;"
+    )
+}
+
+/// The batch's second round trip: every value lock of the plans, in ascending order, then one
+/// tie query over all their values, which locks the profiles it finds (`FOR UPDATE`, by id).
+/// The tie rows of each plan, sorted, as `tied_rows` takes them.
+async fn lock_values_and_tie_batch(
+    conn: &mut Conn,
+    hub: HubId,
+    plans: &[(usize, ContactPlan)],
+) -> StoreResult<Vec<Vec<TieRow>>> {
+    use sqlx::Row;
+    use std::fmt::Write;
+    let mut ties: Vec<Vec<TieRow>> = plans.iter().map(|_| Vec::new()).collect();
+    let mut keys: Vec<i64> = plans
+        .iter()
+        .flat_map(|(_, plan)| plan.value_locks.iter().copied())
+        .collect();
+    if keys.is_empty() {
+        return Ok(ties);
+    }
+    keys.sort_unstable();
+    let mut sql = format!("{} EXECUTE cdh_ties({hub}, ", lock_keys_sql(&keys));
+    // One element per value: its plan, its index among the plan's values, the contact, the
+    // scope, the field and the value.
+    let values: Vec<(usize, usize, &ContactPlan, &(String, String))> = plans
+        .iter()
+        .enumerate()
+        .flat_map(|(n, (_, plan))| {
+            plan.key_values
+                .iter()
+                .enumerate()
+                .map(move |(k, kv)| (n, k, plan, kv))
+        })
+        .collect();
+    let int = |out: &mut String, v: i64| {
+        let _ = write!(out, "{v}");
+        Ok(())
+    };
+    array_literal_into(&mut sql, values.iter().map(|v| v.0 as i64), "integer", int)?;
+    sql.push_str(", ");
+    array_literal_into(&mut sql, values.iter().map(|v| v.1 as i64), "integer", int)?;
+    sql.push_str(", ");
+    array_literal_into(&mut sql, values.iter().map(|v| v.2.contact_id), "bigint", int)?;
+    sql.push_str(", ");
+    let scopes = values.iter().map(|v| v.2.scope.as_str());
+    array_literal_into(&mut sql, scopes, "text", text_literal_into)?;
+    sql.push_str(", ");
+    let fields = values.iter().map(|v| v.3.0.as_str());
+    array_literal_into(&mut sql, fields, "text", text_literal_into)?;
+    sql.push_str(", ");
+    let texts = values.iter().map(|v| v.3.1.as_str());
+    array_literal_into(&mut sql, texts, "text", text_literal_into)?;
+    sql.push(')');
+    // A query without arguments goes out as a simple query, both statements in one message.
+    let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str()).await?;
+    // The lock statement's rows have one column; the tie query's seven.
+    for row in rows.iter().filter(|r| r.len() == 7) {
+        let n: i32 = row.try_get(0)?;
+        let k: i32 = row.try_get(1)?;
+        ties[n as usize].push((
+            i64::from(k),
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+            row.try_get(5)?,
+            row.try_get(6)?,
+        ));
+    }
+    for rows in &mut ties {
+        rows.sort_unstable();
+    }
+    Ok(ties)
+}
+
+/// The writes of independent upserts as one script. Each `INSERT` joins, as more rows, the
+/// first like one (same table and columns) placed after its upsert's previous statement;
+/// other statements keep a place of their own. Upserts of a batch touch different rows, so
+/// only each one's own order matters.
+fn grouped_writes(batches: &[WriteBatch]) -> StoreResult<String> {
+    // Each statement's text, and for an `INSERT`, its text up to its rows.
+    let mut groups: Vec<(Option<&str>, String)> = Vec::new();
+    for batch in batches {
+        let mut after = 0;
+        for (statement, args) in &batch.statements {
+            let head = insert_head(statement);
+            let like = head.and_then(|head| (after..groups.len()).find(|&j| groups[j].0 == Some(head)));
+            match (head, like) {
+                (Some(head), Some(j)) => {
+                    groups[j].1.push_str(", ");
+                    inline_into(&mut groups[j].1, &statement[head.len()..], args)?;
+                    after = j + 1;
+                }
+                _ => {
+                    let mut sql = String::new();
+                    inline_into(&mut sql, statement, args)?;
+                    groups.push((head, sql));
+                    after = groups.len();
+                }
+            }
+        }
+    }
+    let mut script = String::new();
+    for (_, sql) in groups {
+        script.push_str(&sql);
+        script.push_str(";\n");
+    }
+    Ok(script)
+}
+
+/// An `INSERT ... VALUES (...)` statement's text up to its rows; `None` for another statement.
+fn insert_head(statement: &str) -> Option<&str> {
+    const VALUES: &str = " VALUES (";
+    let at = statement.find(VALUES)?;
+    let rows = &statement[at + VALUES.len() - 1..];
+    (statement.starts_with("INSERT INTO ")
+        && rows.ends_with(')')
+        && !rows.contains(" ON CONFLICT")
+        && !rows.contains("RETURNING"))
+    .then(|| &statement[..at + VALUES.len() - 1])
+}
