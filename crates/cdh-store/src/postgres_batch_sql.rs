@@ -195,38 +195,163 @@ async fn lock_values_and_tie_batch(
 }
 
 /// The writes of independent upserts as one script. Each `INSERT` joins, as more rows, the
-/// first like one (same table and columns) placed after its upsert's previous statement;
+/// first like one (same table and columns) placed after its upsert's previous statement, and
+/// so does each `UPDATE` of one row set by key (`UpdateShape`), as a row of its arguments;
 /// other statements keep a place of their own. Upserts of a batch touch different rows, so
-/// only each one's own order matters.
+/// only each one's own order matters, and no two rows of a joined `UPDATE` meet the same row.
 fn grouped_writes(batches: &[WriteBatch]) -> StoreResult<String> {
-    // Each statement's text, and for an `INSERT`, its text up to its rows.
-    let mut groups: Vec<(Option<&str>, String)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for batch in batches {
         let mut after = 0;
         for (statement, args) in &batch.statements {
-            let head = insert_head(statement);
-            let like = head.and_then(|head| (after..groups.len()).find(|&j| groups[j].0 == Some(head)));
-            match (head, like) {
-                (Some(head), Some(j)) => {
-                    groups[j].1.push_str(", ");
-                    inline_into(&mut groups[j].1, &statement[head.len()..], args)?;
+            let joinable = (after..groups.len()).find(|&j| groups[j].takes(statement));
+            match joinable {
+                Some(j) => {
+                    groups[j].join(statement, args)?;
                     after = j + 1;
                 }
-                _ => {
-                    let mut sql = String::new();
-                    inline_into(&mut sql, statement, args)?;
-                    groups.push((head, sql));
+                None => {
+                    groups.push(Group::new(statement, args)?);
                     after = groups.len();
                 }
             }
         }
     }
     let mut script = String::new();
-    for (_, sql) in groups {
-        script.push_str(&sql);
+    for group in groups {
+        group.render_into(&mut script);
         script.push_str(";\n");
     }
     Ok(script)
+}
+
+/// A statement of a batch's script, with the like statements joined to it.
+enum Group<'a> {
+    /// `INSERT ... VALUES`: its text up to the rows, and the rows, written out.
+    Insert { head: &'a str, rows: Vec<String> },
+    /// An `UPDATE` of `UpdateShape`: its template, the statement written out, and each
+    /// joined statement's arguments as a row of literals.
+    Update {
+        template: &'a str,
+        shape: UpdateShape<'a>,
+        first: String,
+        rows: Vec<String>,
+    },
+    Other(String),
+}
+
+impl<'a> Group<'a> {
+    fn new(statement: &'a str, args: &[Arg]) -> StoreResult<Self> {
+        let mut first = String::new();
+        if let Some(head) = insert_head(statement) {
+            inline_into(&mut first, &statement[head.len()..], args)?;
+            return Ok(Self::Insert {
+                head,
+                rows: vec![first],
+            });
+        }
+        inline_into(&mut first, statement, args)?;
+        Ok(match UpdateShape::of(statement, args.len()) {
+            Some(shape) => Self::Update {
+                template: statement,
+                shape,
+                rows: vec![args_row(args)?],
+                first,
+            },
+            None => Self::Other(first),
+        })
+    }
+
+    /// Whether `statement` can join this one.
+    fn takes(&self, statement: &str) -> bool {
+        match self {
+            Self::Insert { head, .. } => {
+                statement.len() > head.len()
+                    && statement.starts_with(head)
+                    && insert_head(statement) == Some(*head)
+            }
+            Self::Update { template, .. } => statement == *template,
+            Self::Other(_) => false,
+        }
+    }
+
+    fn join(&mut self, statement: &str, args: &[Arg]) -> StoreResult<()> {
+        match self {
+            Self::Insert { head, rows } => {
+                let mut row = String::new();
+                inline_into(&mut row, &statement[head.len()..], args)?;
+                rows.push(row);
+            }
+            Self::Update { rows, .. } => rows.push(args_row(args)?),
+            Self::Other(_) => unreachable!("`takes` joins nothing to another statement"),
+        }
+        Ok(())
+    }
+
+    fn render_into(self, out: &mut String) {
+        use std::fmt::Write;
+        match self {
+            Self::Insert { head, rows } => {
+                out.push_str(head);
+                out.push_str(&rows.join(", "));
+            }
+            Self::Update { first, rows, .. } if rows.len() == 1 => out.push_str(&first),
+            Self::Update { shape, rows, .. } => {
+                let _ = write!(out, "UPDATE {} AS t SET ", shape.table);
+                for_each_placeholder(out, shape.set, |out, n| {
+                    let _ = write!(out, "v.c{n}");
+                });
+                let columns = (1..=shape.n_args)
+                    .map(|n| format!("c{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let _ = write!(
+                    out,
+                    " FROM (VALUES {}) AS v ({columns}) WHERE t.hub_id = v.c1 AND t.{} = v.c2",
+                    rows.join(", "),
+                    shape.column
+                );
+            }
+            Self::Other(sql) => out.push_str(&sql),
+        }
+    }
+}
+
+/// `UPDATE <table> SET <set> WHERE hub_id = $1 AND <column> = $2`, whose arguments are all
+/// numbered `$1` to `$n_args`: many of them make one `UPDATE ... FROM (VALUES ...)`.
+struct UpdateShape<'a> {
+    table: &'a str,
+    set: &'a str,
+    column: &'a str,
+    n_args: usize,
+}
+
+impl<'a> UpdateShape<'a> {
+    fn of(statement: &'a str, n_args: usize) -> Option<Self> {
+        const WHERE: &str = " WHERE hub_id = $1 AND ";
+        let rest = statement.strip_prefix("UPDATE ")?;
+        let (table, rest) = rest.split_once(" SET ")?;
+        let (set, condition) = rest.rsplit_once(WHERE)?;
+        let column = condition.strip_suffix(" = $2")?;
+        let plain = |name: &str| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        };
+        let mut highest = 0;
+        for_each_placeholder(&mut String::new(), statement, |_, n| highest = highest.max(n));
+        (plain(table) && plain(column) && n_args >= 2 && highest == n_args).then_some(Self {
+            table,
+            set,
+            column,
+            n_args,
+        })
+    }
+}
+
+/// `(<literal>, ...)`: a statement's arguments as a row of `VALUES`.
+fn args_row(args: &[Arg]) -> StoreResult<String> {
+    let mut row = String::new();
+    inline_into(&mut row, &format!("({})", placeholders(1, args.len())), args)?;
+    Ok(row)
 }
 
 /// An `INSERT ... VALUES (...)` statement's text up to its rows; `None` for another statement.
@@ -239,4 +364,61 @@ fn insert_head(statement: &str) -> Option<&str> {
         && !rows.contains(" ON CONFLICT")
         && !rows.contains("RETURNING"))
     .then(|| &statement[..at + VALUES.len() - 1])
+}
+
+#[cfg(test)]
+mod grouped_writes_tests {
+    use super::*;
+
+    const INSERT: &str = "INSERT INTO memberships (hub_id, contact_id, bucket_id) VALUES ($1, $2, $3)";
+    const UPDATE: &str =
+        "UPDATE profiles SET member_count = member_count + $3, note = $4 WHERE hub_id = $1 AND id = $2";
+
+    fn batch(statements: &[(&str, Vec<Arg>)]) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        for (sql, args) in statements {
+            let args = args
+                .iter()
+                .map(|a| match a {
+                    Arg::Int(v) => Arg::Int(*v),
+                    Arg::Text(t) => Arg::Text(t.clone()),
+                })
+                .collect();
+            batch.push(*sql, args);
+        }
+        batch
+    }
+
+    #[test]
+    fn like_statements_join_and_each_upserts_order_holds() {
+        let first = batch(&[
+            (INSERT, vec![1.into(), 10.into(), 100.into()]),
+            (UPDATE, vec![1.into(), 100.into(), 1.into(), "it's".into()]),
+        ]);
+        let second = batch(&[
+            (INSERT, vec![1.into(), 11.into(), 200.into()]),
+            (UPDATE, vec![1.into(), 200.into(), (-1).into(), "b".into()]),
+            // After its own UPDATE: a place of its own, not the first INSERT's.
+            (INSERT, vec![1.into(), 12.into(), 200.into()]),
+            ("DELETE FROM identifiers WHERE hub_id = $1 AND contact_id = $2", vec![1.into(), 11.into()]),
+        ]);
+        assert_eq!(
+            grouped_writes(&[first, second]).unwrap(),
+            "INSERT INTO memberships (hub_id, contact_id, bucket_id) VALUES (1, 10, 100), (1, 11, 200);\n\
+             UPDATE profiles AS t SET member_count = member_count + v.c3, note = v.c4 \
+             FROM (VALUES (1, 100, 1, 'it''s'), (1, 200, (-1), 'b')) AS v (c1, c2, c3, c4) \
+             WHERE t.hub_id = v.c1 AND t.id = v.c2;\n\
+             INSERT INTO memberships (hub_id, contact_id, bucket_id) VALUES (1, 12, 200);\n\
+             DELETE FROM identifiers WHERE hub_id = 1 AND contact_id = 11;\n"
+        );
+    }
+
+    #[test]
+    fn a_lone_update_stays_as_written() {
+        let only = batch(&[(UPDATE, vec![1.into(), 100.into(), 1.into(), "a".into()])]);
+        assert_eq!(
+            grouped_writes(&[only]).unwrap(),
+            "UPDATE profiles SET member_count = member_count + 1, note = 'a' WHERE hub_id = 1 AND id = 100;\n"
+        );
+    }
 }
