@@ -139,7 +139,8 @@ impl PgStore {
         }
     }
 
-    /// An upsert, handed to the workers; a worker's own store runs it itself.
+    /// An upsert: run in the caller's task when no other is under way (and always by a
+    /// worker's own store), else handed to the workers to share a transaction.
     async fn upsert_one(
         &self,
         hub: HubId,
