@@ -98,10 +98,7 @@ impl TestStore {
         if let (Some(schema), AnyStore::Postgres(pg)) = (&self.schema, &self.store) {
             pg.close().await;
             let pool = sqlx::PgPool::connect(&pg_url()).await.expect("reconnect");
-            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&pool)
-                .await
-                .expect("drop schema");
+            drop_schema(&pool, schema).await;
             pool.close().await;
         }
     }
@@ -227,4 +224,25 @@ pub async fn upsert(
         .upsert_contact(hub, &input(channel, external_id, fields), "test")
         .await
         .expect("upsert")
+}
+
+/// Drops a test's schema. A connection the pool was still setting up when it closed (its
+/// `after_connect` prepares statements over the schema's tables) can meet the drop in a
+/// deadlock, which PostgreSQL resolves by failing one side: the drop is then tried again.
+async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
+    let mut attempt = 0;
+    loop {
+        match sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(pool)
+            .await
+        {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("40P01") && attempt < 5 =>
+            {
+                attempt += 1;
+            }
+            Err(e) => panic!("drop schema {schema}: {e}"),
+        }
+    }
 }
