@@ -226,9 +226,10 @@ pub async fn upsert(
         .expect("upsert")
 }
 
-/// Drops a test's schema. A connection the pool was still setting up when it closed (its
-/// `after_connect` prepares statements over the schema's tables) can meet the drop in a
-/// deadlock, which PostgreSQL resolves by failing one side: the drop is then tried again.
+/// Drops a test's schema. A session of the store can still be running a statement after
+/// its pool closed (one cut off by the app's shutdown goes on until its backend notices),
+/// and meet the drop in a deadlock, which PostgreSQL ends by failing one side: the drop is
+/// then tried again.
 async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
     let mut attempt = 0;
     loop {
