@@ -303,11 +303,9 @@ async fn main() {
     );
     if let (Some(url), AnyStore::Postgres(p)) = (&pg, &store) {
         p.close().await;
-        let pool = sqlx::PgPool::connect(url).await.expect("connect");
-        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&pool)
+        PgStore::drop_schema(url, &schema)
             .await
-            .expect("drop");
+            .expect("drop schema");
     }
 }
 

@@ -119,9 +119,7 @@ async fn main() {
     );
     if let (Some(url), AnyStore::Postgres(pg)) = (&pg, &store) {
         pg.close().await;
-        let pool = sqlx::PgPool::connect(url).await.expect("reconnect");
-        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&pool)
+        PgStore::drop_schema(url, &schema)
             .await
             .expect("drop schema");
     }

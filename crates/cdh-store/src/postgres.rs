@@ -132,6 +132,43 @@ impl PgStore {
         })
     }
 
+    /// Drops a schema that `open_in_schema` made, with everything in it (tests and benches
+    /// use one each). A session can still be running a statement after its pool closed (one
+    /// cut off by a shutdown goes on until its backend notices) and meet the drop in a
+    /// deadlock, which PostgreSQL ends by failing one side: the drop is then tried again.
+    pub async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
+        if !schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(StoreError::Invalid(format!("bad schema name {schema}")));
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                cause: e.to_string(),
+            })?;
+        let mut attempt = 0;
+        let dropped = loop {
+            match sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .execute(&pool)
+                .await
+            {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("40P01") && attempt < 5 =>
+                {
+                    attempt += 1
+                }
+                other => break other,
+            }
+        };
+        pool.close().await;
+        dropped?;
+        Ok(())
+    }
+
     /// Closes the pool's connections.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -282,9 +282,9 @@ impl TestApp {
         self.handle.shutdown().await.expect("graceful shutdown");
         if let (Some(schema), AnyStore::Postgres(pg)) = (&self.schema, &store) {
             pg.close().await;
-            let pool = sqlx::PgPool::connect(&pg_url()).await.expect("reconnect");
-            drop_schema(&pool, schema).await;
-            pool.close().await;
+            PgStore::drop_schema(&pg_url(), schema)
+                .await
+                .expect("drop schema");
         }
         drop(self.dir);
     }
@@ -392,26 +392,4 @@ macro_rules! both {
             }
         }
     };
-}
-
-/// Drops a test's schema. A session of the store can still be running a statement after
-/// its pool closed (one cut off by the app's shutdown goes on until its backend notices),
-/// and meet the drop in a deadlock, which PostgreSQL ends by failing one side: the drop is
-/// then tried again.
-async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
-    let mut attempt = 0;
-    loop {
-        match sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(pool)
-            .await
-        {
-            Ok(_) => return,
-            Err(sqlx::Error::Database(e))
-                if e.code().as_deref() == Some("40P01") && attempt < 5 =>
-            {
-                attempt += 1;
-            }
-            Err(e) => panic!("drop schema {schema}: {e}"),
-        }
-    }
 }

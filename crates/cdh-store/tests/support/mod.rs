@@ -97,9 +97,9 @@ impl TestStore {
         assert_invariants(&self.store, hub).await;
         if let (Some(schema), AnyStore::Postgres(pg)) = (&self.schema, &self.store) {
             pg.close().await;
-            let pool = sqlx::PgPool::connect(&pg_url()).await.expect("reconnect");
-            drop_schema(&pool, schema).await;
-            pool.close().await;
+            PgStore::drop_schema(&pg_url(), schema)
+                .await
+                .expect("drop schema");
         }
     }
 }
@@ -224,26 +224,4 @@ pub async fn upsert(
         .upsert_contact(hub, &input(channel, external_id, fields), "test")
         .await
         .expect("upsert")
-}
-
-/// Drops a test's schema. A session of the store can still be running a statement after
-/// its pool closed (one cut off by the app's shutdown goes on until its backend notices),
-/// and meet the drop in a deadlock, which PostgreSQL ends by failing one side: the drop is
-/// then tried again.
-async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
-    let mut attempt = 0;
-    loop {
-        match sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(pool)
-            .await
-        {
-            Ok(_) => return,
-            Err(sqlx::Error::Database(e))
-                if e.code().as_deref() == Some("40P01") && attempt < 5 =>
-            {
-                attempt += 1;
-            }
-            Err(e) => panic!("drop schema {schema}: {e}"),
-        }
-    }
 }
