@@ -49,19 +49,8 @@ impl PgStore {
         let mut options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
         if let Some(schema) = schema {
-            if !schema
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                return Err(StoreError::Invalid(format!("bad schema name {schema}")));
-            }
-            let setup = PgPoolOptions::new()
-                .max_connections(1)
-                .connect_with(options.clone())
-                .await
-                .map_err(|e| StoreError::Unavailable {
-                    cause: e.to_string(),
-                })?;
+            check_schema_name(schema)?;
+            let setup = one_connection(options.clone()).await?;
             sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                 .execute(&setup)
                 .await?;
@@ -80,11 +69,7 @@ impl PgStore {
         };
         // Migrations run first, on a connection of their own: the pool's connections prepare
         // statements over the tables as they connect.
-        let migrator = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(unavailable)?;
+        let migrator = one_connection(options.clone()).await?;
         sqlx::migrate!("migrations/postgres")
             .run(&migrator)
             .await
@@ -137,19 +122,10 @@ impl PgStore {
     /// cut off by a shutdown goes on until its backend notices) and meet the drop in a
     /// deadlock, which PostgreSQL ends by failing one side: the drop is then tried again.
     pub async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
-        if !schema
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(StoreError::Invalid(format!("bad schema name {schema}")));
-        }
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(url)
-            .await
-            .map_err(|e| StoreError::Unavailable {
-                cause: e.to_string(),
-            })?;
+        check_schema_name(schema)?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
+        let pool = one_connection(options).await?;
         let mut attempt = 0;
         let dropped = loop {
             match sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
@@ -264,6 +240,29 @@ impl PgStore {
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?)
     }
+}
+
+/// A schema name is written into statements, so only letters, digits and `_` pass.
+fn check_schema_name(schema: &str) -> StoreResult<()> {
+    if schema
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("bad schema name {schema}")))
+    }
+}
+
+/// A pool of one connection, for set-up work (a schema, the migrations).
+async fn one_connection(options: PgConnectOptions) -> StoreResult<sqlx::PgPool> {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            cause: e.to_string(),
+        })
 }
 
 /// The pool's size.

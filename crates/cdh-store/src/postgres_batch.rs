@@ -67,15 +67,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-impl std::fmt::Debug for UpsertRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpsertRequest")
-            .field("hub", &self.hub)
-            .field("external_id", &self.input.external_id)
-            .finish_non_exhaustive()
-    }
-}
-
 /// What became of one upsert of a batch.
 enum BatchOutcome {
     /// Its result, committed with the batch (or refused before it wrote anything).
