@@ -26,6 +26,10 @@ type Transaction = GatedTransaction;
 /// `hub_id`, may start a join from the wrong table; `CROSS JOIN` keeps the written order.
 const ORDERED_JOIN: &str = "CROSS JOIN";
 
+/// That profile `p` is live. The unary plus (a no-op on the value) keeps SQLite from scanning
+/// the live profiles through the `merged_into` index instead of looking up the one bucket.
+const P_IS_LIVE: &str = "+p.merged_into IS NULL";
+
 const FOR_UPDATE: &str = "";
 
 /// The store over an SQLite file: one writer connection (SQLite admits one writer at a
@@ -513,7 +517,7 @@ mod batch_tests {
 
 #[cfg(test)]
 mod planner_tests {
-    use super::{ORDERED_JOIN, SqliteStore};
+    use super::{ORDERED_JOIN, P_IS_LIVE, SqliteStore};
 
     /// How SQLite plans `sql` on `store`'s read connections, one line per step.
     async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
@@ -535,7 +539,7 @@ mod planner_tests {
         let store = SqliteStore::open(&url).await.unwrap();
         let live_profile = format!(
             "{ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-             AND +p.merged_into IS NULL"
+             AND {P_IS_LIVE}"
         );
         for sql in [
             // A contact's profile (reads, upserts).

@@ -512,3 +512,63 @@ async fn failed_and_cancelled_body(t: TestStore) {
     }
     t.finish(h.id).await;
 }
+
+conformance!(a_contacts_profile_is_found_by_its_bucket, bucket_plan_body);
+async fn bucket_plan_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    apply_keys(s, h.id, &["display_email"]).await;
+    let first = upsert(s, h.id, h.line_caac, "a", &[("display_email", "a@x.com")]).await;
+    upsert(s, h.id, h.line_caac, "b", &[("display_email", "b@x.com")]).await;
+    // A merge, so the hub holds a merged profile as well as live ones.
+    upsert(s, h.id, h.line_caac, "c", &[("display_email", "a@x.com")]).await;
+    // Thousands of profiles in another hub, and fresh statistics, so the planner chooses with
+    // numbers to go on.
+    let bulk_hub = s.create_hub("bulk").await.unwrap();
+    let bulk_org = s.create_organization(bulk_hub, "bulk", "TW").await.unwrap();
+    let bulk_channel = channel(s, bulk_hub, bulk_org, "line", "caac").await;
+    let series = if t.schema().is_some() {
+        "generate_series(1, 5000) AS g(n)"
+    } else {
+        "(WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000) \
+         SELECT n FROM g) AS g"
+    };
+    for sql in [
+        format!(
+            "INSERT INTO contacts (hub_id, id, channel_id, external_id, scope, fields, tags, \
+             custom_fields, invalid_fields, created_at, updated_at) \
+             SELECT {bulk_hub}, 1000000 + n, {bulk_channel}, 'x' || n, 's', '{{}}', '[]', '{{}}', \
+             '[]', 0, 0 FROM {series}"
+        ),
+        format!(
+            "INSERT INTO memberships (hub_id, contact_id, bucket_id) \
+             SELECT {bulk_hub}, 1000000 + n, 1000000 + n FROM {series}"
+        ),
+        format!(
+            "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
+             member_count, merged_into, created_at, updated_at) \
+             SELECT {bulk_hub}, 1000000 + n, 1000000 + n, 1000000 + n, 1000000 + n, 1, NULL, 0, 0 \
+             FROM {series}"
+        ),
+        "ANALYZE".to_owned(),
+    ] {
+        t.raw(&sql).await;
+    }
+    let plan = match s {
+        cdh_store::AnyStore::Sqlite(store) => store.live_profile_plan(h.id, first.contact.id).await,
+        cdh_store::AnyStore::Postgres(store) => {
+            store.live_profile_plan(h.id, first.contact.id).await
+        }
+    }
+    .expect("plan");
+    let text = plan.join("\n");
+    assert!(
+        text.contains("profiles_by_bucket"),
+        "the bucket index is not used:\n{text}"
+    );
+    assert!(
+        !text.contains("Seq Scan on profiles") && !text.contains("SCAN p"),
+        "profiles are scanned:\n{text}"
+    );
+    t.finish(h.id).await;
+}

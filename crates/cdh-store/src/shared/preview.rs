@@ -183,7 +183,7 @@ impl ThisStore {
         let members: Vec<(i64, i64)> = sqlx::query_as(&format!(
             "SELECT m.contact_id, p.id FROM memberships m \
              {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-             AND +p.merged_into IS NULL WHERE m.hub_id = $1"
+             AND {P_IS_LIVE} WHERE m.hub_id = $1"
         ))
         .bind(hub)
         .fetch_all(&mut *tx)

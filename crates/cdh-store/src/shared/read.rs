@@ -189,7 +189,7 @@ impl ThisStore {
              {j} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
              {j} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
              {j} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-               AND +p.merged_into IS NULL \
+               AND {P_IS_LIVE} \
              WHERE i.hub_id = $1 AND i.field = $2 AND i.value = $3 AND ch.organization_id = $4"
         ));
         let rows = sqlx::query_as::<_, GoldenRow>(&sql)

@@ -138,21 +138,48 @@ fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
+impl ThisStore {
+    /// The plan the database picks for finding a contact's live profile, one line per step
+    /// (for tests and operators checking that it looks up one bucket in `profiles_by_bucket`).
+    pub async fn live_profile_plan(
+        &self,
+        hub: HubId,
+        contact: ContactId,
+    ) -> StoreResult<Vec<String>> {
+        use sqlx::Row;
+        let explain = if is_postgres() {
+            "EXPLAIN"
+        } else {
+            "EXPLAIN QUERY PLAN"
+        };
+        let sql = format!("{explain} {}", profile_of_contact_sql());
+        let rows = sqlx::query(&sql)
+            .bind(hub)
+            .bind(contact)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String, usize>(row.len() - 1)?))
+            .collect()
+    }
+}
+
+/// A contact's live profile (`$1` the hub, `$2` the contact).
+fn profile_of_contact_sql() -> String {
+    format!(
+        "SELECT p.id FROM memberships m {ORDERED_JOIN} profiles p \
+           ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id AND {P_IS_LIVE} \
+         WHERE m.hub_id = $1 AND m.contact_id = $2"
+    )
+}
+
 /// The live profile of a contact.
-///
-/// Here and in every join on `profiles`, `+p.merged_into` (a no-op on the value) keeps
-/// SQLite from scanning the live profiles through the `merged_into` index instead of
-/// looking up the one bucket.
 async fn profile_of_contact(
     conn: &mut Conn,
     hub: HubId,
     contact: ContactId,
 ) -> StoreResult<ProfileId> {
-    let row: Option<(i64,)> = sqlx::query_as(&format!(
-        "SELECT p.id FROM memberships m {ORDERED_JOIN} profiles p \
-           ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id AND +p.merged_into IS NULL \
-         WHERE m.hub_id = $1 AND m.contact_id = $2"
-    ))
+    let row: Option<(i64,)> = sqlx::query_as(&profile_of_contact_sql())
     .bind(hub)
     .bind(contact)
     .fetch_optional(&mut *conn)
@@ -360,7 +387,7 @@ fn tie_query_sql(n: usize, own: bool) -> String {
             "SELECT * FROM (SELECT CAST(-1 AS BIGINT) AS k, p.id, p.oldest_contact, p.bucket_id, \
              p.member_count FROM memberships m \
              {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-               AND +p.merged_into IS NULL \
+               AND {P_IS_LIVE} \
              WHERE m.hub_id = $1 AND m.contact_id = $3 LIMIT 1) AS own"
         )
     });
@@ -371,7 +398,7 @@ fn tie_query_sql(n: usize, own: bool) -> String {
                  p.member_count FROM identifiers i \
                  {ORDERED_JOIN} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
                  {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-                   AND +p.merged_into IS NULL \
+                   AND {P_IS_LIVE} \
                  WHERE i.hub_id = $1 AND i.scope = $2 AND i.field = ${} AND i.value = ${} \
                    AND i.contact_id <> $3 LIMIT 1) AS t{k}",
                 4 + 2 * k,

@@ -47,6 +47,16 @@ impl SqliteStore {
         .await
     }
 
+    /// Nothing: SQLite's swap writes the profile changes from the plan itself.
+    pub(super) async fn stage_profiles(
+        &self,
+        _hub: HubId,
+        _task: TaskId,
+        _plan: &Arc<ApplyPlan>,
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Stages `rows` of the plan and records them as done, in a transaction of their own.
     pub(super) async fn stage_batch(
         &self,

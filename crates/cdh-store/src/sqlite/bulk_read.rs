@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use rusqlite::{Connection, OpenFlags};
 
 use super::writer::query;
-use super::{
-    APPLY_CONTACTS_SQL, APPLY_KEYS_SQL, Arg, ContactProfileRow, HubId, KeyValuesRow, StoreError,
-    StoreResult,
-};
+use super::{APPLY_KEYS_SQL, Arg, ContactProfileRow, HubId, KeyValuesRow, StoreError, StoreResult};
 
 /// Runs the two reads at once, each on a blocking thread over a read-only connection opened
 /// for the purpose (an apply is rare; opening costs about a millisecond). Each read has a
@@ -24,17 +21,22 @@ pub(super) async fn contacts_and_keys(
     let contacts_path = path.clone();
     let contacts = tokio::task::spawn_blocking(move || {
         let conn = open(&contacts_path)?;
-        query(&conn, APPLY_CONTACTS_SQL, &[Arg::from(hub)], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
+        query(
+            &conn,
+            &super::apply_contacts_sql(),
+            &[Arg::from(hub)],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
+        )
     });
     let keys = tokio::task::spawn_blocking(move || {
         let conn = open(&path)?;
