@@ -1,0 +1,304 @@
+// One upsert on PostgreSQL (included by `postgres.rs`): its transaction begins with the
+// contact's context in one round trip (`cdh_context`), takes the value locks and runs the tie
+// query in another (`cdh_tie_<n>`), and ends with its writes, events and `COMMIT` as one
+// simple-protocol query (`finish_upsert`). Upserts that overlap share transactions instead
+// (`postgres_batch.rs`).
+
+impl PgStore {
+    /// One attempt at an upsert; the caller retries on contention.
+    async fn upsert_attempt(
+        &self,
+        hub: HubId,
+        input: &ContactInput,
+        actor: &str,
+    ) -> StoreResult<Upserted> {
+        let contact_key = contact_lock_key(hub, input.channel_id, &input.external_id);
+        let mut lost = 0;
+        let (mut tx, context) = loop {
+            let mut tx = UpsertTx {
+                conn: self.upsert_pool().acquire().await?,
+                open: true,
+            };
+            match begin_upsert(&mut tx.conn, hub, contact_key, input).await {
+                Ok(context) => break (tx, context),
+                // The pool pings only connections idle a while (`PING_AFTER_IDLE`); one the
+                // server closed sooner fails here, before the upsert wrote anything, and the
+                // upsert starts again on another (`tx`, dropped open, closes this one).
+                Err(BeginError::ConnectionLost(e)) => {
+                    lost += 1;
+                    if lost > MAX_LOST_CONNECTIONS {
+                        return Err(e);
+                    }
+                }
+                Err(BeginError::Failed(e)) => {
+                    // The statement that failed may have come before the `BEGIN` or after it.
+                    tx.rollback().await;
+                    return Err(e);
+                }
+            }
+        };
+        match upsert_locked(&mut tx.conn, hub, input, context, actor, true).await {
+            Ok(upserted) => {
+                tx.open = false;
+                Ok(upserted)
+            }
+            Err(e) => {
+                tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Ends an upsert in one round trip: the queued writes, then the events (into
+/// `pending_events`: see `move_pending_events`), and with `commit` the commit, go out as one
+/// simple-protocol query with their values written as literals. PostgreSQL takes one
+/// statement with parameters per round trip, and round trips, not the statements' own work,
+/// were most of a sequential upsert's time.
+async fn finish_upsert(
+    conn: &mut Conn,
+    hub: HubId,
+    batch: WriteBatch,
+    _counters: (i64, i64),
+    events: &[(String, ProfileId, serde_json::Value)],
+    commit: bool,
+) -> StoreResult<()> {
+    let mut sql = String::new();
+    for (statement, args) in &batch.statements {
+        inline_into(&mut sql, statement, args)?;
+        sql.push_str(";\n");
+    }
+    if !events.is_empty() {
+        events_statement_into(&mut sql, hub, events)?;
+    }
+    if commit {
+        sql.push_str("COMMIT;\n");
+    }
+    if !sql.is_empty() {
+        // A query without arguments goes out as a simple query, several statements in one.
+        sqlx::Executor::execute(&mut *conn, sql.as_str()).await?;
+    }
+    Ok(())
+}
+
+/// Appends `sql` with each `$n` written as the literal of `args[n - 1]`.
+fn inline_into(out: &mut String, sql: &str, args: &[Arg]) -> StoreResult<()> {
+    use std::fmt::Write;
+    let mut result = Ok(());
+    for_each_placeholder(out, sql, |out, n| match &args[n - 1] {
+        // Parenthesised, so `a -$1` cannot become a `--` comment.
+        Arg::Int(v) if *v < 0 => {
+            let _ = write!(out, "({v})");
+        }
+        Arg::Int(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Arg::Text(t) => {
+            if let Err(e) = text_literal_into(out, t) {
+                result = Err(e);
+            }
+        }
+    });
+    result
+}
+
+/// A string literal: quotes doubled, nothing else escaped (the connection sets
+/// `standard_conforming_strings`, so a backslash is an ordinary character). A NUL could not
+/// be stored in a text column anyway, and would end the query message early.
+fn text_literal_into(out: &mut String, text: &str) -> StoreResult<()> {
+    if text.contains('\0') {
+        return Err(StoreError::Invalid(
+            "text values cannot contain the NUL character (U+0000)".to_owned(),
+        ));
+    }
+    out.push('\'');
+    for c in text.chars() {
+        if c == '\'' {
+            out.push('\'');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    Ok(())
+}
+
+/// Value counts with a tie statement prepared on every connection (see `open_in_schema`); a
+/// contact has at most one value per unify key, and there are at most three keys.
+const TIE_STATEMENTS: usize = 3;
+
+/// `PREPARE cdh_tie_<n>`: the tie query over `n` values, locking the profiles it finds
+/// (`FOR UPDATE`, in id order, as `lock_profiles` does). A profile merged while this waited for
+/// its lock comes back with `merged_into` set, and the upsert follows it to its survivor.
+fn prepare_tie_sql(n: usize) -> String {
+    let types = vec!["text, text"; n].join(", ");
+    format!(
+        "PREPARE cdh_tie_{n} (bigint, text, bigint, {types}) AS \
+         SELECT t.k, p.id, p.oldest_contact, p.bucket_id, p.member_count, p.merged_into \
+         FROM ({}) AS t JOIN profiles p ON p.hub_id = $1 AND p.id = t.id \
+         ORDER BY p.id, t.k FOR UPDATE OF p",
+        tie_query_sql(n, false)
+    )
+}
+
+/// Takes the value locks (ascending) and runs the tie query, locking the profiles it finds, in
+/// one round trip: a simple query of two statements, the locks then `EXECUTE cdh_tie_<n>`.
+/// Two statements, because in READ COMMITTED each sees what was committed when it started: the
+/// tie query must start after the locks are held. The prepared statement keeps its plan, where
+/// the same query sent as literal text was planned afresh every time (~1.8 ms).
+async fn lock_values_and_tie(
+    conn: &mut Conn,
+    hub: HubId,
+    scope: &str,
+    contact: ContactId,
+    key_values: &[&(String, String)],
+    mut value_locks: Vec<i64>,
+    own: bool,
+) -> StoreResult<TiedProfiles> {
+    use sqlx::Row;
+    use std::fmt::Write;
+    if own || key_values.is_empty() || key_values.len() > TIE_STATEMENTS {
+        lock_keys(conn, value_locks).await?;
+        let (tied, own) = tied_profiles(conn, hub, scope, contact, key_values, own).await?;
+        return Ok((tied, own, false));
+    }
+    value_locks.sort_unstable();
+    value_locks.dedup();
+    let keys = value_locks
+        .iter()
+        .map(|k| format!("({k})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!(
+        "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(ARRAY[{keys}]::bigint[]) AS k \
+         ORDER BY 1) AS s; EXECUTE cdh_tie_{}({hub}, ",
+        key_values.len()
+    );
+    text_literal_into(&mut sql, scope)?;
+    let _ = write!(sql, ", {contact}");
+    for (field, value) in key_values {
+        sql.push_str(", ");
+        text_literal_into(&mut sql, field)?;
+        sql.push_str(", ");
+        text_literal_into(&mut sql, value)?;
+    }
+    sql.push(')');
+    // A query without arguments goes out as a simple query, both statements in one message.
+    let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str()).await?;
+    // The lock statement's rows have one column; the tie query's have six.
+    let mut tie: Vec<TieRow> = rows
+        .iter()
+        .filter(|r| r.len() == 6)
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    tie.sort_unstable();
+    Ok((tied_rows(tie, key_values), None, true))
+}
+
+/// `PREPARE cdh_context`: the upsert's first read (`upsert_context_sql`), kept planned on every
+/// connection so that `begin_upsert` can send it with its `BEGIN`.
+fn prepare_context_sql() -> String {
+    format!(
+        "PREPARE cdh_context (bigint, bigint, text) AS {}",
+        upsert_context_sql()
+    )
+}
+
+/// Begins an upsert's transaction and reads its context, in one round trip: the hub lock
+/// (shared) and the contact's key lock are taken in the implicit transaction that `BEGIN` then
+/// turns into an explicit one, and `EXECUTE cdh_context` reads under them. The caller rolls
+/// back on an error, whichever statement failed.
+async fn begin_upsert(
+    conn: &mut Conn,
+    hub: HubId,
+    contact_key: i64,
+    input: &ContactInput,
+) -> Result<UpsertContext, BeginError> {
+    use sqlx::FromRow;
+    let (a, b) = hub_lock(hub);
+    let mut sql = format!(
+        "SELECT pg_advisory_xact_lock_shared({a}, {b}), pg_advisory_xact_lock({contact_key}); \
+         BEGIN; EXECUTE cdh_context({hub}, {}, ",
+        input.channel_id
+    );
+    text_literal_into(&mut sql, &input.external_id).map_err(BeginError::Failed)?;
+    sql.push(')');
+    // A query without arguments goes out as a simple query, its statements in one message.
+    let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str())
+        .await
+        .map_err(|e| {
+            if connection_lost(&e) {
+                BeginError::ConnectionLost(e.into())
+            } else {
+                BeginError::Failed(e.into())
+            }
+        })?;
+    // The lock statement's row has two columns; the context's has fifteen.
+    let row = rows
+        .iter()
+        .find(|r| sqlx::Row::len(*r) > 2)
+        .map(ContextRow::from_row)
+        .transpose()
+        .map_err(|e| BeginError::Failed(e.into()))?;
+    upsert_context(row).map_err(BeginError::Failed)
+}
+
+/// Why an upsert's first round trip failed.
+enum BeginError {
+    /// The connection was closed (by the server, or the network): nothing was written.
+    ConnectionLost(StoreError),
+    Failed(StoreError),
+}
+
+/// How many closed connections one upsert replaces before it gives up: the pool's size, so
+/// that a server restart, which closes them all, costs no upsert.
+const MAX_LOST_CONNECTIONS: u32 = MAX_CONNECTIONS;
+
+/// Whether `e` says the connection is gone: an I/O error, or the server's notice that it is
+/// closing the session (SQLSTATE class 08, connection exception, or 57P01-57P03, shutdown).
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+/// An upsert's transaction, begun and ended by hand so that the commit goes out with the last
+/// writes (sqlx's `Transaction` commits in a round trip of its own). Dropped while open, when
+/// the caller's future is cancelled mid-upsert, the connection is closed rather than returned
+/// to the pool inside a transaction.
+struct UpsertTx {
+    conn: sqlx::pool::PoolConnection<Db>,
+    open: bool,
+}
+
+impl UpsertTx {
+    /// Rolls back after an error; the connection is closed if that fails too.
+    async fn rollback(&mut self) {
+        if sqlx::Executor::execute(&mut *self.conn, "ROLLBACK")
+            .await
+            .is_ok()
+        {
+            self.open = false;
+        }
+    }
+}
+
+impl Drop for UpsertTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
