@@ -1,4 +1,5 @@
-//! `cdh admin create-user` and the console admin of `cdh serve --demo`, run as a user would:
+//! `cdh admin create-user`, the console admin of `cdh serve --demo` and its stop on SIGTERM,
+//! run as a user would:
 //! the binary on a temporary SQLite database, the created users read back from the store.
 
 use std::io::{BufRead, BufReader, Write};
@@ -309,4 +310,41 @@ fn create_user_refuses_a_missing_database() {
     );
     fails_with(&output, "no database at");
     assert!(!dir.path().join("data").exists(), "nothing may be created");
+}
+
+/// SIGTERM sent as soon as the server says it is listening (the demo still being seeded) stops
+/// it gracefully: the handler is in place before the first line is printed.
+#[test]
+fn sigterm_right_after_start_stops_the_server_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut child = cdh()
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--database-url", &db_url(dir)])
+        .args(["--operator-token", "operator-secret-for-tests"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cdh serve starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a first line").unwrap();
+    assert!(first.starts_with("cdh hub listening on "), "{first}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    // The rest of its output, read to the end so that its prints never meet a closed pipe.
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let exit = child.wait().expect("cdh serve exits");
+    assert!(
+        exit.success(),
+        "cdh serve exited with {exit}; it printed {rest:#?}"
+    );
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("shutting down: letting in-flight requests finish")
+    );
 }

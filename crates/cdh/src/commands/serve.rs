@@ -40,6 +40,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    // Listened for before anything is printed: a service manager (or a test) may send SIGTERM
+    // as soon as the server says it is up, and that must stop it gracefully, not kill it.
+    let stop = StopSignal::listen();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let config = Config {
@@ -61,7 +64,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         demo(&handle, &args.data_dir, &base).await?;
     }
-    wait_for_signal().await;
+    stop.wait().await;
     println!("shutting down: letting in-flight requests finish");
     handle.shutdown().await
 }
@@ -258,25 +261,38 @@ fn channel_kind(name: &str) -> &'static str {
     }
 }
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM.
-async fn wait_for_signal() {
+/// Ctrl-C (SIGINT) or SIGTERM, caught from the moment `listen` returns (until then the
+/// default action, ending the process at once, applies).
+struct StopSignal {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    handlers: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignal {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let handlers = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .ok();
+            Self { handlers }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut int, mut term)) = self.handlers {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
