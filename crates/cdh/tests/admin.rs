@@ -1,6 +1,6 @@
 //! `cdh admin create-user`, the console admin of `cdh serve --demo` and its stop on SIGTERM,
-//! run as a user would:
-//! the binary on a temporary SQLite database, the created users read back from the store.
+//! run as a user would: the binary on a temporary SQLite database, the created users read back
+//! from the store.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -29,10 +29,9 @@ fn db_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("data/cdh.db").display())
 }
 
-/// Starts `cdh serve --demo` on the directory's database and returns it with the lines it
-/// printed up to (and including) the first line that starts with `last`.
-fn serve_demo(dir: &Path, last: &str) -> (Child, Vec<String>) {
-    let mut child = cdh()
+/// `cdh serve --demo` on the directory's database, its stdout piped.
+fn spawn_demo(dir: &Path) -> Child {
+    cdh()
         .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -41,7 +40,13 @@ fn serve_demo(dir: &Path, last: &str) -> (Child, Vec<String>) {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("cdh serve starts");
+        .expect("cdh serve starts")
+}
+
+/// Starts `cdh serve --demo` on the directory's database and returns it with the lines it
+/// printed up to (and including) the first line that starts with `last`.
+fn serve_demo(dir: &Path, last: &str) -> (Child, Vec<String>) {
+    let mut child = spawn_demo(dir);
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -318,16 +323,7 @@ fn create_user_refuses_a_missing_database() {
 fn sigterm_right_after_start_stops_the_server_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let mut child = cdh()
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--database-url", &db_url(dir)])
-        .args(["--operator-token", "operator-secret-for-tests"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cdh serve starts");
+    let mut child = spawn_demo(dir);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().expect("a first line").unwrap();
     assert!(first.starts_with("cdh hub listening on "), "{first}");
