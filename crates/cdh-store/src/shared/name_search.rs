@@ -14,15 +14,9 @@ impl ThisStore {
         org: OrganizationId,
         text: &str,
     ) -> StoreResult<Vec<String>> {
-        use sqlx::Row;
         let prefix = name_search_prefix(text);
         let upper = prefix_upper_bound(&prefix);
-        let explain = if is_postgres() {
-            "EXPLAIN"
-        } else {
-            "EXPLAIN QUERY PLAN"
-        };
-        let sql = format!("{explain} {}", name_search_sql(upper.is_some()));
+        let sql = explain(&name_search_sql(upper.is_some()));
         let mut query = sqlx::query(&sql)
             .bind(hub)
             .bind(prefix)
@@ -32,10 +26,7 @@ impl ThisStore {
         if let Some(upper) = upper {
             query = query.bind(upper);
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| Ok(row.try_get::<String, usize>(row.len() - 1)?))
-            .collect()
+        plan_lines(&query.fetch_all(&self.pool).await?)
     }
 
     async fn search_profiles_by_name_impl(

@@ -146,22 +146,31 @@ impl ThisStore {
         hub: HubId,
         contact: ContactId,
     ) -> StoreResult<Vec<String>> {
-        use sqlx::Row;
-        let explain = if is_postgres() {
-            "EXPLAIN"
-        } else {
-            "EXPLAIN QUERY PLAN"
-        };
-        let sql = format!("{explain} {}", profile_of_contact_sql());
+        let sql = explain(&profile_of_contact_sql());
         let rows = sqlx::query(&sql)
             .bind(hub)
             .bind(contact)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| Ok(row.try_get::<String, usize>(row.len() - 1)?))
-            .collect()
+        plan_lines(&rows)
     }
+}
+
+/// `sql` prefixed so that the database returns its plan instead of running it.
+fn explain(sql: &str) -> String {
+    if is_postgres() {
+        format!("EXPLAIN {sql}")
+    } else {
+        format!("EXPLAIN QUERY PLAN {sql}")
+    }
+}
+
+/// The steps of a plan `explain` returned, one line each (the last column of each row).
+fn plan_lines(rows: &[<Db as sqlx::Database>::Row]) -> StoreResult<Vec<String>> {
+    use sqlx::Row;
+    rows.iter()
+        .map(|row| Ok(row.try_get::<String, usize>(row.len() - 1)?))
+        .collect()
 }
 
 /// A contact's live profile (`$1` the hub, `$2` the contact).
