@@ -379,9 +379,7 @@ async fn seed_sqlite(path: &std::path::Path, hub: HubId, channel: i64, scope: &s
                 }
                 identifiers.push_str(&format!("({hub},{id},'{f}','{v}','{scope}')"));
             }
-            profiles.push_str(&format!(
-                "{sep}({hub},{pid},{id},{id},{pid},1,NULL,{at},{at})"
-            ));
+            profiles.push_str(&format!("{sep}({hub},{pid},{id},{id},1,NULL,{at},{at})"));
             members.push_str(&format!("{sep}({hub},{id},{pid})"));
         }
         for sql in [
@@ -392,7 +390,7 @@ async fn seed_sqlite(path: &std::path::Path, hub: HubId, channel: i64, scope: &s
                 "INSERT INTO identifiers (hub_id, contact_id, field, value, scope) VALUES {identifiers}"
             ),
             format!(
-                "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, member_count, merged_into, created_at, updated_at) VALUES {profiles}"
+                "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, member_count, merged_into, created_at, updated_at) VALUES {profiles}"
             ),
             format!("INSERT INTO memberships (hub_id, contact_id, bucket_id) VALUES {members}"),
         ] {
@@ -456,9 +454,7 @@ async fn seed_postgres(url: &str, schema: &str, hub: HubId, channel: i64, scope:
         for (f, v) in ids {
             identifiers.push_str(&format!("{hub}\t{id}\t{f}\t{v}\t{scope}\n"));
         }
-        profiles.push_str(&format!(
-            "{hub}\t{pid}\t{id}\t{id}\t{pid}\t1\t\\N\t{at}\t{at}\n"
-        ));
+        profiles.push_str(&format!("{hub}\t{pid}\t{id}\t{id}\t1\t\\N\t{at}\t{at}\n"));
         members.push_str(&format!("{hub}\t{id}\t{pid}\n"));
     }
     let mut conn = pool.acquire().await.expect("conn");
@@ -472,7 +468,7 @@ async fn seed_postgres(url: &str, schema: &str, hub: HubId, channel: i64, scope:
             identifiers,
         ),
         (
-            "profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, member_count, merged_into, created_at, updated_at)",
+            "profiles (hub_id, id, origin_contact, oldest_contact, member_count, merged_into, created_at, updated_at)",
             profiles,
         ),
         ("memberships (hub_id, contact_id, bucket_id)", members),

@@ -26,10 +26,6 @@ const ORDERED_JOIN: &str = "JOIN";
 
 const FOR_UPDATE: &str = " FOR UPDATE";
 
-/// That profile `p` is live. `profiles_by_bucket` holds live profiles only (migration 0012), and
-/// PostgreSQL uses a partial index only where a query states its predicate as written.
-const P_IS_LIVE: &str = "p.merged_into IS NULL";
-
 /// The store over a PostgreSQL database.
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -175,8 +171,7 @@ impl PgStore {
         for name in key_names {
             identifiers_query = identifiers_query.bind(name);
         }
-        let contacts_sql = apply_contacts_sql();
-        let contacts = sqlx::query_as::<_, ContactProfileRow>(&contacts_sql)
+        let contacts = sqlx::query_as::<_, ContactProfileRow>(APPLY_CONTACTS_SQL)
             .bind(hub)
             .fetch_all(&mut **snapshot);
         let (contact_rows, identifiers) =

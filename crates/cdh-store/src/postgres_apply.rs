@@ -1,5 +1,5 @@
-// PostgreSQL's apply writes over sqlx (included by `postgres.rs`): staged rows and profile
-// changes go in by `COPY` (into `apply_staging` and `apply_profile_staging`), the swap is a
+// PostgreSQL's apply writes over sqlx (included by `postgres.rs`): profile changes and
+// contacts' new scopes go in by `COPY` (into `apply_profile_staging` and `apply_staging`), the swap is a
 // few set-based statements over both, its ledger rows go in by `COPY` too, and its events as
 // one merged range (`merged_range.rs`). (SQLite runs its own on the writer thread, see
 // `sqlite/apply_write.rs`.)
@@ -26,21 +26,6 @@ impl PgStore {
         Ok(())
     }
 
-    /// Stages the profile changes, in a transaction of their own (while the memberships are
-    /// staged on another connection: together they took ~2.4 s of a 1M apply, one after the
-    /// other).
-    async fn stage_profiles(
-        &self,
-        hub: HubId,
-        task_id: TaskId,
-        plan: &std::sync::Arc<ApplyPlan>,
-    ) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        write_profile_staging(&mut tx, hub, task_id, &plan.merges).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Stages `rows` of the plan and records them as done, in a transaction of their own.
     async fn stage_batch(
         &self,
@@ -50,7 +35,13 @@ impl PgStore {
         rows: std::ops::Range<usize>,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        write_staging(&mut tx, hub, task_id, &plan.staged[rows.clone()]).await?;
+        let (contacts, profiles) = plan.rows(rows.clone());
+        if !contacts.is_empty() {
+            write_staging(&mut tx, hub, task_id, contacts).await?;
+        }
+        if !profiles.is_empty() {
+            write_profile_staging(&mut tx, hub, task_id, profiles).await?;
+        }
         sqlx::query(STAGED_DONE_SQL)
             .bind(hub)
             .bind(task_id)
@@ -130,20 +121,42 @@ async fn write_staging(
     use std::fmt::Write;
     let mut copy = CopyRows::start(
         conn,
-        "COPY apply_staging (hub_id, task_id, contact_id, bucket_id, scope) FROM STDIN",
+        "COPY apply_staging (hub_id, task_id, contact_id, scope) FROM STDIN",
     )
     .await?;
     for r in rows {
         let line = copy.row();
         let _ = write!(line, "{hub}\t{task}\t{}\t", r.contact_id);
-        match r.bucket_id {
-            Some(bucket) => write!(line, "{bucket}\t"),
-            None => write!(line, "\\N\t"),
-        }
-        .ok();
-        match &r.scope {
-            Some(scope) => copy_text(line, scope),
-            None => line.push_str("\\N"),
+        copy_text(line, &r.scope);
+        line.push('\n');
+        copy.flush_if_full().await?;
+    }
+    copy.finish().await
+}
+
+/// Stages profile changes: a survivor's new count and oldest contact (`merged_into` NULL), an
+/// absorbed profile's survivor.
+async fn write_profile_staging(
+    conn: &mut Conn,
+    hub: HubId,
+    task: TaskId,
+    changes: &[ProfileChange],
+) -> StoreResult<()> {
+    use std::fmt::Write;
+    let mut copy = CopyRows::start(
+        conn,
+        "COPY apply_profile_staging (hub_id, task_id, profile_id, member_count, \
+         oldest_contact, merged_into) FROM STDIN",
+    )
+    .await?;
+    for c in changes {
+        let line = copy.row();
+        let _ = write!(line, "{hub}\t{task}\t{}", c.profile_id);
+        for value in [c.member_count, c.oldest_contact, c.merged_into] {
+            let _ = match value {
+                Some(v) => write!(line, "\t{v}"),
+                None => line.write_str("\t\\N"),
+            };
         }
         line.push('\n');
         copy.flush_if_full().await?;
@@ -151,45 +164,12 @@ async fn write_staging(
     copy.finish().await
 }
 
-/// Stages each merge's profile changes: the survivor's new bucket, count and oldest contact
-/// (`merged_into` NULL), and each absorbed profile's survivor.
-async fn write_profile_staging(
-    conn: &mut Conn,
-    hub: HubId,
-    task: TaskId,
-    merges: &[PlannedMerge],
-) -> StoreResult<()> {
-    use std::fmt::Write;
-    let mut copy = CopyRows::start(
-        conn,
-        "COPY apply_profile_staging (hub_id, task_id, profile_id, bucket_id, member_count, \
-         oldest_contact, merged_into) FROM STDIN",
-    )
-    .await?;
-    for m in merges {
-        let _ = writeln!(
-            copy.row(),
-            "{hub}\t{task}\t{}\t{}\t{}\t{}\t\\N",
-            m.survivor, m.target_bucket, m.member_count, m.oldest_contact
-        );
-        for absorbed in &m.absorbed {
-            let _ = writeln!(
-                copy.row(),
-                "{hub}\t{task}\t{absorbed}\t\\N\t\\N\t\\N\t{}",
-                m.survivor
-            );
-        }
-        copy.flush_if_full().await?;
-    }
-    copy.finish().await
-}
-
-/// Applies the staged profile changes: survivors take their new bucket and counts; every
+/// Applies the staged profile changes: survivors take their new counts; every
 /// profile merged into an absorbed one, then the absorbed ones, point at the survivor, so
 /// resolving an old id stays one read.
 async fn swap_profiles(conn: &mut Conn, hub: HubId, task: TaskId, at: Millis) -> StoreResult<()> {
     for sql in [
-        "UPDATE profiles SET bucket_id = s.bucket_id, member_count = s.member_count, \
+        "UPDATE profiles SET member_count = s.member_count, \
          oldest_contact = s.oldest_contact, updated_at = $3 FROM apply_profile_staging s \
          WHERE profiles.hub_id = $1 AND s.hub_id = $1 AND s.task_id = $2 \
          AND s.profile_id = profiles.id AND s.merged_into IS NULL",

@@ -72,12 +72,12 @@ fn prepare_contexts_sql() -> String {
 /// finds, by id, as `cdh_tie_<n>` does.
 fn prepare_ties_sql() -> String {
     "PREPARE cdh_ties (bigint, integer[], integer[], bigint[], text[], text[], text[]) AS \
-     SELECT v.n, v.k, p.id, p.oldest_contact, p.bucket_id, p.member_count, p.merged_into \
+     SELECT v.n, v.k, p.id, p.oldest_contact, p.member_count, p.merged_into \
      FROM unnest($2, $3, $4, $5, $6, $7) AS v (n, k, contact, scope, field, value) \
      CROSS JOIN LATERAL (SELECT q.id FROM identifiers i \
        JOIN memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
-       JOIN profiles q ON q.hub_id = m.hub_id AND q.bucket_id = m.bucket_id \
-         AND q.merged_into IS NULL \
+       JOIN profiles o ON o.hub_id = m.hub_id AND o.id = m.bucket_id \
+       JOIN profiles q ON q.hub_id = o.hub_id AND q.id = COALESCE(o.merged_into, o.id) \
        WHERE i.hub_id = $1 AND i.scope = v.scope AND i.field = v.field \
          AND i.value = v.value AND i.contact_id <> v.contact LIMIT 1) AS t \
      JOIN profiles p ON p.hub_id = $1 AND p.id = t.id \
@@ -175,8 +175,8 @@ async fn lock_values_and_tie_batch(
     sql.push(')');
     // A query without arguments goes out as a simple query, both statements in one message.
     let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str()).await?;
-    // The lock statement's rows have one column; the tie query's seven.
-    for row in rows.iter().filter(|r| r.len() == 7) {
+    // The lock statement's rows have one column; the tie query's six.
+    for row in rows.iter().filter(|r| r.len() == 6) {
         let n: i32 = row.try_get(0)?;
         let k: i32 = row.try_get(1)?;
         ties[n as usize].push((
@@ -185,7 +185,6 @@ async fn lock_values_and_tie_batch(
             row.try_get(3)?,
             row.try_get(4)?,
             row.try_get(5)?,
-            row.try_get(6)?,
         ));
     }
     for rows in &mut ties {

@@ -133,7 +133,7 @@ fn prepare_tie_sql(n: usize) -> String {
     let types = vec!["text, text"; n].join(", ");
     format!(
         "PREPARE cdh_tie_{n} (bigint, text, bigint, {types}) AS \
-         SELECT t.k, p.id, p.oldest_contact, p.bucket_id, p.member_count, p.merged_into \
+         SELECT t.k, p.id, p.oldest_contact, p.member_count, p.merged_into \
          FROM ({}) AS t JOIN profiles p ON p.hub_id = $1 AND p.id = t.id \
          ORDER BY p.id, t.k FOR UPDATE OF p",
         tie_query_sql(n, false)
@@ -184,10 +184,10 @@ async fn lock_values_and_tie(
     sql.push(')');
     // A query without arguments goes out as a simple query, both statements in one message.
     let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str()).await?;
-    // The lock statement's rows have one column; the tie query's have six.
+    // The lock statement's rows have one column; the tie query's have five.
     let mut tie: Vec<TieRow> = rows
         .iter()
-        .filter(|r| r.len() == 6)
+        .filter(|r| r.len() == 5)
         .map(|r| {
             Ok((
                 r.try_get(0)?,
@@ -195,7 +195,6 @@ async fn lock_values_and_tie(
                 r.try_get(2)?,
                 r.try_get(3)?,
                 r.try_get(4)?,
-                r.try_get(5)?,
             ))
         })
         .collect::<Result<_, sqlx::Error>>()?;

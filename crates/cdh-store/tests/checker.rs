@@ -51,8 +51,8 @@ async fn checker_body(t: TestStore) {
     // value index and the core's resolution can tell.
     let split = b.contact.id;
     t.raw(&format!(
-        "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, member_count, \
-         merged_into, created_at, updated_at) VALUES ({hub}, 999999, {split}, {split}, 999999, 1, NULL, 0, 0)"
+        "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, member_count, \
+         merged_into, created_at, updated_at) VALUES ({hub}, 999999, {split}, {split}, 1, NULL, 0, 0)"
     ))
     .await;
     t.raw(&format!(

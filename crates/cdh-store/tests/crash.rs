@@ -101,8 +101,8 @@ async fn killed_apply_is_all_or_nothing(pause: bool) {
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    // Each pair's younger contact moves: one staged row per merge.
-    assert_eq!(first, format!("batch 10/{}", CONTACTS / 2));
+    // Each pair merges: its survivor and its absorbed profile are two staged rows.
+    assert_eq!(first, format!("batch 10/{CONTACTS}"));
 
     let store = AnyStore::Sqlite(SqliteStore::open(&url).await.unwrap());
     assert_invariants(&store, h.id).await;

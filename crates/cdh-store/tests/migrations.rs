@@ -84,12 +84,12 @@ async fn rebuilding_profiles_keeps_their_manual_overrides() {
             8
         )]
     );
-    let profiles: Vec<(i64, i64, Option<i64>, i64)> =
-        sqlx::query_as("SELECT id, bucket_id, merged_into, updated_at FROM profiles ORDER BY id")
+    let profiles: Vec<(i64, Option<i64>, i64)> =
+        sqlx::query_as("SELECT id, merged_into, updated_at FROM profiles ORDER BY id")
             .fetch_all(&pool)
             .await
             .expect("profiles");
-    assert_eq!(profiles, vec![(10, 10, None, 6), (11, 11, Some(10), 7)]);
+    assert_eq!(profiles, vec![(10, None, 6), (11, Some(10), 7)]);
     let (schema,): (String,) =
         sqlx::query_as("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'profiles'")
             .fetch_one(&pool)
@@ -144,6 +144,131 @@ async fn planner_statistics_fill_in_what_analyze_never_gathered() {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(stat("profiles_by_bucket").await, ["2 2 1"]);
+    assert_eq!(stat("profiles").await, ["2 2 1"]);
     assert_eq!(stat("memberships_by_bucket").await, ["1000000 1000000 2 1"]);
+}
+
+/// Migration 0010 over a hub merged the old way, where merges moved members into the largest
+/// bucket and the survivor took that bucket over: afterwards every membership names a profile
+/// by its bucket, and each contact resolves to the survivor exactly once.
+#[tokio::test]
+async fn survivors_members_move_to_the_bucket_of_their_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, pool) = migrated_before(&dir, 10).await;
+    for sql in [
+        // Memberships reference contacts; only the two tables matter here.
+        "PRAGMA foreign_keys = OFF",
+        // 10 survived; it took over 11's bucket (the larger), and 12's members moved there.
+        // 20 is a profile no merge touched, 21 one merged into it the old way (the survivor
+        // kept its own bucket).
+        "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
+         member_count, merged_into, created_at, updated_at) \
+         VALUES (1, 10, 100, 100, 11, 3, NULL, 5, 6), (1, 11, 101, 101, 11, 2, 10, 5, 6), \
+         (1, 12, 102, 102, 12, 1, 10, 5, 6), (1, 20, 200, 200, 20, 2, NULL, 5, 6), \
+         (1, 21, 201, 201, 21, 1, 20, 5, 6)",
+        "INSERT INTO memberships (hub_id, contact_id, bucket_id) \
+         VALUES (1, 100, 11), (1, 101, 11), (1, 102, 11), (1, 200, 20), (1, 201, 20)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.expect("old rows");
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open(&url).await.expect("opens and migrates");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::from_str(&url).expect("url"))
+        .await
+        .expect("connect again");
+    let buckets: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT contact_id, bucket_id FROM memberships ORDER BY contact_id")
+            .fetch_all(&pool)
+            .await
+            .expect("memberships");
+    assert_eq!(
+        buckets,
+        vec![(100, 10), (101, 10), (102, 10), (200, 20), (201, 20)]
+    );
+    let resolved: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT m.contact_id, COALESCE(o.merged_into, o.id) FROM memberships m \
+         JOIN profiles o ON o.hub_id = m.hub_id AND o.id = m.bucket_id \
+         ORDER BY m.contact_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("resolve");
+    assert_eq!(
+        resolved,
+        vec![(100, 10), (101, 10), (102, 10), (200, 20), (201, 20)]
+    );
+    drop(store);
+}
+
+/// Migration 0013 does on PostgreSQL what 0010 does on SQLite (see above), on the same rows.
+#[tokio::test]
+async fn survivors_members_move_to_the_bucket_of_their_id_on_postgres() {
+    use sqlx::Connection;
+    let url = crate::support::pg_url();
+    let schema = format!("t_mig_{}", rand::random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("PostgreSQL is needed for this test");
+    for sql in [
+        format!("CREATE SCHEMA {schema}"),
+        format!("SET search_path TO {schema}"),
+    ] {
+        sqlx::query(&sql).execute(&mut conn).await.expect("schema");
+    }
+    let mut before = sqlx::migrate!("migrations/postgres");
+    let kept: Vec<_> = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 13)
+        .cloned()
+        .collect();
+    before.migrations = kept.into();
+    before.run(&mut conn).await.expect("migrations before 13");
+    for sql in [
+        // Memberships reference contacts; only the two tables matter here.
+        "SET session_replication_role = replica",
+        "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
+         member_count, merged_into, created_at, updated_at) \
+         VALUES (1, 10, 100, 100, 11, 3, NULL, 5, 6), (1, 11, 101, 101, 11, 2, 10, 5, 6), \
+         (1, 12, 102, 102, 12, 1, 10, 5, 6), (1, 20, 200, 200, 20, 2, NULL, 5, 6), \
+         (1, 21, 201, 201, 21, 1, 20, 5, 6)",
+        "INSERT INTO memberships (hub_id, contact_id, bucket_id) \
+         VALUES (1, 100, 11), (1, 101, 11), (1, 102, 11), (1, 200, 20), (1, 201, 20)",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.expect("old rows");
+    }
+    conn.close().await.expect("close");
+
+    let store = cdh_store::PgStore::open_in_schema(&url, Some(&schema))
+        .await
+        .expect("opens and migrates");
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query(&format!("SET search_path TO {schema}"))
+        .execute(&mut conn)
+        .await
+        .expect("search_path");
+    let buckets: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT contact_id, bucket_id FROM memberships ORDER BY contact_id")
+            .fetch_all(&mut conn)
+            .await
+            .expect("memberships");
+    let expected = vec![(100, 10), (101, 10), (102, 10), (200, 20), (201, 20)];
+    assert_eq!(buckets, expected);
+    let resolved: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT m.contact_id, COALESCE(o.merged_into, o.id) FROM memberships m \
+         JOIN profiles o ON o.hub_id = m.hub_id AND o.id = m.bucket_id \
+         ORDER BY m.contact_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("resolve");
+    assert_eq!(resolved, expected);
+    conn.close().await.expect("close");
+    store.close().await;
+    cdh_store::PgStore::drop_schema(&url, &schema)
+        .await
+        .expect("drop schema");
 }

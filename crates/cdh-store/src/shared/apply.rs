@@ -1,28 +1,35 @@
 // Applying a new unify setting over all of a hub's contacts, shared by both adapters.
 //
 // Three phases: read a snapshot and resolve it with the core in memory on top of the stored
-// partition (merges are permanent); stage the changed memberships in batches, with progress
-// on the task; then one transaction checks nothing was written since the snapshot and swaps
-// everything in. A crash before the swap leaves only staged rows (ignored and cleared by the
-// next run); the swap itself is atomic. The plan is shared; each adapter writes it its own
-// way (`postgres_apply.rs`, `sqlite/apply_write.rs`) through `start_staging`, `stage_profiles`,
-// `stage_batch` and `swap_in`.
+// partition (merges are permanent); stage the plan's rows (profile changes, and contacts whose
+// scope changes) in batches, with progress on the task; then one transaction checks nothing
+// was written since the snapshot and swaps everything in. A crash before the swap leaves only
+// staged rows (ignored and cleared by the next run); the swap itself is atomic. No membership
+// is written: an absorbed profile keeps its members and names its survivor (see
+// `to_live_profile`). The plan is shared; each adapter writes it its own way
+// (`postgres_apply.rs`, `sqlite/apply_write.rs`) through `start_staging`, `stage_batch` and
+// `swap_in`.
 
-/// A contact whose bucket or scope the apply changes.
+/// A contact whose scope the apply changes.
 #[derive(Clone, Debug)]
 pub(crate) struct StagedRow {
     contact_id: i64,
-    bucket_id: Option<i64>,
-    scope: Option<String>,
+    scope: String,
+}
+
+/// A profile the apply changes: a survivor takes its new member count and oldest contact
+/// (`merged_into` `None`), an absorbed profile its survivor.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProfileChange {
+    profile_id: i64,
+    member_count: Option<i64>,
+    oldest_contact: Option<i64>,
+    merged_into: Option<i64>,
 }
 
 /// One merge the apply performs.
 struct PlannedMerge {
     survivor: i64,
-    target_bucket: i64,
-    member_count: i64,
-    oldest_contact: i64,
-    absorbed: Vec<i64>,
     /// Absorbed profiles grouped by the (field, value) that ties them in.
     by_value: BTreeMap<(String, String), Vec<i64>>,
 }
@@ -30,22 +37,19 @@ struct PlannedMerge {
 /// What the resolution decided.
 struct ApplyPlan {
     marker: i64,
+    /// Contacts whose scope changes, by contact id.
     staged: Vec<StagedRow>,
+    /// Each merge's survivor, then the profiles it absorbs.
+    profile_changes: Vec<ProfileChange>,
     merges: Vec<PlannedMerge>,
+    /// Contacts that end in another profile than they were in.
+    contacts_moved: usize,
     profiles_before: usize,
     profiles_after: usize,
 }
 
-/// A contact (id, channel, scope) and its live profile (id, bucket, members, oldest contact).
-type ContactProfileRow = (
-    i64,
-    i64,
-    String,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
+/// A contact (id, channel, scope) and its live profile (id, oldest contact).
+type ContactProfileRow = (i64, i64, String, Option<i64>, Option<i64>);
 
 /// A contact's values of the (up to three) unify keys, in the keys' order.
 type KeyValuesRow = (i64, Option<String>, Option<String>, Option<String>);
@@ -54,8 +58,6 @@ type KeyValuesRow = (i64, Option<String>, Option<String>, Option<String>);
 #[derive(Clone, Copy)]
 struct StoredProfile {
     id: i64,
-    bucket: i64,
-    count: i64,
     oldest: i64,
 }
 
@@ -171,9 +173,8 @@ impl ThisStore {
 
         let mut contacts: Vec<(i64, i64, String)> = Vec::with_capacity(contact_rows.len());
         let mut stored: Vec<StoredProfile> = Vec::with_capacity(contact_rows.len());
-        for (contact, channel, scope, id, bucket, count, oldest) in contact_rows {
-            let (Some(id), Some(bucket), Some(count), Some(oldest)) = (id, bucket, count, oldest)
-            else {
+        for (contact, channel, scope, id, oldest) in contact_rows {
+            let (Some(id), Some(oldest)) = (id, oldest) else {
                 return Err(StoreError::Corrupt(format!(
                     "contact {contact} has no profile"
                 )));
@@ -184,12 +185,7 @@ impl ThisStore {
                 )));
             }
             contacts.push((contact, channel, scope));
-            stored.push(StoredProfile {
-                id,
-                bucket,
-                count,
-                oldest,
-            });
+            stored.push(StoredProfile { id, oldest });
         }
 
         // The key graph over contacts in age order, on top of the stored partition.
@@ -233,8 +229,7 @@ impl ThisStore {
             if scope != old_scope {
                 staged.push(StagedRow {
                     contact_id: *contact,
-                    bucket_id: None,
-                    scope: Some(scope.clone()),
+                    scope: scope.clone(),
                 });
             }
         }
@@ -250,11 +245,8 @@ impl ThisStore {
         // Group contacts of each resolved profile; more than one stored profile means a merge.
         let members = resolved.members();
         let mut merges = Vec::new();
-        let mut scope_rows: HashMap<i64, usize> = staged
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.contact_id, i))
-            .collect();
+        let mut profile_changes = Vec::new();
+        let mut contacts_moved = 0;
         for p in 0..members.n_profiles() as u32 {
             let group = members.of(p);
             let mut profiles: Vec<StoredProfile> =
@@ -267,10 +259,6 @@ impl ThisStore {
             let survivor = *profiles
                 .iter()
                 .min_by_key(|s| (s.oldest, s.id))
-                .expect("two profiles");
-            let target = *profiles
-                .iter()
-                .max_by_key(|s| (s.count, s.id == survivor.id))
                 .expect("two profiles");
             // Which stored profiles hold each value, to name the value that ties each one in:
             // (value, profile) pairs, sorted, so each value's holders are a run.
@@ -300,40 +288,35 @@ impl ThisStore {
                     .unwrap_or_default();
                 by_value.entry(via).or_default().push(s.id);
             }
-            for &c in group {
-                if stored[c as usize].bucket != target.bucket {
-                    let contact_id = contacts[c as usize].0;
-                    match scope_rows.get(&contact_id) {
-                        Some(&i) => staged[i].bucket_id = Some(target.bucket),
-                        None => {
-                            scope_rows.insert(contact_id, staged.len());
-                            staged.push(StagedRow {
-                                contact_id,
-                                bucket_id: Some(target.bucket),
-                                scope: None,
-                            });
-                        }
-                    }
+            contacts_moved += group
+                .iter()
+                .filter(|&&c| stored[c as usize].id != survivor.id)
+                .count();
+            profile_changes.push(ProfileChange {
+                profile_id: survivor.id,
+                member_count: Some(group.len() as i64),
+                oldest_contact: Some(contacts[group[0] as usize].0.min(survivor.oldest)),
+                merged_into: None,
+            });
+            profile_changes.extend(profiles.iter().filter(|s| s.id != survivor.id).map(|s| {
+                ProfileChange {
+                    profile_id: s.id,
+                    member_count: None,
+                    oldest_contact: None,
+                    merged_into: Some(survivor.id),
                 }
-            }
+            }));
             merges.push(PlannedMerge {
                 survivor: survivor.id,
-                target_bucket: target.bucket,
-                member_count: group.len() as i64,
-                oldest_contact: contacts[group[0] as usize].0.min(survivor.oldest),
-                absorbed: profiles
-                    .iter()
-                    .map(|s| s.id)
-                    .filter(|&id| id != survivor.id)
-                    .collect(),
                 by_value,
             });
         }
-        staged.sort_by_key(|r| r.contact_id);
         Ok(ApplyPlan {
             marker,
             staged,
+            profile_changes,
             merges,
+            contacts_moved,
             profiles_before: prior.n_profiles(),
             profiles_after: resolved.n_profiles(),
         })
@@ -348,23 +331,18 @@ impl ThisStore {
         options: &ApplyOptions,
     ) -> StoreResult<()> {
         let plan = std::sync::Arc::new(self.plan_apply(hub, setting).await?);
-        let total = plan.staged.len() as i64;
-        self.progress_impl(hub, task_id, 0, total).await?;
+        let rows = plan.n_rows();
+        self.progress_impl(hub, task_id, 0, rows as i64).await?;
         self.start_staging(hub, task_id, &plan).await?;
-        let memberships = async {
-            let mut done = 0;
-            while done < plan.staged.len() {
-                let end = (done + options.batch_size.max(1)).min(plan.staged.len());
-                self.stage_batch(hub, task_id, &plan, done..end).await?;
-                done = end;
-                if let Some(hook) = &options.on_batch {
-                    hook(done as i64, total);
-                }
+        let mut done = 0;
+        while done < rows {
+            let end = (done + options.batch_size.max(1)).min(rows);
+            self.stage_batch(hub, task_id, &plan, done..end).await?;
+            done = end;
+            if let Some(hook) = &options.on_batch {
+                hook(done as i64, rows as i64);
             }
-            Ok(())
-        };
-        // On PostgreSQL the two run at once, on two connections and so two cores.
-        tokio::try_join!(self.stage_profiles(hub, task_id, &plan), memberships)?;
+        }
         self.swap_in(hub, task_id, setting, actor, &plan).await
     }
 }
@@ -373,19 +351,28 @@ impl ThisStore {
 const MAX_APPLY_ATTEMPTS: u32 = 5;
 
 impl ApplyPlan {
+    /// The rows the apply stages: its contacts whose scope changes, then its profile changes.
+    fn n_rows(&self) -> usize {
+        self.staged.len() + self.profile_changes.len()
+    }
+
+    /// Rows `rows` of the staged rows (numbered as in `n_rows`): the contacts and the profile
+    /// changes among them.
+    fn rows(&self, rows: std::ops::Range<usize>) -> (&[StagedRow], &[ProfileChange]) {
+        let n = self.staged.len();
+        let contacts = &self.staged[rows.start.min(n)..rows.end.min(n)];
+        let profiles = &self.profile_changes[rows.start.max(n) - n..rows.end.max(n) - n];
+        (contacts, profiles)
+    }
+
     /// The staged columns the swap moves into their tables, as (table, column, the table's
-    /// contact column): only those some staged row sets, since each statement reads every
+    /// contact column): none when no contact changes scope, since each statement reads every
     /// staged row.
     fn staged_columns(&self) -> Vec<(&'static str, &'static str, &'static str)> {
-        let mut columns = Vec::new();
-        if self.staged.iter().any(|r| r.bucket_id.is_some()) {
-            columns.push(("memberships", "bucket_id", "contact_id"));
+        if self.staged.is_empty() {
+            return Vec::new();
         }
-        if self.staged.iter().any(|r| r.scope.is_some()) {
-            columns.push(("contacts", "scope", "id"));
-            columns.push(("identifiers", "scope", "contact_id"));
-        }
-        columns
+        vec![("contacts", "scope", "id"), ("identifiers", "scope", "contact_id")]
     }
 
     /// The merges' ledger rows (survivor, absorbed, field, value), one per merge and value
@@ -403,7 +390,7 @@ impl ApplyPlan {
         serde_json::json!({
             "version": version,
             "merges": self.merges.len(),
-            "contacts_moved": self.staged.iter().filter(|r| r.bucket_id.is_some()).count(),
+            "contacts_moved": self.contacts_moved,
             "profiles_before": self.profiles_before,
             "profiles_after": self.profiles_after,
         })
@@ -416,7 +403,7 @@ fn swap_staged_sql(staging: &str, (table, column, key): (&str, &str, &str)) -> S
     format!(
         "UPDATE {table} SET {column} = s.{column} FROM {staging} s \
          WHERE {table}.hub_id = $1 AND s.hub_id = $1 AND s.task_id = $2 \
-         AND s.contact_id = {table}.{key} AND s.{column} IS NOT NULL"
+         AND s.contact_id = {table}.{key}"
     )
 }
 
@@ -430,16 +417,13 @@ const INSERT_SETTING_SQL: &str = "INSERT INTO unify_settings (hub_id, version, k
 
 /// Each contact with its live profile (`$1` the hub), in contact order: one read, since a row
 /// costs more than the join (two reads of 1M rows took 3.3 s of a 1M apply through sqlx).
-fn apply_contacts_sql() -> String {
-    format!(
-        "SELECT c.id, c.channel_id, c.scope, p.id, p.bucket_id, p.member_count, p.oldest_contact \
-         FROM contacts c \
-         LEFT JOIN memberships m ON m.hub_id = c.hub_id AND m.contact_id = c.id \
-         LEFT JOIN profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-           AND {P_IS_LIVE} \
-         WHERE c.hub_id = $1 ORDER BY c.id"
-    )
-}
+/// Outer joins, so that a contact without a profile shows (as corrupt) rather than vanishing.
+const APPLY_CONTACTS_SQL: &str = "SELECT c.id, c.channel_id, c.scope, p.id, p.oldest_contact \
+     FROM contacts c \
+     LEFT JOIN memberships m ON m.hub_id = c.hub_id AND m.contact_id = c.id \
+     LEFT JOIN profiles o ON o.hub_id = m.hub_id AND o.id = m.bucket_id \
+     LEFT JOIN profiles p ON p.hub_id = o.hub_id AND p.id = COALESCE(o.merged_into, o.id) \
+     WHERE c.hub_id = $1 ORDER BY c.id";
 
 /// One row per contact with its value of each key field `$2`, `$3`, `$4` (a contact holds at
 /// most one value per field: the primary key is hub, contact, field). Rows, not SQL, are what

@@ -1,9 +1,9 @@
 // The invariants checker, shared by both adapters: reads one snapshot of a hub and reports
 // every rule the stored state breaks.
 
-/// A profile row as the checker reads it: id, origin contact, oldest contact, bucket,
-/// member count, merged into.
-type CheckedProfile = (i64, i64, i64, i64, i64, Option<i64>);
+/// A profile row as the checker reads it: id, origin contact, oldest contact, member count,
+/// merged into.
+type CheckedProfile = (i64, i64, i64, i64, Option<i64>);
 
 impl ThisStore {
     async fn check_impl(&self, hub: HubId) -> StoreResult<Vec<String>> {
@@ -23,7 +23,7 @@ impl ThisStore {
                 .fetch_all(&mut *tx)
                 .await?;
         let profiles: Vec<CheckedProfile> = sqlx::query_as(
-            "SELECT id, origin_contact, oldest_contact, bucket_id, member_count, merged_into \
+            "SELECT id, origin_contact, oldest_contact, member_count, merged_into \
              FROM profiles WHERE hub_id = $1",
         )
         .bind(hub)
@@ -52,27 +52,22 @@ impl ThisStore {
         let mut problems = Vec::new();
         let contact_scope: HashMap<i64, &str> =
             contacts.iter().map(|c| (c.0, c.1.as_str())).collect();
-        let live_by_bucket: HashMap<i64, Vec<i64>> = profiles
-            .iter()
-            .filter(|p| p.5.is_none())
-            .fold(HashMap::new(), |mut m, p| {
-                m.entry(p.3).or_default().push(p.0);
-                m
-            });
         let profile_by_id: HashMap<i64, &CheckedProfile> =
             profiles.iter().map(|p| (p.0, p)).collect();
 
-        // Every contact is in exactly one live profile.
+        // Every contact is in exactly one live profile: the one its bucket names, or the live
+        // profile that one was merged into.
         let mut profile_of: HashMap<i64, i64> = HashMap::new();
         let mut members_of: HashMap<i64, Vec<i64>> = HashMap::new();
         for (contact, bucket) in &memberships {
-            match live_by_bucket.get(bucket).map(Vec::as_slice) {
-                Some([p]) => {
-                    profile_of.insert(*contact, *p);
-                    members_of.entry(*p).or_default().push(*contact);
+            match profile_by_id.get(bucket) {
+                Some(owner) => {
+                    let live = owner.4.unwrap_or(owner.0);
+                    profile_of.insert(*contact, live);
+                    members_of.entry(live).or_default().push(*contact);
                 }
-                other => problems.push(format!(
-                    "contact {contact}: bucket {bucket} has live profiles {other:?}"
+                None => problems.push(format!(
+                    "contact {contact}: bucket {bucket} names no profile"
                 )),
             }
         }
@@ -81,7 +76,7 @@ impl ThisStore {
                 problems.push(format!("contact {id} is in no profile"));
             }
         }
-        for (id, _, oldest, _, count, merged_into) in &profiles {
+        for (id, _, oldest, count, merged_into) in &profiles {
             match merged_into {
                 None => {
                     let members = members_of.get(id).map_or(&[][..], Vec::as_slice);
@@ -98,7 +93,7 @@ impl ThisStore {
                     }
                 }
                 Some(target) => {
-                    if profile_by_id.get(target).is_none_or(|t| t.5.is_some()) {
+                    if profile_by_id.get(target).is_none_or(|t| t.4.is_some()) {
                         problems.push(format!(
                             "profile {id} is merged into {target}, which is not live"
                         ));

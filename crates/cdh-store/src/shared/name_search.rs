@@ -117,12 +117,11 @@ fn name_search_sql(bounded: bool) -> String {
     format!(
         "SELECT {key}, c.id, p.id FROM contacts c \
          {ORDERED_JOIN} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
-         {ORDERED_JOIN} memberships m ON m.hub_id = c.hub_id AND m.contact_id = c.id \
-         {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-           AND {P_IS_LIVE} \
+         {ORDERED_JOIN} memberships m ON m.hub_id = c.hub_id AND m.contact_id = c.id {} \
          WHERE c.hub_id = $1 AND {key} >= $2{upper} \
            AND ({key} > $2 OR c.id > $3) AND ch.organization_id = $4 \
-         ORDER BY {key}, c.id LIMIT $5"
+         ORDER BY {key}, c.id LIMIT $5",
+        to_live_profile()
     )
 }
 

@@ -181,9 +181,8 @@ impl ThisStore {
         .fetch_all(&mut *tx)
         .await?;
         let members: Vec<(i64, i64)> = sqlx::query_as(&format!(
-            "SELECT m.contact_id, p.id FROM memberships m \
-             {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-             AND {P_IS_LIVE} WHERE m.hub_id = $1"
+            "SELECT m.contact_id, p.id FROM memberships m {} WHERE m.hub_id = $1",
+            to_live_profile()
         ))
         .bind(hub)
         .fetch_all(&mut *tx)

@@ -10,11 +10,13 @@ fn org_profiles_sql(limit: bool) -> String {
         "SELECT p.id, p.updated_at FROM profiles p \
          WHERE p.hub_id = $1 AND p.merged_into IS NULL \
            AND (p.updated_at > $2 OR (p.updated_at = $2 AND p.id > $3)) \
-           AND EXISTS (SELECT 1 FROM memberships m \
+           AND EXISTS (SELECT 1 FROM ({}) b \
+             {ORDERED_JOIN} memberships m ON m.hub_id = $1 AND m.bucket_id = b.bucket_id \
              {ORDERED_JOIN} contacts c ON c.hub_id = m.hub_id AND c.id = m.contact_id \
              {ORDERED_JOIN} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
-             WHERE m.hub_id = p.hub_id AND m.bucket_id = p.bucket_id AND ch.organization_id = $4) \
+             WHERE ch.organization_id = $4) \
          ORDER BY p.updated_at, p.id{}",
+        buckets_of("p.id"),
         if limit { " LIMIT $5" } else { "" }
     )
 }

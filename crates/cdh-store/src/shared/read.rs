@@ -48,7 +48,6 @@ struct ProfileHead {
     live: ProfileId,
     merged_from: Option<ProfileId>,
     oldest_contact: i64,
-    bucket: i64,
     created_at: i64,
     updated_at: i64,
     keys: Option<String>,
@@ -57,8 +56,8 @@ struct ProfileHead {
 /// One statement when the id is live, two when it was merged away.
 async fn load_profile_head(conn: &mut Conn, hub: HubId, id: ProfileId) -> StoreResult<ProfileHead> {
     let row_of = |id: ProfileId| {
-        sqlx::query_as::<_, (Option<i64>, i64, i64, i64, i64, Option<String>)>(
-            "SELECT merged_into, oldest_contact, bucket_id, created_at, updated_at, \
+        sqlx::query_as::<_, (Option<i64>, i64, i64, i64, Option<String>)>(
+            "SELECT merged_into, oldest_contact, created_at, updated_at, \
              (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 \
               ORDER BY s.version DESC LIMIT 1) \
              FROM profiles WHERE hub_id = $1 AND id = $2",
@@ -71,7 +70,7 @@ async fn load_profile_head(conn: &mut Conn, hub: HubId, id: ProfileId) -> StoreR
         .await?
         .ok_or(StoreError::NotFound("profile"))?;
     // A merged-away id names its survivor, which is live (merges repoint absorbed rows).
-    let (live, merged_from, (_, oldest_contact, bucket, created_at, updated_at, keys)) =
+    let (live, merged_from, (_, oldest_contact, created_at, updated_at, keys)) =
         match row.0 {
             None => (id, None, row),
             Some(survivor) => (
@@ -87,7 +86,6 @@ async fn load_profile_head(conn: &mut Conn, hub: HubId, id: ProfileId) -> StoreR
         live,
         merged_from,
         oldest_contact,
-        bucket,
         created_at,
         updated_at,
         keys,
@@ -111,13 +109,15 @@ impl ProfileHead {
 async fn load_profile(conn: &mut Conn, hub: HubId, id: ProfileId) -> StoreResult<Profile> {
     let head = load_profile_head(&mut *conn, hub, id).await?;
     let members: Vec<(i64, i64, String, String)> = sqlx::query_as(&format!(
-        "SELECT m.contact_id, c.channel_id, ch.channel_type, ch.product FROM memberships m \
+        "SELECT m.contact_id, c.channel_id, ch.channel_type, ch.product FROM ({}) b \
+         {ORDERED_JOIN} memberships m ON m.hub_id = $1 AND m.bucket_id = b.bucket_id \
          {ORDERED_JOIN} contacts c ON c.hub_id = m.hub_id AND c.id = m.contact_id \
          {ORDERED_JOIN} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
-         WHERE m.hub_id = $1 AND m.bucket_id = $2 ORDER BY m.contact_id"
+         ORDER BY m.contact_id",
+        buckets_of("$2")
     ))
     .bind(hub)
-    .bind(head.bucket)
+    .bind(head.live)
     .fetch_all(&mut *conn)
     .await?;
     let members = members
@@ -187,10 +187,9 @@ impl ThisStore {
             "SELECT DISTINCT p.id FROM identifiers i \
              {j} contacts c ON c.hub_id = i.hub_id AND c.id = i.contact_id \
              {j} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
-             {j} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
-             {j} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-               AND {P_IS_LIVE} \
-             WHERE i.hub_id = $1 AND i.field = $2 AND i.value = $3 AND ch.organization_id = $4"
+             {j} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id {} \
+             WHERE i.hub_id = $1 AND i.field = $2 AND i.value = $3 AND ch.organization_id = $4",
+            to_live_profile()
         ));
         let rows = sqlx::query_as::<_, GoldenRow>(&sql)
             .bind(hub)
@@ -231,12 +230,12 @@ impl ThisStore {
         // committing meanwhile shows entirely or not at all.
         let rows: Vec<(i64, String, i64, i64, String, String, i64)> = sqlx::query_as(
             &format!("SELECT t.id, t.kind, t.contact_id, c.channel_id, t.text, t.author, t.at \
-             FROM profiles p \
-             {ORDERED_JOIN} memberships m ON m.hub_id = p.hub_id AND m.bucket_id = p.bucket_id \
+             FROM ({}) b \
+             {ORDERED_JOIN} memberships m ON m.hub_id = $1 AND m.bucket_id = b.bucket_id \
              {ORDERED_JOIN} timeline_entries t ON t.hub_id = m.hub_id AND t.contact_id = m.contact_id \
              {ORDERED_JOIN} contacts c ON c.hub_id = t.hub_id AND c.id = t.contact_id \
-             WHERE p.hub_id = $1 AND p.id = $2 AND (t.at < $3 OR (t.at = $3 AND t.id < $4)) \
-             ORDER BY t.at DESC, t.id DESC LIMIT $5"),
+             WHERE (t.at < $3 OR (t.at = $3 AND t.id < $4)) \
+             ORDER BY t.at DESC, t.id DESC LIMIT $5", buckets_of("$2")),
         )
         .bind(hub)
         .bind(live)
@@ -512,25 +511,28 @@ fn golden_sql(asked: &str) -> String {
     let j = ORDERED_JOIN;
     format!(
         "WITH asked(asked_id) AS ({asked}), \
-         heads AS (SELECT a.asked_id, l.id AS live_id, l.oldest_contact, l.bucket_id, \
+         heads AS (SELECT a.asked_id, l.id AS live_id, l.oldest_contact, \
            l.created_at, l.updated_at FROM asked a \
            {j} profiles q ON q.hub_id = $1 AND q.id = a.asked_id \
            {j} profiles l ON l.hub_id = q.hub_id AND l.id = COALESCE(q.merged_into, q.id)), \
-         lives AS (SELECT DISTINCT live_id, bucket_id FROM heads) \
-         SELECT CAST(0 AS BIGINT), h.asked_id, h.live_id, h.oldest_contact, h.bucket_id, \
+         lives AS (SELECT DISTINCT live_id FROM heads), \
+         buckets AS (SELECT live_id, live_id AS bucket_id FROM lives UNION ALL \
+           SELECT v.live_id, b.id FROM lives v \
+           {j} profiles b ON b.hub_id = $1 AND b.merged_into = v.live_id) \
+         SELECT CAST(0 AS BIGINT), h.asked_id, h.live_id, h.oldest_contact, CAST(NULL AS BIGINT), \
            h.created_at, h.updated_at, \
            (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 \
             ORDER BY s.version DESC LIMIT 1), \
            CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) FROM heads h \
          UNION ALL \
          SELECT CAST(1 AS BIGINT), v.live_id, c.id, c.channel_id, NULL, NULL, NULL, \
-           ch.channel_type, ch.product, c.fields, c.tags FROM lives v \
+           ch.channel_type, ch.product, c.fields, c.tags FROM buckets v \
            {j} memberships m ON m.hub_id = $1 AND m.bucket_id = v.bucket_id \
            {j} contacts c ON c.hub_id = m.hub_id AND c.id = m.contact_id \
            {j} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
          UNION ALL \
          SELECT CAST(2 AS BIGINT), v.live_id, i.contact_id, NULL, NULL, NULL, NULL, \
-           i.field, i.value, NULL, NULL FROM lives v \
+           i.field, i.value, NULL, NULL FROM buckets v \
            {j} memberships m ON m.hub_id = $1 AND m.bucket_id = v.bucket_id \
            {j} identifiers i ON i.hub_id = m.hub_id AND i.contact_id = m.contact_id \
          UNION ALL \
@@ -594,7 +596,7 @@ fn assemble_golden(
     };
     let mut heads: HashMap<ProfileId, ProfileHead> = HashMap::new();
     let mut parts: HashMap<ProfileId, GoldenParts> = HashMap::new();
-    for (kind, profile, i1, i2, i3, i4, i5, t1, t2, t3, t4) in rows {
+    for (kind, profile, i1, i2, _i3, i4, i5, t1, t2, t3, t4) in rows {
         match kind {
             0 => {
                 let live = i1.ok_or_else(malformed)?;
@@ -604,7 +606,6 @@ fn assemble_golden(
                         live,
                         merged_from: (live != profile).then_some(profile),
                         oldest_contact: i2.ok_or_else(malformed)?,
-                        bucket: i3.ok_or_else(malformed)?,
                         created_at: i4.ok_or_else(malformed)?,
                         updated_at: i5.ok_or_else(malformed)?,
                         keys: t1,

@@ -95,23 +95,22 @@ fn identifiers_of(
     (valid, invalid)
 }
 
-/// A profile row, read under lock.
+/// A profile row, read under lock. Its id is also the bucket its first contacts are in.
 #[derive(Clone, Debug)]
 struct ProfileRow {
     id: i64,
     oldest_contact: i64,
-    bucket_id: i64,
     member_count: i64,
     merged_into: Option<i64>,
 }
 
 async fn lock_profiles(conn: &mut Conn, hub: HubId, ids: &[i64]) -> StoreResult<Vec<ProfileRow>> {
     let sql = format!(
-        "SELECT id, oldest_contact, bucket_id, member_count, merged_into FROM profiles \
+        "SELECT id, oldest_contact, member_count, merged_into FROM profiles \
          WHERE hub_id = $1 AND id IN ({}) ORDER BY id{FOR_UPDATE}",
         placeholders(2, ids.len())
     );
-    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, Option<i64>)>(&sql).bind(hub);
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, Option<i64>)>(&sql).bind(hub);
     for id in ids {
         q = q.bind(*id);
     }
@@ -119,10 +118,9 @@ async fn lock_profiles(conn: &mut Conn, hub: HubId, ids: &[i64]) -> StoreResult<
     Ok(rows
         .into_iter()
         .map(
-            |(id, oldest_contact, bucket_id, member_count, merged_into)| ProfileRow {
+            |(id, oldest_contact, member_count, merged_into)| ProfileRow {
                 id,
                 oldest_contact,
-                bucket_id,
                 member_count,
                 merged_into,
             },
@@ -140,7 +138,7 @@ fn placeholders(start: usize, n: usize) -> String {
 
 impl ThisStore {
     /// The plan the database picks for finding a contact's live profile, one line per step
-    /// (for tests and operators checking that it looks up one bucket in `profiles_by_bucket`).
+    /// (for tests and operators checking that it searches `profiles` by primary key only).
     pub async fn live_profile_plan(
         &self,
         hub: HubId,
@@ -176,9 +174,30 @@ fn plan_lines(rows: &[<Db as sqlx::Database>::Row]) -> StoreResult<Vec<String>> 
 /// A contact's live profile (`$1` the hub, `$2` the contact).
 fn profile_of_contact_sql() -> String {
     format!(
-        "SELECT p.id FROM memberships m {ORDERED_JOIN} profiles p \
-           ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id AND {P_IS_LIVE} \
-         WHERE m.hub_id = $1 AND m.contact_id = $2"
+        "SELECT p.id FROM memberships m {} WHERE m.hub_id = $1 AND m.contact_id = $2",
+        to_live_profile()
+    )
+}
+
+/// Joins a membership `m` to its contact's live profile `p`, through `o`, the profile the
+/// contact was first placed in: a membership's bucket is that profile's id, for good. A merge
+/// moves no membership: the absorbed profiles keep their members and name their survivor in
+/// `merged_into` (always the live one: merges re-point earlier chains), so `o` is `p` itself
+/// or was merged into it. Two searches by primary key.
+fn to_live_profile() -> String {
+    format!(
+        "{ORDERED_JOIN} profiles o ON o.hub_id = m.hub_id AND o.id = m.bucket_id \
+         {ORDERED_JOIN} profiles p ON p.hub_id = o.hub_id AND p.id = COALESCE(o.merged_into, o.id)"
+    )
+}
+
+/// The buckets that hold the members of live profile `id` (an SQL expression; `$1` the hub),
+/// as a query of one column, `bucket_id`: the profile's own id and those of the profiles
+/// merged into it.
+fn buckets_of(id: &str) -> String {
+    format!(
+        "SELECT CAST({id} AS BIGINT) AS bucket_id \
+         UNION ALL SELECT id FROM profiles WHERE hub_id = $1 AND merged_into = {id}"
     )
 }
 
@@ -262,9 +281,10 @@ fn merged_event(
     )
 }
 
-/// Merges live, locked profiles into the oldest: moves the smaller buckets' membership rows
-/// into the largest bucket, which the survivor adopts; `new_member` is a contact that joins
-/// with the merge. Returns the survivor.
+/// Merges live, locked profiles into the oldest; `new_member` is a contact that joins with
+/// the merge. No membership moves: each absorbed profile keeps its members and names the
+/// survivor, as do the profiles merged into it before, so a merge writes a row per profile it
+/// absorbs (and per earlier merge into those), whatever their sizes. Returns the survivor.
 fn merge_profiles(
     batch: &mut WriteBatch,
     hub: HubId,
@@ -277,38 +297,26 @@ fn merge_profiles(
         .min_by_key(|p| (p.oldest_contact, p.id))
         .expect("at least one profile")
         .clone();
-    let target = profiles
-        .iter()
-        .max_by_key(|p| (p.member_count, p.id == survivor.id))
-        .expect("at least one profile")
-        .bucket_id;
-    for p in profiles.iter().filter(|p| p.bucket_id != target) {
-        batch.push(
-            "UPDATE memberships SET bucket_id = $3 WHERE hub_id = $1 AND bucket_id = $2",
-            vec![hub.into(), p.bucket_id.into(), target.into()],
-        );
-    }
     let member_count: i64 =
         profiles.iter().map(|p| p.member_count).sum::<i64>() + i64::from(new_member.is_some());
     // The survivor holds the oldest contact of the merged profiles; a new member can be older
     // still (see the join in `upsert_locked`).
     let oldest = new_member.map_or(survivor.oldest_contact, |c| c.min(survivor.oldest_contact));
     batch.push(
-        "UPDATE profiles SET bucket_id = $3, member_count = $4, updated_at = $5, \
-         oldest_contact = $6 WHERE hub_id = $1 AND id = $2",
+        "UPDATE profiles SET member_count = $3, updated_at = $4, oldest_contact = $5 \
+         WHERE hub_id = $1 AND id = $2",
         vec![
             hub.into(),
             survivor.id.into(),
-            target.into(),
             member_count.into(),
             at.into(),
             oldest.into(),
         ],
     );
     for p in profiles.iter().filter(|p| p.id != survivor.id) {
-        // Earlier merge chains point straight at the survivor, so resolving an old id is one read.
-        // Two statements rather than an OR, so each uses its index.
-        for column in ["id", "merged_into"] {
+        // Earlier merge chains point straight at the survivor, so resolving an old id (or a
+        // bucket) is one read. Two statements rather than an OR, so each uses its index.
+        for column in ["merged_into", "id"] {
             batch.push(
                 format!(
                     "UPDATE profiles SET merged_into = $3, updated_at = $4 \
@@ -319,7 +327,6 @@ fn merge_profiles(
         }
     }
     ProfileRow {
-        bucket_id: target,
         member_count,
         ..survivor
     }
@@ -341,7 +348,7 @@ async fn tied_profiles(
         return Ok((Vec::new(), None));
     }
     let sql = tie_query_sql(key_values.len(), own);
-    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(&sql)
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64)>(&sql)
         .bind(hub)
         .bind(scope.to_owned())
         .bind(contact);
@@ -352,24 +359,23 @@ async fn tied_profiles(
     Ok(split_tie_rows(rows, key_values))
 }
 
-/// The tie query's rows (`k, id, oldest, bucket, count`) as the tied profiles, each once with
-/// the first value that ties it, and the contact's own profile (`k` = -1) when asked for.
+/// The tie query's rows (`k, id, oldest, count`) as the tied profiles, each once with the
+/// first value that ties it, and the contact's own profile (`k` = -1) when asked for.
 fn split_tie_rows(
-    rows: Vec<(i64, i64, i64, i64, i64)>,
+    rows: Vec<(i64, i64, i64, i64)>,
     key_values: &[&(String, String)],
 ) -> (Vec<(ProfileRow, String, String)>, Option<ProfileRow>) {
     let mut rows: Vec<TieRow> = rows
         .into_iter()
-        .map(|(k, id, oldest, bucket, count)| (k, id, oldest, bucket, count, None))
+        .map(|(k, id, oldest, count)| (k, id, oldest, count, None))
         .collect();
     rows.sort_unstable();
     let own_row = match rows.first() {
-        Some(&(k, id, oldest_contact, bucket_id, member_count, _)) if k < 0 => {
+        Some(&(k, id, oldest_contact, member_count, _)) if k < 0 => {
             rows.remove(0);
             Some(ProfileRow {
                 id,
                 oldest_contact,
-                bucket_id,
                 member_count,
                 merged_into: None,
             })
@@ -384,32 +390,29 @@ fn split_tie_rows(
 type TiedProfiles = (Vec<(ProfileRow, String, String)>, Option<ProfileRow>, bool);
 
 /// A row of the tie query: the tying value's index (-1 for the contact's own profile), then
-/// the profile's id, oldest contact, bucket, member count and, where it was locked,
-/// `merged_into`.
-type TieRow = (i64, i64, i64, i64, i64, Option<i64>);
+/// the profile's id, oldest contact, member count and, where it was locked, `merged_into`.
+type TieRow = (i64, i64, i64, i64, Option<i64>);
 
 /// The tie query over `n` values (`$4`/`$5` the first field and value, and so on), with
 /// `own` an arm for the contact's own profile (`$3`).
 fn tie_query_sql(n: usize, own: bool) -> String {
     let own_arm = own.then(|| {
         format!(
-            "SELECT * FROM (SELECT CAST(-1 AS BIGINT) AS k, p.id, p.oldest_contact, p.bucket_id, \
-             p.member_count FROM memberships m \
-             {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-               AND {P_IS_LIVE} \
-             WHERE m.hub_id = $1 AND m.contact_id = $3 LIMIT 1) AS own"
+            "SELECT * FROM (SELECT CAST(-1 AS BIGINT) AS k, p.id, p.oldest_contact, \
+             p.member_count FROM memberships m {} \
+             WHERE m.hub_id = $1 AND m.contact_id = $3 LIMIT 1) AS own",
+            to_live_profile()
         )
     });
     (0..n)
         .map(|k| {
             format!(
-                "SELECT * FROM (SELECT CAST({k} AS BIGINT) AS k, p.id, p.oldest_contact, p.bucket_id, \
+                "SELECT * FROM (SELECT CAST({k} AS BIGINT) AS k, p.id, p.oldest_contact, \
                  p.member_count FROM identifiers i \
-                 {ORDERED_JOIN} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
-                 {ORDERED_JOIN} profiles p ON p.hub_id = m.hub_id AND p.bucket_id = m.bucket_id \
-                   AND {P_IS_LIVE} \
+                 {ORDERED_JOIN} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id {} \
                  WHERE i.hub_id = $1 AND i.scope = $2 AND i.field = ${} AND i.value = ${} \
                    AND i.contact_id <> $3 LIMIT 1) AS t{k}",
+                to_live_profile(),
                 4 + 2 * k,
                 5 + 2 * k
             )
@@ -425,13 +428,12 @@ fn tied_rows(rows: Vec<TieRow>, key_values: &[&(String, String)]) -> Vec<(Profil
     let mut seen = HashSet::new();
     rows.into_iter()
         .filter(|r| seen.insert(r.1))
-        .map(|(k, id, oldest_contact, bucket_id, member_count, merged_into)| {
+        .map(|(k, id, oldest_contact, member_count, merged_into)| {
             let (f, v) = key_values[k as usize];
             (
                 ProfileRow {
                     id,
                     oldest_contact,
-                    bucket_id,
                     member_count,
                     merged_into,
                 },

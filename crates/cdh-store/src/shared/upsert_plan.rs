@@ -231,9 +231,9 @@ fn plan_unification(
     if locked.is_empty() {
         let pid = take_id()?;
         batch.push(
-            "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
+            "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, \
              member_count, merged_into, created_at, updated_at) \
-             VALUES ($1, $2, $3, $3, $2, 1, NULL, $4, $4)",
+             VALUES ($1, $2, $3, $3, 1, NULL, $4, $4)",
             vec![hub.into(), pid.into(), contact_id.into(), now.into()],
         );
         queue_membership(batch, hub, contact_id, pid);
@@ -247,7 +247,7 @@ fn plan_unification(
     if locked.len() == 1 {
         let p = locked.remove(0);
         if is_new {
-            queue_membership(batch, hub, contact_id, p.bucket_id);
+            queue_membership(batch, hub, contact_id, p.id);
         }
         // A new contact can be older (a smaller id) than the profile's oldest: on PostgreSQL,
         // concurrent writers take ids in blocks and may commit in either order.
@@ -277,7 +277,7 @@ fn plan_unification(
     }
     let survivor = merge_profiles(batch, hub, &locked, is_new.then_some(contact_id), now);
     if is_new {
-        queue_membership(batch, hub, contact_id, survivor.bucket_id);
+        queue_membership(batch, hub, contact_id, survivor.id);
     }
     let absorbed: Vec<ProfileId> = locked
         .iter()

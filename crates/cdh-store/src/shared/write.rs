@@ -11,7 +11,7 @@
 // in a `WriteBatch`. PostgreSQL takes the first locks and reads the context with its `BEGIN`,
 // the value locks with the tie query (which locks the tied profiles too), and sends the
 // writes, events and commit as one query with literal values: three round trips. A merge
-// moves only the smaller side's membership rows (see `merge_profiles`).
+// moves no membership row (see `merge_profiles`).
 
 impl ThisStore {
     /// An upsert, retried when another transaction got in the way.
@@ -354,7 +354,8 @@ fn upsert_context(row: Option<ContextRow>) -> StoreResult<UpsertContext> {
     })
 }
 
-fn queue_membership(batch: &mut WriteBatch, hub: HubId, contact: ContactId, bucket: i64) {
+/// Places `contact` in the bucket of profile `bucket`: the profile it joins, for good.
+fn queue_membership(batch: &mut WriteBatch, hub: HubId, contact: ContactId, bucket: ProfileId) {
     batch.push(
         "INSERT INTO memberships (hub_id, contact_id, bucket_id) VALUES ($1, $2, $3)",
         vec![hub.into(), contact.into(), bucket.into()],

@@ -1,12 +1,11 @@
 //! SQLite's apply writes on the writer connection: the staged batches and the swap each run as
 //! one job over rusqlite, a prepared statement per row.
 //!
-//! The swap writes a row or two per contact (profiles, ledger, events). Through sqlx these
-//! were multi-row statements of a thousand rows, each parsed and planned afresh, and the swap
-//! took ~12 s of a 1M apply. Here each statement is prepared once and stepped per row, and
-//! the profile changes go straight from the plan to `profiles` by primary key, with no
-//! staging table in between (PostgreSQL stages them, see `postgres_apply.rs`: there a round
-//! trip per row would cost far more than the staging).
+//! The swap writes a row per changed profile, and ledger rows. Through sqlx these were
+//! multi-row statements of a thousand rows, each parsed and planned afresh, and the swap took
+//! ~12 s of a 1M apply. Here each statement is prepared once and stepped per row: the swap
+//! reads the staged profile changes back in order and writes each to `profiles` by primary
+//! key.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -21,11 +20,13 @@ use super::{
     UnifySetting, WRITTEN_EVENTS, now_ms, swap_staged_sql,
 };
 
-/// The staged rows: a temporary table of the writer connection, which every staged
-/// batch and the swap run on. Staged rows are scratch (a run that stops short of its swap
-/// starts over), so they need no place in the database file: written there, 750k rows went
-/// through the WAL twice, inserted and then deleted by the swap.
+/// The staged rows: temporary tables of the writer connection, which every staged batch and
+/// the swap run on, for contacts' new scopes and for profile changes. Staged rows are scratch
+/// (a run that stops short of its swap starts over), so they need no place in the database
+/// file: written there, 750k rows went through the WAL twice, inserted and then deleted by the
+/// swap.
 const STAGING: &str = "temp.apply_staging";
+const PROFILE_STAGING: &str = "temp.apply_profile_staging";
 
 impl SqliteStore {
     /// Creates the staging table on the writer's connection if it has none yet, and clears
@@ -39,22 +40,16 @@ impl SqliteStore {
         self.apply_job(move |conn| {
             conn.execute_batch(
                 "CREATE TEMP TABLE IF NOT EXISTS apply_staging (hub_id INTEGER NOT NULL, \
-                 task_id INTEGER NOT NULL, contact_id INTEGER NOT NULL, bucket_id INTEGER, \
-                 scope TEXT, PRIMARY KEY (hub_id, task_id, contact_id)) WITHOUT ROWID",
+                 task_id INTEGER NOT NULL, contact_id INTEGER NOT NULL, scope TEXT NOT NULL, \
+                 PRIMARY KEY (hub_id, task_id, contact_id)) WITHOUT ROWID; \
+                 CREATE TEMP TABLE IF NOT EXISTS apply_profile_staging (hub_id INTEGER NOT NULL, \
+                 task_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, member_count INTEGER, \
+                 oldest_contact INTEGER, merged_into INTEGER, \
+                 PRIMARY KEY (hub_id, task_id, profile_id)) WITHOUT ROWID",
             )?;
             clear_staging(conn, hub, task)
         })
         .await
-    }
-
-    /// Nothing: SQLite's swap writes the profile changes from the plan itself.
-    pub(super) async fn stage_profiles(
-        &self,
-        _hub: HubId,
-        _task: TaskId,
-        _plan: &Arc<ApplyPlan>,
-    ) -> StoreResult<()> {
-        Ok(())
     }
 
     /// Stages `rows` of the plan and records them as done, in a transaction of their own.
@@ -67,12 +62,27 @@ impl SqliteStore {
     ) -> StoreResult<()> {
         let plan = Arc::clone(plan);
         self.apply_job(move |conn| {
+            let (contacts, profiles) = plan.rows(rows.clone());
             let mut insert = conn.prepare_cached(&format!(
-                "INSERT INTO {STAGING} (hub_id, task_id, contact_id, bucket_id, scope) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)"
+                "INSERT INTO {STAGING} (hub_id, task_id, contact_id, scope) \
+                 VALUES (?1, ?2, ?3, ?4)"
             ))?;
-            for r in &plan.staged[rows.clone()] {
-                insert.execute(params![hub, task, r.contact_id, r.bucket_id, r.scope])?;
+            for r in contacts {
+                insert.execute(params![hub, task, r.contact_id, r.scope])?;
+            }
+            let mut insert = conn.prepare_cached(&format!(
+                "INSERT INTO {PROFILE_STAGING} (hub_id, task_id, profile_id, member_count, \
+                 oldest_contact, merged_into) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?;
+            for c in profiles {
+                insert.execute(params![
+                    hub,
+                    task,
+                    c.profile_id,
+                    c.member_count,
+                    c.oldest_contact,
+                    c.merged_into
+                ])?;
             }
             execute(
                 conn,
@@ -169,7 +179,7 @@ fn swap(
         execute(conn, &swap_staged_sql(STAGING, columns), &hub_and_task)?;
     }
     let now = now_ms();
-    swap_profiles(conn, hub, plan, now)?;
+    swap_profiles(conn, hub, task, now)?;
     let version: i64 = conn
         .prepare_cached(
             "SELECT coalesce(max(version), 0) + 1 FROM unify_settings WHERE hub_id = ?1",
@@ -249,20 +259,22 @@ fn swap(
 
 /// Deletes the task's staged rows.
 fn clear_staging(conn: &Connection, hub: HubId, task: TaskId) -> StoreResult<()> {
-    conn.prepare_cached(&format!(
-        "DELETE FROM {STAGING} WHERE hub_id = ?1 AND task_id = ?2"
-    ))?
-    .execute(params![hub, task])?;
+    for table in [STAGING, PROFILE_STAGING] {
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE hub_id = ?1 AND task_id = ?2"
+        ))?
+        .execute(params![hub, task])?;
+    }
     Ok(())
 }
 
-/// Each merge's profile changes, by primary key: the survivor takes its new bucket and
-/// counts; every profile merged into an absorbed one, then the absorbed one itself, points at
-/// the survivor, so resolving an old id stays one read.
-fn swap_profiles(conn: &Connection, hub: HubId, plan: &ApplyPlan, at: i64) -> StoreResult<()> {
+/// The staged profile changes, by primary key: a survivor takes its new count and oldest
+/// contact; every profile merged into an absorbed one, then the absorbed one itself, points at
+/// the survivor, so resolving an old id (or a bucket) stays one read.
+fn swap_profiles(conn: &Connection, hub: HubId, task: TaskId, at: i64) -> StoreResult<()> {
     let mut survivor = conn.prepare_cached(
-        "UPDATE profiles SET bucket_id = ?3, member_count = ?4, oldest_contact = ?5, \
-         updated_at = ?6 WHERE hub_id = ?1 AND id = ?2",
+        "UPDATE profiles SET member_count = ?3, oldest_contact = ?4, updated_at = ?5 \
+         WHERE hub_id = ?1 AND id = ?2",
     )?;
     let mut repoint = conn.prepare_cached(
         "UPDATE profiles SET merged_into = ?3, updated_at = ?4 \
@@ -280,20 +292,24 @@ fn swap_profiles(conn: &Connection, hub: HubId, plan: &ApplyPlan, at: i64) -> St
         )?
         .query_map(params![hub], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for m in &plan.merges {
-        survivor.execute(params![
-            hub,
-            m.survivor,
-            m.target_bucket,
-            m.member_count,
-            m.oldest_contact,
-            at
-        ])?;
-        for &absorbed in &m.absorbed {
-            if targets.contains(&absorbed) {
-                repoint.execute(params![hub, absorbed, m.survivor, at])?;
+    let mut staged = conn.prepare_cached(&format!(
+        "SELECT profile_id, member_count, oldest_contact, merged_into FROM {PROFILE_STAGING} \
+         WHERE hub_id = ?1 AND task_id = ?2"
+    ))?;
+    let mut rows = staged.query(params![hub, task])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        match row.get::<_, Option<i64>>(3)? {
+            None => {
+                let (count, oldest): (i64, i64) = (row.get(1)?, row.get(2)?);
+                survivor.execute(params![hub, id, count, oldest, at])?;
             }
-            absorb.execute(params![hub, absorbed, m.survivor, at])?;
+            Some(into) => {
+                if targets.contains(&id) {
+                    repoint.execute(params![hub, id, into, at])?;
+                }
+                absorb.execute(params![hub, id, into, at])?;
+            }
         }
     }
     Ok(())

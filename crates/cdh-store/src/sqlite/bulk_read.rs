@@ -21,22 +21,9 @@ pub(super) async fn contacts_and_keys(
     let contacts_path = path.clone();
     let contacts = tokio::task::spawn_blocking(move || {
         let conn = open(&contacts_path)?;
-        query(
-            &conn,
-            &super::apply_contacts_sql(),
-            &[Arg::from(hub)],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            },
-        )
+        query(&conn, super::APPLY_CONTACTS_SQL, &[Arg::from(hub)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
     });
     let keys = tokio::task::spawn_blocking(move || {
         let conn = open(&path)?;

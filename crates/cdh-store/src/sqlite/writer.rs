@@ -171,7 +171,7 @@ fn upsert_in_transaction(
             args.push(v.as_str().into());
         }
         let rows = query(conn, &tie_query_sql(key_values.len(), own), &args, |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
         split_tie_rows(rows, &key_values)
     };
