@@ -148,6 +148,23 @@ async fn planner_statistics_fill_in_what_analyze_never_gathered() {
     assert_eq!(stat("memberships_by_bucket").await, ["1000000 1000000 2 1"]);
 }
 
+/// Profiles merged the old way (before SQLite's 0010 and PostgreSQL's 0013): 10 survived and
+/// took over 11's bucket (the larger), and 12's members moved there; 20 is a profile that
+/// absorbed 21 and kept its own bucket.
+const OLD_PROFILES: &str = "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, \
+     bucket_id, member_count, merged_into, created_at, updated_at) \
+     VALUES (1, 10, 100, 100, 11, 3, NULL, 5, 6), (1, 11, 101, 101, 11, 2, 10, 5, 6), \
+     (1, 12, 102, 102, 12, 1, 10, 5, 6), (1, 20, 200, 200, 20, 2, NULL, 5, 6), \
+     (1, 21, 201, 201, 21, 1, 20, 5, 6)";
+const OLD_MEMBERSHIPS: &str = "INSERT INTO memberships (hub_id, contact_id, bucket_id) \
+     VALUES (1, 100, 11), (1, 101, 11), (1, 102, 11), (1, 200, 20), (1, 201, 20)";
+
+/// Each contact's bucket, and the live profile it resolves to, after the migration.
+const BUCKETS: &str = "SELECT contact_id, bucket_id FROM memberships ORDER BY contact_id";
+const RESOLVED: &str = "SELECT m.contact_id, COALESCE(o.merged_into, o.id) FROM memberships m \
+     JOIN profiles o ON o.hub_id = m.hub_id AND o.id = m.bucket_id ORDER BY m.contact_id";
+const EXPECTED: [(i64, i64); 5] = [(100, 10), (101, 10), (102, 10), (200, 20), (201, 20)];
+
 /// Migration 0010 over a hub merged the old way, where merges moved members into the largest
 /// bucket and the survivor took that bucket over: afterwards every membership names a profile
 /// by its bucket, and each contact resolves to the survivor exactly once.
@@ -155,20 +172,8 @@ async fn planner_statistics_fill_in_what_analyze_never_gathered() {
 async fn survivors_members_move_to_the_bucket_of_their_id() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (url, pool) = migrated_before(&dir, 10).await;
-    for sql in [
-        // Memberships reference contacts; only the two tables matter here.
-        "PRAGMA foreign_keys = OFF",
-        // 10 survived; it took over 11's bucket (the larger), and 12's members moved there.
-        // 20 is a profile no merge touched, 21 one merged into it the old way (the survivor
-        // kept its own bucket).
-        "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
-         member_count, merged_into, created_at, updated_at) \
-         VALUES (1, 10, 100, 100, 11, 3, NULL, 5, 6), (1, 11, 101, 101, 11, 2, 10, 5, 6), \
-         (1, 12, 102, 102, 12, 1, 10, 5, 6), (1, 20, 200, 200, 20, 2, NULL, 5, 6), \
-         (1, 21, 201, 201, 21, 1, 20, 5, 6)",
-        "INSERT INTO memberships (hub_id, contact_id, bucket_id) \
-         VALUES (1, 100, 11), (1, 101, 11), (1, 102, 11), (1, 200, 20), (1, 201, 20)",
-    ] {
+    // Memberships reference contacts; only the two tables matter here.
+    for sql in ["PRAGMA foreign_keys = OFF", OLD_PROFILES, OLD_MEMBERSHIPS] {
         sqlx::query(sql).execute(&pool).await.expect("old rows");
     }
     pool.close().await;
@@ -179,27 +184,10 @@ async fn survivors_members_move_to_the_bucket_of_their_id() {
         .connect_with(SqliteConnectOptions::from_str(&url).expect("url"))
         .await
         .expect("connect again");
-    let buckets: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT contact_id, bucket_id FROM memberships ORDER BY contact_id")
-            .fetch_all(&pool)
-            .await
-            .expect("memberships");
-    assert_eq!(
-        buckets,
-        vec![(100, 10), (101, 10), (102, 10), (200, 20), (201, 20)]
-    );
-    let resolved: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT m.contact_id, COALESCE(o.merged_into, o.id) FROM memberships m \
-         JOIN profiles o ON o.hub_id = m.hub_id AND o.id = m.bucket_id \
-         ORDER BY m.contact_id",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("resolve");
-    assert_eq!(
-        resolved,
-        vec![(100, 10), (101, 10), (102, 10), (200, 20), (201, 20)]
-    );
+    for sql in [BUCKETS, RESOLVED] {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sql).fetch_all(&pool).await.expect(sql);
+        assert_eq!(rows, EXPECTED, "{sql}");
+    }
     drop(store);
 }
 
@@ -227,16 +215,11 @@ async fn survivors_members_move_to_the_bucket_of_their_id_on_postgres() {
         .collect();
     before.migrations = kept.into();
     before.run(&mut conn).await.expect("migrations before 13");
+    // Memberships reference contacts; only the two tables matter here.
     for sql in [
-        // Memberships reference contacts; only the two tables matter here.
         "SET session_replication_role = replica",
-        "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, bucket_id, \
-         member_count, merged_into, created_at, updated_at) \
-         VALUES (1, 10, 100, 100, 11, 3, NULL, 5, 6), (1, 11, 101, 101, 11, 2, 10, 5, 6), \
-         (1, 12, 102, 102, 12, 1, 10, 5, 6), (1, 20, 200, 200, 20, 2, NULL, 5, 6), \
-         (1, 21, 201, 201, 21, 1, 20, 5, 6)",
-        "INSERT INTO memberships (hub_id, contact_id, bucket_id) \
-         VALUES (1, 100, 11), (1, 101, 11), (1, 102, 11), (1, 200, 20), (1, 201, 20)",
+        OLD_PROFILES,
+        OLD_MEMBERSHIPS,
     ] {
         sqlx::query(sql).execute(&mut conn).await.expect("old rows");
     }
@@ -250,22 +233,10 @@ async fn survivors_members_move_to_the_bucket_of_their_id_on_postgres() {
         .execute(&mut conn)
         .await
         .expect("search_path");
-    let buckets: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT contact_id, bucket_id FROM memberships ORDER BY contact_id")
-            .fetch_all(&mut conn)
-            .await
-            .expect("memberships");
-    let expected = vec![(100, 10), (101, 10), (102, 10), (200, 20), (201, 20)];
-    assert_eq!(buckets, expected);
-    let resolved: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT m.contact_id, COALESCE(o.merged_into, o.id) FROM memberships m \
-         JOIN profiles o ON o.hub_id = m.hub_id AND o.id = m.bucket_id \
-         ORDER BY m.contact_id",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .expect("resolve");
-    assert_eq!(resolved, expected);
+    for sql in [BUCKETS, RESOLVED] {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sql).fetch_all(&mut conn).await.expect(sql);
+        assert_eq!(rows, EXPECTED, "{sql}");
+    }
     conn.close().await.expect("close");
     store.close().await;
     cdh_store::PgStore::drop_schema(&url, &schema)

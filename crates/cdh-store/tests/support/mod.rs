@@ -70,30 +70,11 @@ impl TestStore {
 
     /// Runs raw SQL on this store's database, behind the store's back (to corrupt it).
     pub async fn raw(&self, sql: &str) {
-        use sqlx::Connection;
-        match (&self.sqlite_url, &self.schema) {
-            (Some(url), _) => {
-                let mut c = sqlx::SqliteConnection::connect(url)
-                    .await
-                    .expect("raw connect");
-                sqlx::query(sql).execute(&mut c).await.expect("raw SQL");
-            }
-            (None, Some(schema)) => {
-                let mut c = sqlx::PgConnection::connect(&pg_url())
-                    .await
-                    .expect("raw connect");
-                sqlx::query(&format!("SET search_path TO {schema}"))
-                    .execute(&mut c)
-                    .await
-                    .expect("search_path");
-                sqlx::query(sql).execute(&mut c).await.expect("raw SQL");
-            }
-            _ => unreachable!("a store is SQLite or PostgreSQL"),
-        }
+        self.raw_pairs(sql).await;
     }
 
-    /// Runs a raw query of two integer columns on this store's database, behind the store's
-    /// back (to see how it stores something).
+    /// Runs a raw query of two integer columns (or none) on this store's database, behind the
+    /// store's back (to see how it stores something).
     pub async fn raw_pairs(&self, sql: &str) -> Vec<(i64, i64)> {
         use sqlx::Connection;
         match (&self.sqlite_url, &self.schema) {
