@@ -245,4 +245,5 @@ async fn merged_events_body(t: TestStore) {
     let inside = merged[2].seq;
     let next = s.events_after(h.id, inside, 2).await.unwrap();
     assert_eq!(next, all[before + 3..before + 5].to_vec());
+    t.finish(h.id).await;
 }
