@@ -45,7 +45,9 @@ fn line_uid_is_u_and_32_hex_exact() {
 fn line_uid_case_is_kept_not_folded() {
     let upper = "U4AF4980629A1B2C3D4E5F60718293A4B";
     let lower = "U4af4980629a1b2c3d4e5f60718293a4b";
-    assert_ne!(norm(LineUid, upper), norm(LineUid, lower));
+    // Both are valid and each keeps its own case: two values, never folded into one.
+    assert_eq!(norm(LineUid, upper), Ok(upper.to_owned()));
+    assert_eq!(norm(LineUid, lower), Ok(lower.to_owned()));
 }
 
 #[test]

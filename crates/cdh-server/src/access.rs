@@ -2,7 +2,6 @@
 //! profile is visible to every organization that has a contact in it. Anything else is
 //! `404 not_found`, so a caller never learns that another organization's resource exists.
 
-use cdh_store::Store;
 use cdh_store::model::{ChannelId, Contact, ContactId, Profile};
 
 use crate::auth::OrgCaller;

@@ -10,7 +10,6 @@ use std::path::Path;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use cdh_store::Store;
 use cdh_store::model::{HubId, OrganizationId, TokenId};
 use rand::RngCore;
 use sha2::{Digest, Sha256};

@@ -7,7 +7,8 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cdh_store::StoreError;
+use cdh_store::model::TaskKind;
+use cdh_store::{Rejection, StoreError};
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -210,15 +211,15 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::NotFound(what) => Self::not_found(what.as_str()),
             StoreError::Invalid(why) => Self::new(ErrorCode::InvalidField, why),
             StoreError::Conflict(why) => Self::new(ErrorCode::Conflict, why),
-            StoreError::Rejected { code, message } => {
-                let code = match code {
-                    "too_many_keys" => ErrorCode::TooManyKeys,
-                    "unknown_field" | "unknown_key" => ErrorCode::UnknownKey,
-                    "duplicate_key" => ErrorCode::DuplicateKey,
-                    other => ErrorCode::Rejected(other),
+            StoreError::Rejected { reason, message } => {
+                let code = match reason {
+                    Rejection::TooManyKeys => ErrorCode::TooManyKeys,
+                    Rejection::UnknownField => ErrorCode::UnknownKey,
+                    Rejection::DuplicateKey => ErrorCode::DuplicateKey,
+                    other => ErrorCode::Rejected(other.code()),
                 };
                 Self::new(code, message)
             }
@@ -228,7 +229,7 @@ impl From<StoreError> for ApiError {
             )
             .with_details(json!({ "preview_id": preview_id.to_string() })),
             StoreError::TaskInProgress { kind, task_id } => Self::new(
-                if kind == "export" {
+                if kind == TaskKind::Export {
                     ErrorCode::ExportInProgress
                 } else {
                     ErrorCode::ImportInProgress

@@ -108,7 +108,7 @@ pub async fn start(config: Config) -> anyhow::Result<AppHandle> {
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
     }
-    let store = cdh_store::open(&config.database_url)
+    let store = cdh_store::open_with_clock(&config.database_url, config.clock.clone())
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
     start_with_store(config, store).await

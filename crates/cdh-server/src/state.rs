@@ -7,8 +7,9 @@ use cdh_store::AnyStore;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use cdh_store::Store;
 use cdh_store::model::{ChannelId, HubId, Millis, OrganizationId};
+
+pub use cdh_store::Clock;
 
 use crate::Config;
 use crate::auth::OperatorKey;
@@ -79,53 +80,5 @@ impl AppState {
             .unwrap_or_else(|p| p.into_inner())
             .insert((hub, channel), org);
         Ok(org)
-    }
-}
-
-/// A source of the current time: the system clock, or a settable one in tests.
-#[derive(Clone, Default)]
-pub struct Clock {
-    fixed: Option<Arc<std::sync::atomic::AtomicI64>>,
-}
-
-impl std::fmt::Debug for Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.fixed {
-            None => f.write_str("Clock::System"),
-            Some(t) => write!(
-                f,
-                "Clock::Manual({})",
-                t.load(std::sync::atomic::Ordering::Relaxed)
-            ),
-        }
-    }
-}
-
-impl Clock {
-    /// The system clock.
-    pub fn system() -> Self {
-        Self { fixed: None }
-    }
-
-    /// A clock that stands at `at` until [`Clock::set`] moves it.
-    pub fn manual(at: Millis) -> Self {
-        Self {
-            fixed: Some(Arc::new(std::sync::atomic::AtomicI64::new(at))),
-        }
-    }
-
-    /// Moves a manual clock (no effect on the system clock).
-    pub fn set(&self, at: Millis) {
-        if let Some(t) = &self.fixed {
-            t.store(at, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// Now, in milliseconds since the Unix epoch.
-    pub fn now(&self) -> Millis {
-        match &self.fixed {
-            Some(t) => t.load(std::sync::atomic::Ordering::Relaxed),
-            None => cdh_store::rules::now_ms(),
-        }
     }
 }

@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use cdh_store::AnyStore;
 use cdh_store::model::{ConsoleUser, HubId, Millis, OrganizationId, Role};
-use cdh_store::{AnyStore, Store};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

@@ -17,9 +17,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use cdh_store::clock::system_now as now_ms;
 use cdh_store::model::{ContactInput, FieldValue, HubId, NewChannel, UnifySetting};
-use cdh_store::rules::{normalizer, now_ms, scope_name};
-use cdh_store::{AnyStore, ApplyOptions, PgStore, SqliteStore, Store};
+use cdh_store::rules::{normalizer, scope_name};
+use cdh_store::{AnyStore, ApplyOptions, Contacts, PgStore, SqliteStore};
 
 /// The allocator `cdh serve` runs with, so the figures are the server's.
 #[global_allocator]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use cdh_store::model::{ContactInput, ImportRow, NewChannel, UnifySetting};
-use cdh_store::{AnyStore, ApplyOptions, PgStore, SqliteStore, Store};
+use cdh_store::{AnyStore, ApplyOptions, PgStore, SqliteStore};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

@@ -2,12 +2,14 @@
 
 use std::fmt;
 
+use crate::model::{TaskId, TaskKind};
+
 /// Why a store operation failed. Driver errors are mapped into these variants and keep only
 /// their text (for logs), never the driver's error value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
     /// The named resource does not exist in this hub.
-    NotFound(&'static str),
+    NotFound(Resource),
     /// The input breaks a rule (unknown field, bad unify keys, bad region, ...).
     Invalid(String),
     /// The operation conflicts with the current state (for example an apply raced writes).
@@ -29,11 +31,10 @@ pub enum StoreError {
     },
     /// Stored data that cannot be read back (bad JSON, a dangling reference).
     Corrupt(String),
-    /// The input breaks a rule that has a stable code (`too_many_keys`, `unknown_field`,
-    /// `duplicate_key`, `invalid_import_key`, ...); the server answers 422 with it.
+    /// The input breaks a rule that has a stable code; the server answers 422 with it.
     Rejected {
-        /// A stable snake_case code.
-        code: &'static str,
+        /// Which rule.
+        reason: Rejection,
         /// A human sentence.
         message: String,
     },
@@ -44,11 +45,103 @@ pub enum StoreError {
     },
     /// A task of this kind is already queued or running for the organization.
     TaskInProgress {
-        /// `import` or `export`.
-        kind: &'static str,
+        /// `Import` or `Export`.
+        kind: TaskKind,
         /// The task in the way.
-        task_id: i64,
+        task_id: TaskId,
     },
+}
+
+/// A kind of stored thing, as a missing one is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// A hub (tenant).
+    Hub,
+    /// An organization of a hub.
+    Organization,
+    /// A channel.
+    Channel,
+    /// A contact.
+    Contact,
+    /// A profile.
+    Profile,
+    /// A task.
+    Task,
+    /// An API token.
+    Token,
+    /// A unification preview.
+    Preview,
+    /// A webhook endpoint.
+    Webhook,
+    /// A console user.
+    User,
+    /// An identifier field.
+    Field,
+}
+
+impl Resource {
+    /// The name in messages and in the API's `details.resource`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hub => "hub",
+            Self::Organization => "organization",
+            Self::Channel => "channel",
+            Self::Contact => "contact",
+            Self::Profile => "profile",
+            Self::Task => "task",
+            Self::Token => "token",
+            Self::Preview => "preview",
+            Self::Webhook => "webhook",
+            Self::User => "user",
+            Self::Field => "field",
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An input rule the store enforces, each with a stable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// More than three unify keys.
+    TooManyKeys,
+    /// A unify key or excluded field that is neither built in nor carried by a contact.
+    UnknownField,
+    /// A unify key listed twice.
+    DuplicateKey,
+    /// A profile edit that edits nothing.
+    EmptyPatch,
+    /// A field name that is not one (profile edits, import rows).
+    InvalidField,
+    /// An import key the import cannot match on, or a row's value of it.
+    InvalidImportKey,
+    /// A webhook URL that is not an http(s) URL.
+    InvalidUrl,
+    /// A webhook secret of the wrong length.
+    InvalidSecret,
+    /// An export's writer failed.
+    ExportWriteFailed,
+}
+
+impl Rejection {
+    /// The stable snake_case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::TooManyKeys => "too_many_keys",
+            Self::UnknownField => "unknown_field",
+            Self::DuplicateKey => "duplicate_key",
+            Self::EmptyPatch => "empty_patch",
+            Self::InvalidField => "invalid_field",
+            Self::InvalidImportKey => "invalid_import_key",
+            Self::InvalidUrl => "invalid_url",
+            Self::InvalidSecret => "invalid_secret",
+            Self::ExportWriteFailed => "export_write_failed",
+        }
+    }
 }
 
 impl StoreError {
@@ -62,16 +155,19 @@ impl StoreError {
             Self::Unavailable { .. } => "unavailable",
             Self::Backend { .. } => "backend",
             Self::Corrupt(_) => "corrupt",
-            Self::Rejected { code, .. } => code,
+            Self::Rejected { reason, .. } => reason.code(),
             Self::PreviewStale { .. } => "preview_stale",
-            Self::TaskInProgress { kind: "export", .. } => "export_in_progress",
+            Self::TaskInProgress {
+                kind: TaskKind::Export,
+                ..
+            } => "export_in_progress",
             Self::TaskInProgress { .. } => "import_in_progress",
         }
     }
 
-    pub(crate) fn rejected(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn rejected(reason: Rejection, message: impl Into<String>) -> Self {
         Self::Rejected {
-            code,
+            reason,
             message: message.into(),
         }
     }
@@ -94,7 +190,8 @@ impl fmt::Display for StoreError {
             ),
             Self::TaskInProgress { kind, task_id } => write!(
                 f,
-                "an {kind} is already in progress for this organization (task {task_id})"
+                "an {} is already in progress for this organization (task {task_id})",
+                kind.as_str()
             ),
         }
     }
@@ -109,7 +206,10 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         let cause = e.to_string();
         match &e {
-            sqlx::Error::RowNotFound => Self::NotFound("row"),
+            // The store reads a row that must exist with `sql::fetch_one`, which names the
+            // resource; sqlx's own "no rows" means a statement that should have returned one
+            // did not.
+            sqlx::Error::RowNotFound => Self::Backend { cause },
             sqlx::Error::Database(db) => {
                 let code = db.code();
                 if code

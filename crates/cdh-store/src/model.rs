@@ -22,6 +22,12 @@ pub type TokenId = i64;
 pub type Millis = i64;
 /// A console user (a person who signs in to the web console).
 pub type UserId = i64;
+/// A partner connection between organizations of one hub.
+pub type ConnectionId = i64;
+/// A stored unification preview.
+pub type PreviewId = i64;
+/// A note or conversation record of a contact.
+pub type TimelineEntryId = i64;
 
 /// A channel to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,7 +162,7 @@ pub struct Profile {
 }
 
 /// A note or a conversation record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct TimelineEntry {
     /// The entry's id.
     pub id: i64,
@@ -235,15 +241,100 @@ pub struct AppliedSetting {
     pub applied_at: Millis,
 }
 
+/// What a task does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TaskKind {
+    /// Applies a unify setting over every contact of the hub.
+    Apply,
+    /// Imports rows into an organization.
+    Import,
+    /// Exports an organization's profiles to a file.
+    Export,
+}
+
+impl TaskKind {
+    /// The kind as stored and shown (`apply`, `import`, `export`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Apply => "apply",
+            Self::Import => "import",
+            Self::Export => "export",
+        }
+    }
+
+    /// `apply`, `import` or `export`, exactly; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "apply" => Some(Self::Apply),
+            "import" => Some(Self::Import),
+            "export" => Some(Self::Export),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TaskStatus {
+    /// Waiting for the worker.
+    Queued,
+    /// Under way.
+    Running,
+    /// Done, with a result.
+    Succeeded,
+    /// Ended with an error.
+    Failed,
+}
+
+impl TaskStatus {
+    /// The status as stored and shown (`queued`, `running`, `succeeded`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// A stored status, exactly; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "queued" => Some(Self::Queued),
+            "running" => Some(Self::Running),
+            "succeeded" => Some(Self::Succeeded),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    /// Whether the task has ended (succeeded or failed).
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A long-running operation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Task {
     /// The task's id.
     pub id: TaskId,
-    /// `apply`, `import` or `export`.
-    pub kind: String,
-    /// `queued`, `running`, `succeeded` or `failed`.
-    pub status: String,
+    /// What it does.
+    pub kind: TaskKind,
+    /// Where it is.
+    pub status: TaskStatus,
     /// Units done.
     pub done: i64,
     /// Units in all.
@@ -303,7 +394,7 @@ pub struct Event {
 pub type WebhookId = i64;
 
 /// An organization of a hub.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Organization {
     /// Its id.
     pub id: OrganizationId,
@@ -318,7 +409,7 @@ pub struct Organization {
 }
 
 /// A stored channel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Channel {
     /// Its id.
     pub id: ChannelId,
@@ -518,7 +609,7 @@ pub struct ExportRow {
 }
 
 /// A webhook endpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct WebhookEndpoint {
     /// Its id.
     pub id: WebhookId,

@@ -1,18 +1,24 @@
-//! The store port: the operations the server needs, implemented by each backend.
+//! The store port: what the server asks of storage, one trait per concern.
+//!
+//! Every operation is scoped to one hub. Each trait is implemented once, generically over the
+//! adapters, in its module under `ops/` ([`Setup`] in `ops/setup.rs`, and so on); the traits
+//! are object safe, so [`crate::AnyStore`] is `dyn Store` over whichever adapter was opened.
+//! Call them with the concern's trait in scope (`use cdh_store::port::Contacts`).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use cdh_core::GoldenRecord;
 
 use crate::error::StoreResult;
 use crate::model::{
-    AppliedSetting, Channel, ChannelId, ConsoleUser, Contact, ContactId, ContactInput, Delivery,
-    DeliveryLog, Event, ExportRow, HubId, HubSettings, ImportOutcome, ImportRow, IssuedToken,
-    LedgerEntry, Millis, NewChannel, Organization, OrganizationId, Page, Profile, ProfileId, Role,
-    StoredPreview, Task, TaskId, TimelineEntry, TokenGrant, TokenId, TokenInfo, UnifySetting,
-    Upserted, UserId, WebhookEndpoint, WebhookId,
+    AppliedSetting, Channel, ChannelId, ConnectionId, ConsoleUser, Contact, ContactId,
+    ContactInput, Delivery, DeliveryLog, Event, ExportRow, HubId, HubSettings, ImportOutcome,
+    ImportRow, IssuedToken, LedgerEntry, Millis, NewChannel, Organization, OrganizationId, Page,
+    PreviewId, Profile, ProfileId, Role, StoredPreview, Task, TaskId, TaskKind, TimelineEntry,
+    TimelineEntryId, TokenGrant, TokenId, TokenInfo, UnifySetting, Upserted, UserId,
+    WebhookEndpoint, WebhookId,
 };
 
 /// Where an export writes each row; an `Err` stops the export with that message.
@@ -20,6 +26,9 @@ pub type ExportSink<'a> = &'a mut (dyn FnMut(ExportRow) -> Result<(), String> + 
 
 /// Called after each batch an apply writes, with (rows written, rows in all).
 pub type ProgressHook = Arc<dyn Fn(i64, i64) + Send + Sync>;
+
+/// A profile with its merged record.
+pub type ProfileRecord = (Profile, GoldenRecord);
 
 /// How an apply task runs.
 #[derive(Clone)]
@@ -48,300 +57,248 @@ impl std::fmt::Debug for ApplyOptions {
     }
 }
 
-/// Everything the server asks of storage. Every operation is scoped to one hub.
-pub trait Store: Send + Sync {
+/// Everything the server asks of storage.
+pub trait Store:
+    Setup + Contacts + Profiles + Unification + Tasks + Transfers + Events + Access + Diagnostics
+{
+}
+
+impl<T> Store for T where
+    T: Setup
+        + Contacts
+        + Profiles
+        + Unification
+        + Tasks
+        + Transfers
+        + Events
+        + Access
+        + Diagnostics
+{
+}
+
+/// Hubs, organizations, partner connections and channels (`ops/setup.rs`).
+#[async_trait]
+pub trait Setup: Send + Sync {
     /// Creates a hub (a tenant) and returns its id.
-    fn create_hub(&self, name: &str) -> impl Future<Output = StoreResult<HubId>> + Send;
+    async fn create_hub(&self, name: &str) -> StoreResult<HubId>;
     /// Creates an organization with its default phone region (`TW`, ...).
-    fn create_organization(
+    async fn create_organization(
         &self,
         hub: HubId,
         name: &str,
         default_region: &str,
-    ) -> impl Future<Output = StoreResult<OrganizationId>> + Send;
+    ) -> StoreResult<OrganizationId>;
+    /// An organization by id alone, whatever its hub (for operator routes). Ids are unique
+    /// across hubs on PostgreSQL; on SQLite two hubs may share one, which is an error here.
+    async fn organization_hub(&self, org: OrganizationId) -> StoreResult<Option<Organization>>;
+    /// An organization of a hub.
+    async fn get_organization(&self, hub: HubId, org: OrganizationId) -> StoreResult<Organization>;
+    /// A hub's organizations, oldest first.
+    async fn list_organizations(&self, hub: HubId) -> StoreResult<Vec<Organization>>;
     /// Connects organizations into one scope, recording the brand's disclosure. Contacts
     /// already stored move into the new scope at the next apply.
-    fn connect_organizations(
+    async fn connect_organizations(
         &self,
         hub: HubId,
         organizations: &[OrganizationId],
         disclosure_url: &str,
         actor: &str,
-    ) -> impl Future<Output = StoreResult<i64>> + Send;
-    /// Turns cross-product unification on or off (effective for stored contacts at the next apply).
-    fn set_cross_product(
-        &self,
-        hub: HubId,
-        on: bool,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    ) -> StoreResult<ConnectionId>;
+    /// Turns cross-product unification on or off (effective for stored contacts at the next
+    /// apply).
+    async fn set_cross_product(&self, hub: HubId, on: bool) -> StoreResult<()>;
+    /// The hub's scope settings: cross-product and partner connections.
+    async fn hub_settings(&self, hub: HubId) -> StoreResult<HubSettings>;
     /// Creates a channel.
-    fn create_channel(
-        &self,
-        hub: HubId,
-        channel: &NewChannel,
-    ) -> impl Future<Output = StoreResult<ChannelId>> + Send;
+    async fn create_channel(&self, hub: HubId, channel: &NewChannel) -> StoreResult<ChannelId>;
+    /// A channel.
+    async fn get_channel(&self, hub: HubId, id: ChannelId) -> StoreResult<Channel>;
+    /// An organization's channels, oldest first.
+    async fn list_channels(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<Channel>>;
+}
 
+/// Contacts: the auto-unifying upsert, reads, notes and conversations (`ops/contacts.rs`).
+#[async_trait]
+pub trait Contacts: Send + Sync {
     /// Inserts or updates a contact and unifies it in the same transaction.
-    fn upsert_contact(
+    async fn upsert_contact(
         &self,
         hub: HubId,
         input: &ContactInput,
         actor: &str,
-    ) -> impl Future<Output = StoreResult<Upserted>> + Send;
+    ) -> StoreResult<Upserted>;
     /// A contact with its current profile.
-    fn get_contact(
-        &self,
-        hub: HubId,
-        id: ContactId,
-    ) -> impl Future<Output = StoreResult<Contact>> + Send;
-    /// A profile; an id merged away resolves to its survivor with `merged_from` set.
-    fn get_profile(
-        &self,
-        hub: HubId,
-        id: ProfileId,
-    ) -> impl Future<Output = StoreResult<Profile>> + Send;
-    /// The profiles of an organization holding a value of an identifier field (normalised
-    /// first), each with its merged record (as `golden_record` gives it), all read in one
-    /// transaction.
-    fn lookup_golden_records(
-        &self,
-        hub: HubId,
-        organization: OrganizationId,
-        field: &str,
-        value: &str,
-    ) -> impl Future<Output = StoreResult<Vec<(Profile, GoldenRecord)>>> + Send;
-    /// Live profiles with a contact of the organization whose display name starts with `text`
-    /// (trimmed; ASCII letters match either case, other characters as they are), at most
-    /// `limit`, ordered by the matching name (lower-cased) and then profile id. A profile with
-    /// several matching contacts, merged ones included, comes once. Served by an index. Each
-    /// comes with its merged record (as `golden_record` gives it), all read in one transaction.
-    fn search_profiles_by_name(
-        &self,
-        hub: HubId,
-        org: OrganizationId,
-        text: &str,
-        limit: u32,
-    ) -> impl Future<Output = StoreResult<Vec<(Profile, GoldenRecord)>>> + Send;
-    /// The profile and its merged fields, tags and identifiers. The record's `timeline` is
-    /// left empty: read it page by page with [`Store::timeline`].
-    fn golden_record(
-        &self,
-        hub: HubId,
-        id: ProfileId,
-    ) -> impl Future<Output = StoreResult<(Profile, GoldenRecord)>> + Send;
-    /// Notes and conversations of all the profile's contacts, newest first.
-    fn timeline(
-        &self,
-        hub: HubId,
-        id: ProfileId,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> impl Future<Output = StoreResult<Page<TimelineEntry>>> + Send;
-    /// The merges that formed a profile, oldest first.
-    fn lineage(
-        &self,
-        hub: HubId,
-        id: ProfileId,
-    ) -> impl Future<Output = StoreResult<Vec<LedgerEntry>>> + Send;
+    async fn get_contact(&self, hub: HubId, id: ContactId) -> StoreResult<Contact>;
     /// Adds a note to a contact.
-    fn add_note(
+    async fn add_note(
         &self,
         hub: HubId,
         contact: ContactId,
         text: &str,
         author: &str,
         at: Millis,
-    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    ) -> StoreResult<TimelineEntryId>;
     /// Adds a conversation record (`direction` is `in` or `out`).
-    fn add_conversation(
+    async fn add_conversation(
         &self,
         hub: HubId,
         contact: ContactId,
         direction: &str,
         text: &str,
         sent_at: Millis,
-    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    ) -> StoreResult<TimelineEntryId>;
+}
 
-    /// The unify setting in force (version 0, no keys, before any apply).
-    fn unify_setting(&self, hub: HubId)
-    -> impl Future<Output = StoreResult<AppliedSetting>> + Send;
-    /// Every applied setting, oldest first.
-    fn unify_history(
-        &self,
-        hub: HubId,
-    ) -> impl Future<Output = StoreResult<Vec<AppliedSetting>>> + Send;
-    /// Validates a setting and queues the task that applies it.
-    fn start_apply(
-        &self,
-        hub: HubId,
-        setting: &UnifySetting,
-        actor: &str,
-    ) -> impl Future<Output = StoreResult<TaskId>> + Send;
-    /// Runs a queued apply task to its end: the database changes all at once or not at all.
-    fn run_apply(
-        &self,
-        hub: HubId,
-        task: TaskId,
-        options: &ApplyOptions,
-    ) -> impl Future<Output = StoreResult<Task>> + Send;
-
-    /// Queues a task of any kind.
-    fn create_task(
-        &self,
-        hub: HubId,
-        kind: &str,
-        params: &serde_json::Value,
-    ) -> impl Future<Output = StoreResult<TaskId>> + Send;
-    /// A task.
-    fn get_task(&self, hub: HubId, id: TaskId) -> impl Future<Output = StoreResult<Task>> + Send;
-    /// A hub's tasks, newest first.
-    fn list_tasks(&self, hub: HubId) -> impl Future<Output = StoreResult<Vec<Task>>> + Send;
-    /// Marks a task running and records progress.
-    fn update_task_progress(
-        &self,
-        hub: HubId,
-        id: TaskId,
-        done: i64,
-        total: i64,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Ends a task with its result or error.
-    fn finish_task(
-        &self,
-        hub: HubId,
-        id: TaskId,
-        outcome: Result<serde_json::Value, String>,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// Issues a token for an organization; the secret is returned only here.
-    fn create_token(
+/// Profiles and their merged records (`ops/profiles.rs`).
+#[async_trait]
+pub trait Profiles: Send + Sync {
+    /// A profile; an id merged away resolves to its survivor with `merged_from` set.
+    async fn get_profile(&self, hub: HubId, id: ProfileId) -> StoreResult<Profile>;
+    /// The profile and its merged fields, tags and identifiers. The record's `timeline` is
+    /// left empty: read it page by page with [`Profiles::timeline`].
+    async fn golden_record(&self, hub: HubId, id: ProfileId) -> StoreResult<ProfileRecord>;
+    /// The profiles of an organization holding a value of an identifier field (normalised
+    /// first), each with its merged record, all read in one snapshot.
+    async fn lookup_golden_records(
         &self,
         hub: HubId,
         organization: OrganizationId,
-        name: &str,
-        scopes: &[String],
-    ) -> impl Future<Output = StoreResult<IssuedToken>> + Send;
-    /// Who a token speaks for, or `None` if it is unknown, wrong or revoked.
-    fn verify_token(
-        &self,
-        token: &str,
-    ) -> impl Future<Output = StoreResult<Option<TokenGrant>>> + Send;
-    /// Revokes a token.
-    fn revoke_token(&self, hub: HubId, id: TokenId)
-    -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// Events with a sequence number after `after`, in order.
-    fn events_after(
+        field: &str,
+        value: &str,
+    ) -> StoreResult<Vec<ProfileRecord>>;
+    /// Live profiles with a contact of the organization whose display name starts with `text`
+    /// (trimmed; ASCII letters match either case, other characters as they are), at most
+    /// `limit`, ordered by the matching name (lower-cased) and then profile id. A profile with
+    /// several matching contacts, merged ones included, comes once. Served by an index. Each
+    /// comes with its merged record, all read in one snapshot.
+    async fn search_profiles_by_name(
         &self,
         hub: HubId,
-        after: i64,
+        org: OrganizationId,
+        text: &str,
         limit: u32,
-    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
-
-    /// Every broken invariant of a hub, described; empty when all hold.
-    fn check_invariants(&self, hub: HubId)
-    -> impl Future<Output = StoreResult<Vec<String>>> + Send;
-
-    /// An organization by id alone, whatever its hub (for operator routes). Ids are unique
-    /// across hubs on PostgreSQL; on SQLite two hubs may share one, which is an error here.
-    fn organization_hub(
-        &self,
-        org: OrganizationId,
-    ) -> impl Future<Output = StoreResult<Option<Organization>>> + Send;
-    /// An organization of a hub.
-    fn get_organization(
-        &self,
-        hub: HubId,
-        org: OrganizationId,
-    ) -> impl Future<Output = StoreResult<Organization>> + Send;
-    /// A hub's organizations, oldest first.
-    fn list_organizations(
-        &self,
-        hub: HubId,
-    ) -> impl Future<Output = StoreResult<Vec<Organization>>> + Send;
-    /// An organization's channels, oldest first.
-    fn list_channels(
-        &self,
-        hub: HubId,
-        org: OrganizationId,
-    ) -> impl Future<Output = StoreResult<Vec<Channel>>> + Send;
-    /// A channel.
-    fn get_channel(
-        &self,
-        hub: HubId,
-        id: ChannelId,
-    ) -> impl Future<Output = StoreResult<Channel>> + Send;
-    /// An organization's tokens (never their secrets), oldest first.
-    fn list_tokens(
-        &self,
-        hub: HubId,
-        org: OrganizationId,
-    ) -> impl Future<Output = StoreResult<Vec<TokenInfo>>> + Send;
-    /// The hub's scope settings: cross-product and partner connections.
-    fn hub_settings(&self, hub: HubId) -> impl Future<Output = StoreResult<HubSettings>> + Send;
-
-    /// Computes and stores what applying `setting` would do, on top of the current profiles.
-    /// Bad keys fail with `Rejected` (`too_many_keys`, `unknown_field`, `duplicate_key`).
-    fn create_preview(
-        &self,
-        hub: HubId,
-        setting: &UnifySetting,
-        suspicious_threshold: u32,
-    ) -> impl Future<Output = StoreResult<StoredPreview>> + Send;
-    /// A stored preview.
-    fn get_preview(
-        &self,
-        hub: HubId,
-        id: i64,
-    ) -> impl Future<Output = StoreResult<StoredPreview>> + Send;
-    /// Queues the apply of exactly the previewed setting, or fails with `PreviewStale` when
-    /// contacts changed since the preview.
-    fn apply_preview(
-        &self,
-        hub: HubId,
-        id: i64,
-        actor: &str,
-    ) -> impl Future<Output = StoreResult<TaskId>> + Send;
-
+    ) -> StoreResult<Vec<ProfileRecord>>;
     /// Live profiles with a contact in the organization, by `(updated_at, id)`, from
-    /// `updated_since` (inclusive) on; the cursor continues a previous page. Each comes with its
-    /// merged record (as `golden_record` gives it), the whole page read in one transaction.
-    fn list_profiles(
+    /// `updated_since` (inclusive) on; the cursor continues a previous page. Each comes with
+    /// its merged record, the whole page read in one snapshot.
+    async fn list_profiles(
         &self,
         hub: HubId,
         org: OrganizationId,
         updated_since: Option<Millis>,
         limit: u32,
         cursor: Option<&str>,
-    ) -> impl Future<Output = StoreResult<Page<(Profile, GoldenRecord)>>> + Send;
+    ) -> StoreResult<Page<ProfileRecord>>;
+    /// Notes and conversations of all the profile's contacts, newest first.
+    async fn timeline(
+        &self,
+        hub: HubId,
+        id: ProfileId,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<TimelineEntry>>;
+    /// The merges that formed a profile, oldest first.
+    async fn lineage(&self, hub: HubId, id: ProfileId) -> StoreResult<Vec<LedgerEntry>>;
     /// Manual edits of merged fields (`None` clears); they win over survivorship until a
     /// contact of the profile writes that field again. Appends a `profile.updated` event.
-    fn patch_profile(
+    async fn patch_profile(
         &self,
         hub: HubId,
         id: ProfileId,
         edits: &BTreeMap<String, Option<String>>,
         actor: &str,
-    ) -> impl Future<Output = StoreResult<(Profile, GoldenRecord)>> + Send;
+    ) -> StoreResult<ProfileRecord>;
+}
 
-    /// Queues an `import` or `export` task for an organization, or fails with
-    /// `TaskInProgress` when one of that kind is queued or running for it.
-    fn start_task_exclusive(
+/// Unify settings: previews, applies and their history (`ops/unification.rs`).
+#[async_trait]
+pub trait Unification: Send + Sync {
+    /// The unify setting in force (version 0, no keys, before any apply).
+    async fn unify_setting(&self, hub: HubId) -> StoreResult<AppliedSetting>;
+    /// Every applied setting, oldest first.
+    async fn unify_history(&self, hub: HubId) -> StoreResult<Vec<AppliedSetting>>;
+    /// Computes and stores what applying `setting` would do, on top of the current profiles.
+    /// Bad keys fail with `Rejected` (`TooManyKeys`, `UnknownField`, `DuplicateKey`).
+    async fn create_preview(
+        &self,
+        hub: HubId,
+        setting: &UnifySetting,
+        suspicious_threshold: u32,
+    ) -> StoreResult<StoredPreview>;
+    /// A stored preview.
+    async fn get_preview(&self, hub: HubId, id: PreviewId) -> StoreResult<StoredPreview>;
+    /// Queues the apply of exactly the previewed setting, or fails with `PreviewStale` when
+    /// contacts changed since the preview.
+    async fn apply_preview(&self, hub: HubId, id: PreviewId, actor: &str) -> StoreResult<TaskId>;
+    /// Validates a setting and queues the task that applies it.
+    async fn start_apply(
+        &self,
+        hub: HubId,
+        setting: &UnifySetting,
+        actor: &str,
+    ) -> StoreResult<TaskId>;
+    /// Runs a queued apply task to its end: the database changes all at once or not at all.
+    async fn run_apply(
+        &self,
+        hub: HubId,
+        task: TaskId,
+        options: &ApplyOptions,
+    ) -> StoreResult<Task>;
+}
+
+/// Long-running tasks: their queue, progress and outcome (`ops/tasks.rs`).
+#[async_trait]
+pub trait Tasks: Send + Sync {
+    /// Queues a task of any kind.
+    async fn create_task(
+        &self,
+        hub: HubId,
+        kind: TaskKind,
+        params: &serde_json::Value,
+    ) -> StoreResult<TaskId>;
+    /// Queues an import or export task for an organization, or fails with `TaskInProgress`
+    /// when one of that kind is queued or running for it.
+    async fn start_task_exclusive(
         &self,
         hub: HubId,
         org: OrganizationId,
-        kind: &str,
+        kind: TaskKind,
         params: &serde_json::Value,
-    ) -> impl Future<Output = StoreResult<TaskId>> + Send;
+    ) -> StoreResult<TaskId>;
+    /// A task.
+    async fn get_task(&self, hub: HubId, id: TaskId) -> StoreResult<Task>;
+    /// A hub's tasks, newest first.
+    async fn list_tasks(&self, hub: HubId) -> StoreResult<Vec<Task>>;
     /// Marks a queued task running; `false` if it was not queued (someone else has it).
-    fn claim_task(&self, hub: HubId, id: TaskId) -> impl Future<Output = StoreResult<bool>> + Send;
+    async fn claim_task(&self, hub: HubId, id: TaskId) -> StoreResult<bool>;
+    /// Marks a task running and records progress.
+    async fn update_task_progress(
+        &self,
+        hub: HubId,
+        id: TaskId,
+        done: i64,
+        total: i64,
+    ) -> StoreResult<()>;
+    /// Ends a task with its result or error.
+    async fn finish_task(
+        &self,
+        hub: HubId,
+        id: TaskId,
+        outcome: Result<serde_json::Value, String>,
+    ) -> StoreResult<()>;
     /// Queued and running tasks of every hub, oldest first (for the worker at start-up).
-    fn unfinished_tasks(&self) -> impl Future<Output = StoreResult<Vec<(HubId, Task)>>> + Send;
+    async fn unfinished_tasks(&self) -> StoreResult<Vec<(HubId, Task)>>;
+}
+
+/// Imports and exports of an organization's contacts (`ops/transfers.rs`).
+#[async_trait]
+pub trait Transfers: Send + Sync {
     /// Imports rows matched by `import_key` within the organization: matched contacts are
     /// overwritten (absent fields unchanged, `None` clears), unmatched rows are reported or
     /// created on the organization's `api` channel, a bad row fails alone. Progress goes to
     /// `task` when given.
     #[allow(clippy::too_many_arguments)]
-    fn import_rows(
+    async fn import_rows(
         &self,
         hub: HubId,
         org: OrganizationId,
@@ -350,48 +307,46 @@ pub trait Store: Send + Sync {
         on_unmatched_create: bool,
         actor: &str,
         task: Option<TaskId>,
-    ) -> impl Future<Output = StoreResult<ImportOutcome>> + Send;
+    ) -> StoreResult<ImportOutcome>;
     /// Streams the organization's live profiles (updated since, if given) with their merged
     /// records to `sink`, from one snapshot; returns how many rows were written.
-    fn export_profiles(
+    async fn export_profiles(
         &self,
         hub: HubId,
         org: OrganizationId,
         updated_since: Option<Millis>,
         sink: ExportSink<'_>,
-    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    ) -> StoreResult<u64>;
+}
 
+/// The events feed and webhook deliveries (`ops/events.rs`).
+#[async_trait]
+pub trait Events: Send + Sync {
+    /// Events with a sequence number after `after`, in order.
+    async fn events_after(&self, hub: HubId, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
     /// Registers a webhook endpoint; it receives events appended from now on.
-    fn create_webhook(
+    async fn create_webhook(
         &self,
         hub: HubId,
         org: OrganizationId,
         url: &str,
         secret: &str,
-    ) -> impl Future<Output = StoreResult<WebhookId>> + Send;
+    ) -> StoreResult<WebhookId>;
     /// An organization's webhook endpoints.
-    fn list_webhooks(
+    async fn list_webhooks(
         &self,
         hub: HubId,
         org: OrganizationId,
-    ) -> impl Future<Output = StoreResult<Vec<WebhookEndpoint>>> + Send;
+    ) -> StoreResult<Vec<WebhookEndpoint>>;
     /// Removes a webhook endpoint.
-    fn delete_webhook(
-        &self,
-        hub: HubId,
-        id: WebhookId,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    async fn delete_webhook(&self, hub: HubId, id: WebhookId) -> StoreResult<()>;
     /// For every endpoint of every hub whose next try is due at `now`, its next undelivered
     /// event (events go out one at a time per endpoint, in order).
-    fn due_deliveries(
-        &self,
-        now: Millis,
-        limit: u32,
-    ) -> impl Future<Output = StoreResult<Vec<Delivery>>> + Send;
+    async fn due_deliveries(&self, now: Millis, limit: u32) -> StoreResult<Vec<Delivery>>;
     /// Records a try: `Ok(status)` or `Err(message)`. With `next_attempt_at` the event is
     /// tried again then; without it the endpoint moves on to the next event.
     #[allow(clippy::too_many_arguments)]
-    fn record_delivery(
+    async fn record_delivery(
         &self,
         hub: HubId,
         endpoint: WebhookId,
@@ -399,19 +354,37 @@ pub trait Store: Send + Sync {
         attempt: u32,
         outcome: Result<u16, String>,
         next_attempt_at: Option<Millis>,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    ) -> StoreResult<()>;
     /// An endpoint's recorded tries, newest first.
-    fn deliveries(
+    async fn deliveries(
         &self,
         hub: HubId,
         endpoint: WebhookId,
         limit: u32,
-    ) -> impl Future<Output = StoreResult<Vec<DeliveryLog>>> + Send;
+    ) -> StoreResult<Vec<DeliveryLog>>;
+}
 
+/// Who may call: API tokens and console users (`ops/access.rs`).
+#[async_trait]
+pub trait Access: Send + Sync {
+    /// Issues a token for an organization; the secret is returned only here.
+    async fn create_token(
+        &self,
+        hub: HubId,
+        organization: OrganizationId,
+        name: &str,
+        scopes: &[String],
+    ) -> StoreResult<IssuedToken>;
+    /// Who a token speaks for, or `None` if it is unknown, wrong or revoked.
+    async fn verify_token(&self, token: &str) -> StoreResult<Option<TokenGrant>>;
+    /// Revokes a token.
+    async fn revoke_token(&self, hub: HubId, id: TokenId) -> StoreResult<()>;
+    /// An organization's tokens (never their secrets), oldest first.
+    async fn list_tokens(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<TokenInfo>>;
     /// Creates a console user with an already computed password hash. The email is stored as
     /// given (the server normalises it). An email already used in the organization is
     /// `Conflict`; an unknown organization is `NotFound`.
-    fn create_user(
+    async fn create_user(
         &self,
         hub: HubId,
         org: OrganizationId,
@@ -419,24 +392,35 @@ pub trait Store: Send + Sync {
         password_hash: &str,
         role: Role,
         now: Millis,
-    ) -> impl Future<Output = StoreResult<ConsoleUser>> + Send;
+    ) -> StoreResult<ConsoleUser>;
     /// The organization's user with this email (compared exactly) and their stored hash.
-    fn user_for_sign_in(
+    async fn user_for_sign_in(
         &self,
         hub: HubId,
         org: OrganizationId,
         email: &str,
-    ) -> impl Future<Output = StoreResult<Option<(ConsoleUser, String)>>> + Send;
+    ) -> StoreResult<Option<(ConsoleUser, String)>>;
     /// A console user (`NotFound` when missing).
-    fn get_user(
-        &self,
-        hub: HubId,
-        id: UserId,
-    ) -> impl Future<Output = StoreResult<ConsoleUser>> + Send;
+    async fn get_user(&self, hub: HubId, id: UserId) -> StoreResult<ConsoleUser>;
     /// An organization's console users, by email.
-    fn list_users(
+    async fn list_users(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<ConsoleUser>>;
+}
+
+/// What operators and tests check: the invariants and the database's plans for the hot
+/// reads (`ops/diagnostics.rs`).
+#[async_trait]
+pub trait Diagnostics: Send + Sync {
+    /// Every broken invariant of a hub, described; empty when all hold.
+    async fn check_invariants(&self, hub: HubId) -> StoreResult<Vec<String>>;
+    /// The plan the database picks for finding a contact's live profile, one line per step
+    /// (it should search `profiles` by primary key only).
+    async fn live_profile_plan(&self, hub: HubId, contact: ContactId) -> StoreResult<Vec<String>>;
+    /// The plan the database picks for the first step of a name search, one line per step (it
+    /// should walk `contacts_by_name`).
+    async fn name_search_plan(
         &self,
         hub: HubId,
         org: OrganizationId,
-    ) -> impl Future<Output = StoreResult<Vec<ConsoleUser>>> + Send;
+        text: &str,
+    ) -> StoreResult<Vec<String>>;
 }

@@ -1,20 +1,11 @@
 //! Pure rules the adapters share: scope names, normalisation set-up, lock keys, token format.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use cdh_core::{Blocklist, IdentifierField, Normalizer, Region, UnifyKeys};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::error::{StoreError, StoreResult};
-use crate::model::{HubId, Millis, UnifySetting};
-
-/// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use crate::model::{HubId, UnifySetting};
 
 /// The scope a contact unifies in, as a stable name stored with the contact.
 ///

@@ -1,7 +1,5 @@
 //! Applying new unify keys over stored contacts: adds merges, never splits, records history.
 
-use cdh_store::Store;
-
 use crate::conformance;
 use crate::support::{TestStore, apply_keys, hub, upsert};
 

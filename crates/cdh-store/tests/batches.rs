@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cdh_store::AnyStore;
 use cdh_store::model::{ContactId, ContactInput, Unification};
-use cdh_store::{AnyStore, Store};
 
 use crate::support::{Hub, TestStore, apply_keys, hub, input, upsert};
 

@@ -1,7 +1,5 @@
 //! The invariants checker itself: it must notice a broken store, or the other tests prove nothing.
 
-use cdh_store::Store;
-
 use crate::conformance;
 use crate::support::{TestStore, apply_keys, hub, upsert};
 

@@ -1,7 +1,5 @@
 //! Concurrent writers whose contacts bridge profiles end in one profile.
 
-use cdh_store::Store;
-
 use crate::conformance;
 use crate::support::{TestStore, apply_keys, hub, upsert};
 

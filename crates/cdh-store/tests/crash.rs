@@ -1,55 +1,64 @@
 //! A process killed in the middle of an apply leaves the database before or after, never
-//! between. The child is this test binary again, running `crash::child` with its work in
+//! between. The child is this test binary again, running the same test with its work in
 //! environment variables.
 
+use cdh_store::model::TaskStatus;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use cdh_store::{AnyStore, ApplyOptions, SqliteStore, Store};
+use cdh_store::{AnyStore, ApplyOptions, SqliteStore, Unification};
 
 use crate::support::{apply_keys, assert_invariants, hub, upsert};
 
 const CONTACTS: usize = 400;
 
-/// The child side: runs the apply named in the environment, reporting each staged batch on
-/// stdout; with `CDH_CRASH_PAUSE=1` it then waits on stdin, which never answers, so the
-/// parent's kill lands with the apply half written. Does nothing when not a child.
-#[test]
-fn child() {
-    let Ok(url) = std::env::var("CDH_CRASH_DB") else {
-        return;
-    };
+/// The child side of a crash test: the same test run again in a process of its own, with its
+/// work in the environment (`CDH_CRASH_DB` says it is the child). It runs the apply named
+/// there, reporting each staged batch on stdout; with `CDH_CRASH_PAUSE=1` it then waits on
+/// stdin, which never answers, so the parent's kill lands with the apply half written.
+async fn child(url: String) {
     let hub: i64 = std::env::var("CDH_CRASH_HUB").unwrap().parse().unwrap();
     let task: i64 = std::env::var("CDH_CRASH_TASK").unwrap().parse().unwrap();
     let pause = std::env::var("CDH_CRASH_PAUSE").is_ok_and(|v| v == "1");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = SqliteStore::open(&url).await.unwrap();
-        let hook = Arc::new(move |done: i64, total: i64| {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "batch {done}/{total}").unwrap();
-            out.flush().unwrap();
-            if pause {
-                let mut line = String::new();
-                let _ = std::io::stdin().read_line(&mut line);
-            }
-        });
-        store
-            .run_apply(
-                hub,
-                task,
-                &ApplyOptions {
-                    batch_size: 10,
-                    on_batch: Some(hook),
-                },
-            )
-            .await
-            .unwrap();
+    let store = SqliteStore::open(&url).await.unwrap();
+    let hook = Arc::new(move |done: i64, total: i64| {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "batch {done}/{total}").unwrap();
+        out.flush().unwrap();
+        if pause {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        }
     });
+    store
+        .run_apply(
+            hub,
+            task,
+            &ApplyOptions {
+                batch_size: 10,
+                on_batch: Some(hook),
+            },
+        )
+        .await
+        .unwrap();
 }
 
-async fn killed_apply_is_all_or_nothing(pause: bool) {
+/// Runs the test named `name` (its path in this binary): as the parent, which kills its child
+/// mid-apply and checks what is left, or as that child.
+fn parent_or_child(name: &str, pause: bool) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    match std::env::var("CDH_CRASH_DB") {
+        Ok(url) => runtime.block_on(child(url)),
+        Err(_) => runtime.block_on(killed_apply_is_all_or_nothing(name, pause)),
+    }
+}
+
+async fn killed_apply_is_all_or_nothing(name: &str, pause: bool) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("hub.sqlite").display());
     let store = AnyStore::Sqlite(SqliteStore::open(&url).await.unwrap());
@@ -79,7 +88,7 @@ async fn killed_apply_is_all_or_nothing(pause: bool) {
     drop(store);
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash::child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env("CDH_CRASH_DB", &url)
         .env("CDH_CRASH_HUB", h.id.to_string())
         .env("CDH_CRASH_TASK", task.to_string())
@@ -119,14 +128,17 @@ async fn killed_apply_is_all_or_nothing(pause: bool) {
             version.version, 1,
             "the kill landed mid-apply, so the old setting must remain"
         );
-        assert_eq!(store.get_task(h.id, task).await.unwrap().status, "running");
+        assert_eq!(
+            store.get_task(h.id, task).await.unwrap().status,
+            TaskStatus::Running
+        );
     }
     // After a restart the task runs again from the start and completes.
     let done = store
         .run_apply(h.id, task, &ApplyOptions::default())
         .await
         .unwrap();
-    assert_eq!(done.status, "succeeded");
+    assert_eq!(done.status, TaskStatus::Succeeded);
     assert_eq!(store.unify_setting(h.id).await.unwrap().version, 2);
     assert_eq!(
         distinct_profiles(&store, h.id, &contacts).await,
@@ -145,12 +157,12 @@ async fn distinct_profiles(store: &AnyStore, hub: i64, contacts: &[i64]) -> usiz
     ids.len()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_mid_apply_leaves_the_old_state() {
-    killed_apply_is_all_or_nothing(true).await;
+#[test]
+fn killed_mid_apply_leaves_the_old_state() {
+    parent_or_child("crash::killed_mid_apply_leaves_the_old_state", true);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_at_any_moment_leaves_old_or_new() {
-    killed_apply_is_all_or_nothing(false).await;
+#[test]
+fn killed_at_any_moment_leaves_old_or_new() {
+    parent_or_child("crash::killed_at_any_moment_leaves_old_or_new", false);
 }

@@ -1,7 +1,8 @@
 //! Exports read one snapshot: every write committed before the export started, nothing after.
 
+use cdh_store::Resource;
+use cdh_store::StoreError;
 use cdh_store::model::ExportRow;
-use cdh_store::{Store, StoreError};
 
 use crate::conformance;
 use crate::support::{TestStore, apply_keys, channel, hub, upsert};
@@ -37,6 +38,8 @@ async fn snapshot_body(t: TestStore) {
     .await;
 
     // While the export runs, a new contact arrives and an exported one changes: neither shows.
+    // They are written a millisecond after everything before.
+    t.clock.advance(1);
     let mut rows: Vec<ExportRow> = Vec::new();
     let store = s.clone();
     let hub_id = h.id;
@@ -135,7 +138,7 @@ async fn errors_body(t: TestStore) {
     let mut ignore = |_: ExportRow| -> Result<(), String> { Ok(()) };
     assert_eq!(
         s.export_profiles(h.id, i64::MAX, None, &mut ignore).await,
-        Err(StoreError::NotFound("organization"))
+        Err(StoreError::NotFound(Resource::Organization))
     );
     t.finish(h.id).await;
 }

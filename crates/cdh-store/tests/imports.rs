@@ -1,10 +1,12 @@
 //! Exclusive import/export tasks, claiming, restart recovery, and the import's semantics:
 //! absent fields unchanged, null clears, bad rows fail alone, unmatched reported or created.
 
+use cdh_store::Resource;
+use cdh_store::model::{TaskKind, TaskStatus};
 use std::collections::BTreeMap;
 
+use cdh_store::StoreError;
 use cdh_store::model::ImportRow;
-use cdh_store::{Store, StoreError};
 
 use crate::conformance;
 use crate::support::{TestStore, apply_keys, hub, upsert};
@@ -26,44 +28,47 @@ async fn exclusive_body(t: TestStore) {
     let h = hub(s).await;
     let params = serde_json::json!({ "import_key": "display_email" });
     let first = s
-        .start_task_exclusive(h.id, h.org, "import", &params)
+        .start_task_exclusive(h.id, h.org, TaskKind::Import, &params)
         .await
         .unwrap();
     let err = s
-        .start_task_exclusive(h.id, h.org, "import", &params)
+        .start_task_exclusive(h.id, h.org, TaskKind::Import, &params)
         .await
         .unwrap_err();
     assert_eq!(
         err,
         StoreError::TaskInProgress {
-            kind: "import",
+            kind: TaskKind::Import,
             task_id: first
         }
     );
     assert_eq!(err.code(), "import_in_progress");
     // Another kind, or another organization, is not in the way.
     let export = s
-        .start_task_exclusive(h.id, h.org, "export", &params)
+        .start_task_exclusive(h.id, h.org, TaskKind::Export, &params)
         .await
         .unwrap();
     assert_eq!(
-        s.start_task_exclusive(h.id, h.org, "export", &params)
+        s.start_task_exclusive(h.id, h.org, TaskKind::Export, &params)
             .await
             .unwrap_err()
             .code(),
         "export_in_progress"
     );
     let other = s.create_organization(h.id, "other", "TW").await.unwrap();
-    s.start_task_exclusive(h.id, other, "import", &params)
+    s.start_task_exclusive(h.id, other, TaskKind::Import, &params)
         .await
         .unwrap();
 
     // Claiming is atomic: only the first claim wins; running still blocks a new import.
     assert!(s.claim_task(h.id, first).await.unwrap());
     assert!(!s.claim_task(h.id, first).await.unwrap());
-    assert_eq!(s.get_task(h.id, first).await.unwrap().status, "running");
+    assert_eq!(
+        s.get_task(h.id, first).await.unwrap().status,
+        TaskStatus::Running
+    );
     assert!(
-        s.start_task_exclusive(h.id, h.org, "import", &params)
+        s.start_task_exclusive(h.id, h.org, TaskKind::Import, &params)
             .await
             .is_err()
     );
@@ -90,7 +95,7 @@ async fn exclusive_body(t: TestStore) {
         .await
         .unwrap();
     let next = s
-        .start_task_exclusive(h.id, h.org, "import", &params)
+        .start_task_exclusive(h.id, h.org, TaskKind::Import, &params)
         .await
         .unwrap();
     assert_ne!(next, first);
@@ -103,17 +108,18 @@ async fn exclusive_body(t: TestStore) {
     );
 
     assert!(matches!(
-        s.start_task_exclusive(h.id, h.org, "apply", &params).await,
+        s.start_task_exclusive(h.id, h.org, TaskKind::Apply, &params)
+            .await,
         Err(StoreError::Invalid(_))
     ));
     assert_eq!(
-        s.start_task_exclusive(h.id, i64::MAX, "import", &params)
+        s.start_task_exclusive(h.id, i64::MAX, TaskKind::Import, &params)
             .await,
-        Err(StoreError::NotFound("organization"))
+        Err(StoreError::NotFound(Resource::Organization))
     );
     assert_eq!(
         s.claim_task(h.id, i64::MAX).await,
-        Err(StoreError::NotFound("task"))
+        Err(StoreError::NotFound(Resource::Task))
     );
     t.finish(h.id).await;
 }
@@ -147,7 +153,7 @@ async fn import_body(t: TestStore) {
     )
     .await;
     let task = s
-        .start_task_exclusive(h.id, h.org, "import", &serde_json::json!({}))
+        .start_task_exclusive(h.id, h.org, TaskKind::Import, &serde_json::json!({}))
         .await
         .unwrap();
     let rows = vec![
@@ -322,7 +328,7 @@ async fn create_body(t: TestStore) {
     assert_eq!(
         s.import_rows(h.id, i64::MAX, "customer_id", &rows, true, "importer", None)
             .await,
-        Err(StoreError::NotFound("organization"))
+        Err(StoreError::NotFound(Resource::Organization))
     );
     t.finish(h.id).await;
 }

@@ -1,7 +1,8 @@
 //! Organizations, channels, tokens and hub settings read back, and their not-found paths.
 
+use cdh_store::Resource;
+use cdh_store::StoreError;
 use cdh_store::model::NewChannel;
-use cdh_store::{Store, StoreError};
 
 use crate::conformance;
 use crate::support::{TestStore, hub};
@@ -89,20 +90,20 @@ async fn not_found_body(t: TestStore) {
     // Another hub's organization is not found in this one.
     assert_eq!(
         s.get_organization(other_hub, h.org).await,
-        Err(StoreError::NotFound("organization"))
+        Err(StoreError::NotFound(Resource::Organization))
     );
     assert_eq!(
         s.get_channel(other_hub, h.line_caac).await,
-        Err(StoreError::NotFound("channel"))
+        Err(StoreError::NotFound(Resource::Channel))
     );
     assert_eq!(
         s.get_channel(h.id, h.org).await,
-        Err(StoreError::NotFound("channel"))
+        Err(StoreError::NotFound(Resource::Channel))
     );
     assert_eq!(s.organization_hub(i64::MAX).await, Ok(None));
     assert_eq!(
         s.hub_settings(i64::MAX).await,
-        Err(StoreError::NotFound("hub"))
+        Err(StoreError::NotFound(Resource::Hub))
     );
     assert!(s.list_tokens(other_hub, h.org).await.unwrap().is_empty());
     let err = s

@@ -1,8 +1,9 @@
 //! Finding profiles by the start of a contact's name: prefix, case, organizations, merged
 //! profiles, limits and ties, literal wildcards, and the index that serves it.
 
+use cdh_store::Resource;
 use cdh_store::model::{HubId, OrganizationId, ProfileId};
-use cdh_store::{AnyStore, Store, StoreError};
+use cdh_store::{AnyStore, StoreError};
 
 use crate::conformance;
 use crate::support::{TestStore, apply_keys, channel, hub, upsert};
@@ -66,7 +67,7 @@ async fn prefix_body(t: TestStore) {
     let other_hub = s.create_hub("other").await.unwrap();
     assert_eq!(
         s.search_profiles_by_name(other_hub, h.org, "amy", 25).await,
-        Err(StoreError::NotFound("organization"))
+        Err(StoreError::NotFound(Resource::Organization))
     );
     // A search finds whole profiles, with their members.
     let found = s
@@ -287,11 +288,7 @@ async fn plan_body(t: TestStore) {
         .await;
         t.raw("ANALYZE").await;
     }
-    let plan = match s {
-        AnyStore::Sqlite(store) => store.name_search_plan(h.id, h.org, "am").await,
-        AnyStore::Postgres(store) => store.name_search_plan(h.id, h.org, "am").await,
-    }
-    .expect("plan");
+    let plan = s.name_search_plan(h.id, h.org, "am").await.expect("plan");
     let text = plan.join("\n");
     assert!(
         text.contains("contacts_by_name"),

@@ -1,8 +1,10 @@
 //! Unification previews: the report, exclusions normalised by region, stable error codes,
 //! applying exactly what was previewed, and stale previews.
 
+use cdh_store::Resource;
+use cdh_store::model::TaskStatus;
 use cdh_store::model::UnifySetting;
-use cdh_store::{ApplyOptions, Store, StoreError};
+use cdh_store::{ApplyOptions, StoreError};
 
 use crate::conformance;
 use crate::support::{TestStore, hub, upsert};
@@ -126,7 +128,7 @@ async fn preview_body(t: TestStore) {
         .run_apply(h.id, task, &ApplyOptions::default())
         .await
         .unwrap();
-    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
     let applied = s.unify_setting(h.id).await.unwrap();
     assert_eq!(
         applied.setting,
@@ -198,11 +200,11 @@ async fn stale_body(t: TestStore) {
     s.apply_preview(h.id, fresh.id, "admin").await.unwrap();
     assert_eq!(
         s.get_preview(h.id, i64::MAX).await,
-        Err(StoreError::NotFound("preview"))
+        Err(StoreError::NotFound(Resource::Preview))
     );
     assert_eq!(
         s.apply_preview(h.id, i64::MAX, "admin").await,
-        Err(StoreError::NotFound("preview"))
+        Err(StoreError::NotFound(Resource::Preview))
     );
     t.finish(h.id).await;
 }

@@ -1,8 +1,9 @@
 //! Listing an organization's profiles with a stable cursor, and manual profile edits.
 
+use cdh_store::Resource;
 use std::collections::BTreeMap;
 
-use cdh_store::{Store, StoreError};
+use cdh_store::StoreError;
 
 use crate::conformance;
 use crate::support::{TestStore, apply_keys, channel, hub, input, upsert};
@@ -37,7 +38,7 @@ async fn list_body(t: TestStore) {
     )
     .await;
     // Touching the first profile moves it last (a later millisecond than every other).
-    std::thread::sleep(std::time::Duration::from_millis(3));
+    t.clock.advance(3);
     upsert(s, h.id, h.email_caac, "c0", &[("display_name", "Zoe")]).await;
 
     let mut seen = Vec::new();
@@ -89,7 +90,7 @@ async fn list_body(t: TestStore) {
     ));
     assert_eq!(
         s.list_profiles(h.id, i64::MAX, None, 3, None).await,
-        Err(StoreError::NotFound("organization"))
+        Err(StoreError::NotFound(Resource::Organization))
     );
     t.finish(h.id).await;
 }
@@ -139,7 +140,7 @@ async fn patch_body(t: TestStore) {
     assert_eq!(last.payload["actor"], "admin");
 
     // The next write of the field by a member wins again; the other override stays.
-    std::thread::sleep(std::time::Duration::from_millis(5));
+    t.clock.advance(5);
     upsert(s, h.id, h.email_caac, "a", &[("display_name", "Amy C.")]).await;
     let (_, read) = s.golden_record(h.id, pid).await.unwrap();
     assert_eq!(read.fields["display_name"].value, "Amy C.");
@@ -186,7 +187,7 @@ async fn patch_body(t: TestStore) {
     );
     assert_eq!(
         s.patch_profile(h.id, i64::MAX, &edits, "admin").await,
-        Err(StoreError::NotFound("profile"))
+        Err(StoreError::NotFound(Resource::Profile))
     );
     t.finish(h.id).await;
 }

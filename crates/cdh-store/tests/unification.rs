@@ -1,7 +1,7 @@
 //! Auto-unification on upsert: create, join, merge, survivors, timelines, blocked values, scopes.
 
-use cdh_store::Store;
 use cdh_store::model::Unification;
+use cdh_store::model::{TaskKind, TaskStatus};
 
 use crate::conformance;
 use crate::support::{TestStore, apply_keys, channel, hub, upsert};
@@ -398,10 +398,17 @@ async fn tokens_body(t: TestStore) {
     assert_eq!(s.verify_token(&issued.token).await.unwrap(), None);
 
     let task = s
-        .create_task(h.id, "export", &serde_json::json!({"format": "csv"}))
+        .create_task(
+            h.id,
+            TaskKind::Export,
+            &serde_json::json!({"format": "csv"}),
+        )
         .await
         .unwrap();
-    assert_eq!(s.get_task(h.id, task).await.unwrap().status, "queued");
+    assert_eq!(
+        s.get_task(h.id, task).await.unwrap().status,
+        TaskStatus::Queued
+    );
     s.update_task_progress(h.id, task, 5, 10).await.unwrap();
     let running = s.get_task(h.id, task).await.unwrap();
     assert_eq!(
@@ -557,13 +564,10 @@ async fn bucket_plan_body(t: TestStore) {
     ] {
         t.raw(&sql).await;
     }
-    let plan = match s {
-        cdh_store::AnyStore::Sqlite(store) => store.live_profile_plan(h.id, first.contact.id).await,
-        cdh_store::AnyStore::Postgres(store) => {
-            store.live_profile_plan(h.id, first.contact.id).await
-        }
-    }
-    .expect("plan");
+    let plan = s
+        .live_profile_plan(h.id, first.contact.id)
+        .await
+        .expect("plan");
     let text = plan.join("\n");
     // The membership's bucket names a profile, and that one its survivor: both are searched
     // by primary key.

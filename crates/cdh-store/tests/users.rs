@@ -2,8 +2,9 @@
 //! duplicate email is a conflict, an unknown organization is not found, and another
 //! organization's (or hub's) users are invisible.
 
+use cdh_store::Resource;
+use cdh_store::StoreError;
 use cdh_store::model::{ConsoleUser, Role};
-use cdh_store::{Store, StoreError};
 
 use crate::conformance;
 use crate::support::{TestStore, hub};
@@ -94,11 +95,11 @@ async fn errors_body(t: TestStore) {
         )
         .await
         .unwrap_err(),
-        StoreError::NotFound("organization")
+        StoreError::NotFound(Resource::Organization)
     );
     assert_eq!(
         s.get_user(h.id, 987_654_321).await.unwrap_err(),
-        StoreError::NotFound("user")
+        StoreError::NotFound(Resource::User)
     );
     // Only the first user was stored.
     assert_eq!(s.list_users(h.id, h.org).await.unwrap().len(), 1);
@@ -143,7 +144,7 @@ async fn isolation_body(t: TestStore) {
     assert!(s.list_users(other.id, other.org).await.unwrap().is_empty());
     assert_eq!(
         s.get_user(other.id, ann.id).await.unwrap_err(),
-        StoreError::NotFound("user")
+        StoreError::NotFound(Resource::User)
     );
     assert_eq!(
         s.user_for_sign_in(other.id, other.org, "ann@example.com")

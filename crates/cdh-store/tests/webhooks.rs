@@ -1,7 +1,8 @@
 //! Webhook endpoints: events after registration delivered one at a time, in order, with
 //! retries recorded; bad endpoints rejected.
 
-use cdh_store::{Store, StoreError};
+use cdh_store::Resource;
+use cdh_store::StoreError;
 
 use crate::conformance;
 use crate::support::{TestStore, hub, upsert};
@@ -117,12 +118,12 @@ async fn deliver_body(t: TestStore) {
     assert!(s.list_webhooks(h.id, h.org).await.unwrap().is_empty());
     assert_eq!(
         s.delete_webhook(h.id, hook).await,
-        Err(StoreError::NotFound("webhook"))
+        Err(StoreError::NotFound(Resource::Webhook))
     );
     assert_eq!(
         s.record_delivery(h.id, hook, events[1].seq + 1, 1, Ok(200), None)
             .await,
-        Err(StoreError::NotFound("webhook"))
+        Err(StoreError::NotFound(Resource::Webhook))
     );
     t.finish(h.id).await;
 }
@@ -146,7 +147,7 @@ async fn bad_body(t: TestStore) {
     );
     assert_eq!(
         s.create_webhook(h.id, i64::MAX, "https://x", SECRET).await,
-        Err(StoreError::NotFound("organization"))
+        Err(StoreError::NotFound(Resource::Organization))
     );
     assert!(s.list_webhooks(h.id, h.org).await.unwrap().is_empty());
     t.finish(h.id).await;

@@ -8,7 +8,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cdh_store::Store;
 use cdh_store::model::Role;
 
 fn cdh() -> Command {

@@ -7,7 +7,6 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use cdh_core::GoldenRecord;
-use cdh_store::Store;
 use cdh_store::model::Profile;
 use serde::Deserialize;
 

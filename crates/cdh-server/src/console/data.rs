@@ -5,7 +5,6 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use cdh_store::Store;
 use serde::Deserialize;
 
 use crate::console::contacts::field_label;
@@ -19,6 +18,7 @@ use crate::routes::imports::{ImportKey, OnUnmatched, check_rate, import_params, 
 use crate::routes::tasks::queue_exclusive_task;
 use crate::state::AppState;
 use crate::wire;
+use cdh_store::model::TaskKind;
 
 /// The keys an import may match rows by, in the order the form lists them.
 const IMPORT_KEYS: [&str; 5] = [
@@ -62,7 +62,7 @@ async fn data_page(
         .await?
         .into_iter()
         .filter(|t| {
-            (t.kind == "import" || t.kind == "export")
+            matches!(t.kind, TaskKind::Import | TaskKind::Export)
                 && t.params
                     .get("organization_id")
                     .and_then(serde_json::Value::as_i64)
@@ -71,8 +71,8 @@ async fn data_page(
         .take(10)
         .map(|t| RecentTask {
             id: wire::id(t.id),
-            kind: t.kind,
-            status: t.status,
+            kind: t.kind.to_string(),
+            status: t.status.to_string(),
             at: short_time(t.created_at),
         })
         .collect();
@@ -113,7 +113,7 @@ pub async fn import(
         let parsed = rows::from_csv(bytes)?;
         let on_unmatched = form.field("create_unmatched").map(|_| OnUnmatched::Create);
         let params = import_params(&caller, key, on_unmatched, parsed)?;
-        queue_exclusive_task(&state, &caller, "import", &params).await
+        queue_exclusive_task(&state, &caller, TaskKind::Import, &params).await
     };
     match attempt.await {
         Ok(task) => Ok(Redirect::to(&format!("/tasks/{task}")).into_response()),
@@ -139,7 +139,7 @@ pub async fn export(
 ) -> Result<Response, PageError> {
     let caller = viewer.caller();
     let params = export_request(&caller, form.format, None);
-    match queue_exclusive_task(&state, &caller, "export", &params).await {
+    match queue_exclusive_task(&state, &caller, TaskKind::Export, &params).await {
         Ok(task) => Ok(Redirect::to(&format!("/tasks/{task}")).into_response()),
         Err(e) if e.code.status().is_client_error() => {
             let message = format!("The export was not started: {}", e.message);

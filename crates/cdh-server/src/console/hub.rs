@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use cdh_store::Store;
 use serde::Deserialize;
 
 use crate::console::forms::CsrfForm;

@@ -8,7 +8,6 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use cdh_core::why::member_chains;
-use cdh_store::Store;
 use serde::Deserialize;
 
 use crate::access;

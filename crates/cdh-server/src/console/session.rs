@@ -13,7 +13,6 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum_extra::extract::SignedCookieJar;
 use axum_extra::extract::cookie::{Cookie, Key, SameSite};
-use cdh_store::Store;
 use cdh_store::model::{ConsoleUser, HubId, Role};
 use rand::RngCore;
 

@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use cdh_store::model::{ImportOutcome, Task};
+use cdh_store::model::{ImportOutcome, Task, TaskKind, TaskStatus as StoredStatus};
 
 use crate::console::page::{Layout, PageError, render};
 use crate::console::profile::short_time;
@@ -32,8 +32,8 @@ pub struct TaskStatus {
 
 impl TaskStatus {
     fn of(task: &Task) -> Self {
-        let finished = task.status == "succeeded" || task.status == "failed";
-        let percent = if task.status == "succeeded" {
+        let finished = task.status.is_finished();
+        let percent = if task.status == StoredStatus::Succeeded {
             100
         } else if task.total > 0 {
             (task.done * 100 / task.total).clamp(0, 100)
@@ -83,7 +83,7 @@ impl TaskStatus {
                 }
                 "export" => {
                     summary.push(format!("{} profiles exported.", n("rows")));
-                    if task.status == "succeeded" {
+                    if task.status == StoredStatus::Succeeded {
                         download = Some(format!("/data/exports/{}/download", task.id));
                     }
                 }
@@ -92,8 +92,8 @@ impl TaskStatus {
         }
         Self {
             id: wire::id(task.id),
-            kind: task.kind.clone(),
-            status: task.status.clone(),
+            kind: task.kind.to_string(),
+            status: task.status.to_string(),
             done: task.done,
             total: task.total,
             percent,
@@ -137,7 +137,7 @@ pub async fn page(
 ) -> Result<Response, PageError> {
     let (_, task) = load_task(&state, &viewer.caller(), &id, None).await?;
     let t = TaskStatus::of(&task);
-    let nav = if task.kind == "apply" {
+    let nav = if task.kind == TaskKind::Apply {
         "unification"
     } else {
         "data"

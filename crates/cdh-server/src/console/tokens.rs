@@ -5,7 +5,6 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use cdh_store::Store;
 use serde::Deserialize;
 
 use crate::console::forms::{CsrfForm, NoFields};

@@ -6,7 +6,6 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use cdh_store::Store;
 use cdh_store::model::{ChainLink, UnifySetting};
 use serde::Deserialize;
 

@@ -8,7 +8,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cdh_core::Region;
-use cdh_store::Store;
 use cdh_store::model::TokenInfo;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -2,7 +2,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use cdh_store::Store;
 use cdh_store::model::{Channel, NewChannel};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

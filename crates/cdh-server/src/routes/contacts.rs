@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cdh_store::Store;
 use cdh_store::model::{Contact, ContactInput, Unification};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;

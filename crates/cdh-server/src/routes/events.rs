@@ -2,7 +2,6 @@
 //! `profile.updated`, `profile.merged`). Webhooks deliver the same events.
 
 use axum::extract::State;
-use cdh_store::Store;
 use cdh_store::model::Event;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -18,6 +18,7 @@ use crate::routes::tasks::{TaskAccepted, TaskStatus, TaskView, load_task, queue_
 use crate::state::AppState;
 use crate::wire;
 use crate::worker::export::{self, ExportFormat, ExportParams, ExportResult};
+use cdh_store::model::{TaskKind, TaskStatus as StoredStatus};
 
 /// The routes of this group.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -102,7 +103,7 @@ async fn create_export(
     queue_exclusive(
         &state,
         caller,
-        "export",
+        TaskKind::Export,
         &export_request(caller, request.format, updated_since),
     )
     .await
@@ -136,7 +137,7 @@ async fn get_export(
     Path(task_id): Path<String>,
 ) -> ApiResult<axum::Json<ExportView>> {
     let caller = principal.org(Scope::ProfilesRead)?;
-    let (_, task) = load_task(&state, caller, &task_id, Some("export")).await?;
+    let (_, task) = load_task(&state, caller, &task_id, Some(TaskKind::Export)).await?;
     let params = export_params(&task)?;
     let view = TaskView::of(&task);
     let result: Option<ExportResult> = match (&task.result, view.status) {
@@ -194,9 +195,9 @@ pub(crate) async fn export_file(
     caller: &crate::auth::OrgCaller,
     task_id: &str,
 ) -> ApiResult<Response> {
-    let (hub, task) = load_task(state, caller, task_id, Some("export")).await?;
+    let (hub, task) = load_task(state, caller, task_id, Some(TaskKind::Export)).await?;
     let params = export_params(&task)?;
-    if task.status != "succeeded" {
+    if task.status != StoredStatus::Succeeded {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             format!(
@@ -204,7 +205,7 @@ pub(crate) async fn export_file(
                 task.status
             ),
         )
-        .with_details(json!({ "status": task.status })));
+        .with_details(json!({ "status": task.status.as_str() })));
     }
     let path = export::file_path(state, hub, task.id, params.format);
     if export::is_expired(task.finished_at, state.now()) {

@@ -7,7 +7,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use cdh_store::Store;
 use cdh_store::model::{HubId, HubSettings};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use cdh_store::model::{FailedRow, ImportOutcome};
+use cdh_store::model::{FailedRow, ImportOutcome, TaskKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -189,7 +189,7 @@ async fn create_import(
         )
     };
     let params = import_params(caller, key, on_unmatched, parsed)?;
-    queue_exclusive(&state, caller, "import", &params).await
+    queue_exclusive(&state, caller, TaskKind::Import, &params).await
 }
 
 /// Refuses a 16th import within a minute (`429` with the seconds to wait).
@@ -246,7 +246,7 @@ async fn get_import(
     Path(task_id): Path<String>,
 ) -> ApiResult<axum::Json<ImportView>> {
     let caller = principal.org(Scope::ProfilesRead)?;
-    let (_, task) = load_task(&state, caller, &task_id, Some("import")).await?;
+    let (_, task) = load_task(&state, caller, &task_id, Some(TaskKind::Import)).await?;
     let outcome = match &task.result {
         Some(result) => serde_json::from_value::<ImportOutcome>(result.clone())
             .map_err(|e| ApiError::internal(format!("unreadable import result: {e}")))?,

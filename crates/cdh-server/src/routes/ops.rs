@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use cdh_store::Store;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -48,7 +47,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             let mut counts = std::collections::BTreeMap::new();
             for (_, task) in &tasks {
                 *counts
-                    .entry((task.kind.clone(), task.status.clone()))
+                    .entry((task.kind.as_str(), task.status.as_str()))
                     .or_insert(0u64) += 1;
             }
             text.push_str(

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use cdh_core::GoldenRecord;
-use cdh_store::Store;
 use cdh_store::model::{LedgerEntry, Profile, TimelineEntry};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

@@ -2,8 +2,7 @@
 //! the imports and exports endpoints extend.
 
 use axum::extract::{Path, State};
-use cdh_store::Store;
-use cdh_store::model::{HubId, Task, TaskId};
+use cdh_store::model::{HubId, Task, TaskId, TaskKind as StoredKind, TaskStatus as StoredStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -81,16 +80,16 @@ impl TaskView {
     pub fn of(task: &Task) -> Self {
         Self {
             id: wire::id(task.id),
-            kind: match task.kind.as_str() {
-                "import" => TaskKind::Import,
-                "export" => TaskKind::Export,
-                _ => TaskKind::Apply,
+            kind: match task.kind {
+                StoredKind::Apply => TaskKind::Apply,
+                StoredKind::Import => TaskKind::Import,
+                StoredKind::Export => TaskKind::Export,
             },
-            status: match task.status.as_str() {
-                "running" => TaskStatus::Running,
-                "succeeded" => TaskStatus::Succeeded,
-                "failed" => TaskStatus::Failed,
-                _ => TaskStatus::Queued,
+            status: match task.status {
+                StoredStatus::Queued => TaskStatus::Queued,
+                StoredStatus::Running => TaskStatus::Running,
+                StoredStatus::Succeeded => TaskStatus::Succeeded,
+                StoredStatus::Failed => TaskStatus::Failed,
             },
             progress: Progress {
                 done: task.done,
@@ -116,7 +115,7 @@ pub struct TaskAccepted {
 pub async fn queue_exclusive_task(
     state: &AppState,
     caller: &OrgCaller,
-    kind: &str,
+    kind: StoredKind,
     params: &impl Serialize,
 ) -> ApiResult<TaskId> {
     let params = serde_json::to_value(params).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -132,7 +131,7 @@ pub async fn queue_exclusive_task(
 pub async fn queue_exclusive(
     state: &AppState,
     caller: &OrgCaller,
-    kind: &str,
+    kind: StoredKind,
     params: &impl Serialize,
 ) -> ApiResult<(axum::http::StatusCode, axum::Json<TaskAccepted>)> {
     let task = queue_exclusive_task(state, caller, kind, params).await?;
@@ -150,9 +149,9 @@ pub async fn load_task(
     state: &AppState,
     caller: &OrgCaller,
     id: &str,
-    kind: Option<&str>,
+    kind: Option<StoredKind>,
 ) -> ApiResult<(HubId, Task)> {
-    let what = kind.unwrap_or("task");
+    let what = kind.map_or("task", StoredKind::as_str);
     let id = wire::parse_id(id, what)?;
     let task = match state.store.get_task(caller.hub, id).await {
         Ok(task) => task,

@@ -3,7 +3,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use cdh_store::Store;
 use cdh_store::model::{AppliedSetting, ChainLink, StoredPreview, UnifySetting};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

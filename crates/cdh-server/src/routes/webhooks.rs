@@ -4,7 +4,6 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cdh_store::Store;
 use cdh_store::model::{DeliveryLog, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

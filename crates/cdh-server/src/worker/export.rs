@@ -5,7 +5,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use cdh_store::Store;
 use cdh_store::model::{ExportRow, HubId, Millis, OrganizationId, Task, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;

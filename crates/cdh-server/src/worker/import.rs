@@ -1,7 +1,6 @@
 //! Runs an import task: the rows parsed by `POST /v1/imports` go to the store in one call,
 //! and the rows the request already refused are added to the outcome's failures.
 
-use cdh_store::Store;
 use cdh_store::model::{FailedRow, HubId, ImportOutcome, ImportRow, OrganizationId, Task};
 use serde::{Deserialize, Serialize};
 

@@ -12,8 +12,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use cdh_store::model::{HubId, Task, TaskId};
-use cdh_store::{ApplyOptions, Store, StoreError, StoreResult};
+use cdh_store::model::{HubId, Task, TaskId, TaskKind, TaskStatus};
+use cdh_store::{ApplyOptions, StoreError, StoreResult};
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -205,7 +205,7 @@ impl Worker {
                 _ => false,
             };
             if mine && self.lock_running().insert((hub, task.id)) {
-                if task.status == "running" {
+                if task.status == TaskStatus::Running {
                     tracing::info!(hub, task = task.id, kind = %task.kind, "resuming a task left running");
                 }
                 claimed.push(Claim {
@@ -236,13 +236,12 @@ impl Drop for Claim {
 impl Claim {
     /// Runs the task to its end and records the outcome.
     async fn run(self, state: &AppState) {
-        let (hub, id, kind) = (self.hub, self.task.id, self.task.kind.clone());
+        let (hub, id, kind) = (self.hub, self.task.id, self.task.kind);
         tracing::info!(hub, task = id, %kind, "task started");
-        let outcome = match kind.as_str() {
-            "apply" => run_apply(state, hub, id).await,
-            "import" => import::run(state, hub, &self.task).await,
-            "export" => export::run(state, hub, &self.task).await,
-            other => Err(TaskError::Failed(format!("unknown task kind {other}"))),
+        let outcome = match kind {
+            TaskKind::Apply => run_apply(state, hub, id).await,
+            TaskKind::Import => import::run(state, hub, &self.task).await,
+            TaskKind::Export => export::run(state, hub, &self.task).await,
         };
         let recorded = match outcome {
             Ok(Some(result)) => state.store.finish_task(hub, id, Ok(result)).await,

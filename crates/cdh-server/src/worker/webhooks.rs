@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
+use cdh_store::StoreResult;
 use cdh_store::model::{Delivery, Event, Millis};
-use cdh_store::{Store, StoreResult};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::task::JoinSet;

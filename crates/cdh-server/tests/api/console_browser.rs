@@ -196,7 +196,7 @@ async fn sets_two_unify_keys_excludes_a_suspicious_value_and_confirms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shows_a_merged_profile() {
     const HOUR: i64 = 3_600_000;
-    let now = cdh_store::rules::now_ms();
+    let now = cdh_store::Clock::system().now();
     let (app, org) = start(|c| c.clock = Clock::manual(now - 72 * HOUR)).await;
     let ch = seed::channels(&app, &org).await;
     let people = seed::people(&app, &org, &ch).await;

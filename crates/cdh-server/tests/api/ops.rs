@@ -119,7 +119,6 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     stopping.await.unwrap().expect("a clean shutdown");
 
     // The write is in the database.
-    use cdh_store::Store;
     let json_start = reply.find('{').expect("a JSON body");
     let json_end = reply.rfind('}').expect("a JSON body");
     let contact: serde_json::Value = serde_json::from_str(&reply[json_start..=json_end])

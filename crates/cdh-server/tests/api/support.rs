@@ -113,18 +113,25 @@ impl TestApp {
             data_dir: dir.path().join("data"),
             ..Config::default()
         };
+        tweak(&mut config);
+        // The store takes its time from the app's clock, so a test that sets one moves both.
+        let clock = config.clock.clone();
         let (store, schema) = match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}", dir.path().join("hub.sqlite").display());
                 config.database_url = url.clone();
                 (
-                    AnyStore::Sqlite(SqliteStore::open(&url).await.expect("open SQLite")),
+                    AnyStore::Sqlite(
+                        SqliteStore::open_with_clock(&url, clock)
+                            .await
+                            .expect("open SQLite"),
+                    ),
                     None,
                 )
             }
             Backend::Postgres => {
                 let schema = format!("t_{}", rand::random::<u64>());
-                let store = match PgStore::open_in_schema(&pg_url(), Some(&schema)).await {
+                let store = match PgStore::open_with(&pg_url(), Some(&schema), clock).await {
                     Ok(s) => s,
                     Err(e) => panic!(
                         "PostgreSQL is unreachable at {} ({e}); the API suite needs it. \
@@ -136,7 +143,6 @@ impl TestApp {
                 (AnyStore::Postgres(store), Some(schema))
             }
         };
-        tweak(&mut config);
         let handle = cdh_server::start_with_store(config, store)
             .await
             .expect("start the app");
@@ -309,7 +315,6 @@ impl TestApp {
     /// Runs queued tasks until none is left (the background worker, when there is one, may
     /// take the task first: either way it has ended when this returns), then checks the apply.
     pub async fn run_apply(&self, org: &Org, task_id: &str) {
-        use cdh_store::Store;
         let hub: i64 = org.id.split('-').next().unwrap().parse().unwrap();
         let state = &self.handle.state;
         state.worker.run_until_idle(state).await.expect("run tasks");
@@ -318,7 +323,12 @@ impl TestApp {
             .get_task(hub, task_id.parse().unwrap())
             .await
             .expect("read the task");
-        assert_eq!(task.status, "succeeded", "apply failed: {:?}", task.error);
+        assert_eq!(
+            task.status,
+            cdh_store::model::TaskStatus::Succeeded,
+            "apply failed: {:?}",
+            task.error
+        );
     }
 
     /// Previews `keys` and applies the preview, running the task by hand; returns the preview.

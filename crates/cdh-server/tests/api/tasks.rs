@@ -2,7 +2,6 @@
 //! tasks left unfinished by a previous process resuming at the next start.
 
 use cdh_server::Config;
-use cdh_store::Store;
 use reqwest::Method;
 use serde_json::json;
 
@@ -34,7 +33,7 @@ macro_rules! both_driven {
 pub async fn driven(backend: Backend) -> TestApp {
     TestApp::start(backend, |c: &mut Config| {
         c.run_worker = false;
-        c.clock = cdh_server::Clock::manual(cdh_store::rules::now_ms());
+        c.clock = cdh_server::Clock::manual(cdh_store::Clock::system().now());
     })
     .await
 }

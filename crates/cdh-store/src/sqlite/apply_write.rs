@@ -1,11 +1,11 @@
-//! SQLite's apply writes on the writer connection: the staged batches and the swap each run as
-//! one job over rusqlite, a prepared statement per row.
+//! SQLite's apply ([`ApplyWrites`] for [`SqliteStore`]): its big reads over rusqlite
+//! (`bulk_read`), and its writes on the writer connection: the staged batches and the swap
+//! each run as one job over rusqlite, a prepared statement per row.
 //!
 //! The swap writes a row per changed profile, and ledger rows. Through sqlx these were
-//! multi-row statements of a thousand rows, each parsed and planned afresh, and the swap took
-//! ~12 s of a 1M apply. Here each statement is prepared once and stepped per row: the swap
-//! reads the staged profile changes back in order and writes each to `profiles` by primary
-//! key.
+//! multi-row statements of a thousand rows, each parsed and planned afresh, which cost most of
+//! the swap. Here each statement is prepared once and stepped per row: the swap reads the
+//! staged profile changes back in order and writes each to `profiles` by primary key.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -14,46 +14,49 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::writer::{execute, in_transaction};
-use super::{
-    AUTOCHECKPOINT_PAGES, ApplyPlan, Arg, FINISH_TASK_SQL, HubId, INSERT_SETTING_SQL,
-    MERGED_RANGE_KIND, MergedRange, STAGED_DONE_SQL, SqliteStore, StoreError, StoreResult, TaskId,
-    UnifySetting, WRITTEN_EVENTS, now_ms, swap_staged_sql,
-};
+use super::{AUTOCHECKPOINT_PAGES, GatedTransaction, SqliteStore, bulk_read};
+use crate::error::{Resource, StoreError, StoreResult};
+use crate::merged_range::{MERGED_RANGE_KIND, MergedRange};
+use crate::model::{HubId, Millis, TaskId, TaskStatus, UnifySetting};
+use crate::plan::apply::{ApplyPlan, ContactProfileRow, KeyValuesRow};
+use crate::sql::text::{FINISH_TASK_SQL, INSERT_SETTING_SQL, STAGED_DONE_SQL, swap_staged_sql};
+use crate::sql::{ApplyWrites, Arg, Backend, Dialect};
 
 /// The staged rows: temporary tables of the writer connection, which every staged batch and
 /// the swap run on, for contacts' new scopes and for profile changes. Staged rows are scratch
 /// (a run that stops short of its swap starts over), so they need no place in the database
-/// file: written there, 750k rows went through the WAL twice, inserted and then deleted by the
-/// swap.
+/// file: written there, every staged row went through the WAL twice, inserted and then
+/// deleted by the swap.
 const STAGING: &str = "temp.apply_staging";
 const PROFILE_STAGING: &str = "temp.apply_profile_staging";
 
-impl SqliteStore {
-    /// Creates the staging table on the writer's connection if it has none yet, and clears
+impl ApplyWrites for SqliteStore {
+    /// Over rusqlite (see `bulk_read`). The reads run after the caller's snapshot read the
+    /// hub's written-events marker, so they see at least what it saw; a write in between
+    /// changes the marker, and the swap then starts the apply over.
+    async fn read_contacts_and_keys(
+        &self,
+        _snapshot: &mut GatedTransaction,
+        hub: HubId,
+        key_names: [&str; 3],
+    ) -> StoreResult<(Vec<ContactProfileRow>, Vec<KeyValuesRow>)> {
+        bulk_read::contacts_and_keys(self.path.clone(), hub, key_names.map(str::to_owned)).await
+    }
+
+    /// Creates the staging tables on the writer's connection if it has none yet, and clears
     /// what an earlier run of the task left there.
-    pub(super) async fn start_staging(
+    async fn start_staging(
         &self,
         hub: HubId,
         task: TaskId,
         _plan: &Arc<ApplyPlan>,
     ) -> StoreResult<()> {
-        self.apply_job(move |conn| {
-            conn.execute_batch(
-                "CREATE TEMP TABLE IF NOT EXISTS apply_staging (hub_id INTEGER NOT NULL, \
-                 task_id INTEGER NOT NULL, contact_id INTEGER NOT NULL, scope TEXT NOT NULL, \
-                 PRIMARY KEY (hub_id, task_id, contact_id)) WITHOUT ROWID; \
-                 CREATE TEMP TABLE IF NOT EXISTS apply_profile_staging (hub_id INTEGER NOT NULL, \
-                 task_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, member_count INTEGER, \
-                 oldest_contact INTEGER, merged_into INTEGER, \
-                 PRIMARY KEY (hub_id, task_id, profile_id)) WITHOUT ROWID",
-            )?;
-            clear_staging(conn, hub, task)
-        })
-        .await
+        self.apply_job(move |conn| create_staging(conn, hub, task))
+            .await
     }
 
     /// Stages `rows` of the plan and records them as done, in a transaction of their own.
-    pub(super) async fn stage_batch(
+    async fn stage_batch(
         &self,
         hub: HubId,
         task: TaskId,
@@ -61,41 +64,12 @@ impl SqliteStore {
         rows: Range<usize>,
     ) -> StoreResult<()> {
         let plan = Arc::clone(plan);
-        self.apply_job(move |conn| {
-            let (contacts, profiles) = plan.rows(rows.clone());
-            let mut insert = conn.prepare_cached(&format!(
-                "INSERT INTO {STAGING} (hub_id, task_id, contact_id, scope) \
-                 VALUES (?1, ?2, ?3, ?4)"
-            ))?;
-            for r in contacts {
-                insert.execute(params![hub, task, r.contact_id, r.scope])?;
-            }
-            let mut insert = conn.prepare_cached(&format!(
-                "INSERT INTO {PROFILE_STAGING} (hub_id, task_id, profile_id, member_count, \
-                 oldest_contact, merged_into) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-            ))?;
-            for c in profiles {
-                insert.execute(params![
-                    hub,
-                    task,
-                    c.profile_id,
-                    c.member_count,
-                    c.oldest_contact,
-                    c.merged_into
-                ])?;
-            }
-            execute(
-                conn,
-                STAGED_DONE_SQL,
-                &[hub.into(), task.into(), (rows.end as i64).into()],
-            )?;
-            Ok(())
-        })
-        .await
+        self.apply_job(move |conn| stage_rows(conn, hub, task, &plan, rows))
+            .await
     }
 
-    /// The one transaction that makes the apply visible.
-    pub(super) async fn swap_in(
+    /// The one transaction that makes the apply visible, on the writer connection.
+    async fn swap_in(
         &self,
         hub: HubId,
         task: TaskId,
@@ -109,16 +83,73 @@ impl SqliteStore {
             serde_json::to_string(&setting.excluded)?,
         );
         let actor = actor.to_owned();
+        let now = self.clock().now();
         let permit = Arc::clone(&self.write_gate).lock_owned().await;
         self.writer_connection
             .run(permit, move |conn| {
                 without_autocheckpoint(conn, |conn| {
-                    in_transaction(conn, |conn| swap(conn, hub, task, &setting, &actor, &plan))
+                    in_transaction(conn, |conn| {
+                        swap(conn, hub, task, &setting, &actor, &plan, now)
+                    })
                 })
             })
             .await
     }
+}
 
+/// Creates the staging tables if the connection has none yet, and clears what an earlier run
+/// of the task left there.
+fn create_staging(conn: &Connection, hub: HubId, task: TaskId) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS apply_staging (hub_id INTEGER NOT NULL, \
+         task_id INTEGER NOT NULL, contact_id INTEGER NOT NULL, scope TEXT NOT NULL, \
+         PRIMARY KEY (hub_id, task_id, contact_id)) WITHOUT ROWID; \
+         CREATE TEMP TABLE IF NOT EXISTS apply_profile_staging (hub_id INTEGER NOT NULL, \
+         task_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, member_count INTEGER, \
+         oldest_contact INTEGER, merged_into INTEGER, \
+         PRIMARY KEY (hub_id, task_id, profile_id)) WITHOUT ROWID",
+    )?;
+    clear_staging(conn, hub, task)
+}
+
+/// Stages `rows` of the plan and records them as done.
+fn stage_rows(
+    conn: &Connection,
+    hub: HubId,
+    task: TaskId,
+    plan: &ApplyPlan,
+    rows: Range<usize>,
+) -> StoreResult<()> {
+    let (contacts, profiles) = plan.rows(rows.clone());
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT INTO {STAGING} (hub_id, task_id, contact_id, scope) VALUES (?1, ?2, ?3, ?4)"
+    ))?;
+    for r in contacts {
+        insert.execute(params![hub, task, r.contact_id, r.scope])?;
+    }
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT INTO {PROFILE_STAGING} (hub_id, task_id, profile_id, member_count, \
+         oldest_contact, merged_into) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    ))?;
+    for c in profiles {
+        insert.execute(params![
+            hub,
+            task,
+            c.profile_id,
+            c.member_count,
+            c.oldest_contact,
+            c.merged_into
+        ])?;
+    }
+    execute(
+        conn,
+        STAGED_DONE_SQL,
+        &[hub.into(), task.into(), (rows.end as i64).into()],
+    )?;
+    Ok(())
+}
+
+impl SqliteStore {
     /// Runs `work` in a write transaction on the writer connection, holding the write gate.
     async fn apply_job<T: Send + 'static>(
         &self,
@@ -133,11 +164,11 @@ impl SqliteStore {
 
 /// Runs `work` with the connection's automatic checkpoint off, and turns it back on.
 ///
-/// The swap's commit puts the whole apply in the WAL (about 1 GiB at 1M contacts), and an
-/// automatic checkpoint runs inside the commit that crosses `AUTOCHECKPOINT_PAGES`: it copied
-/// all of it back into the database file, 1.3–2.2 s of a 1M apply. The background checkpointer
-/// copies it within half a second instead, off the apply's path, without blocking readers or
-/// writers. Were that checkpointer not running, the next commit would still checkpoint.
+/// The swap's commit puts the whole apply in the WAL, and an automatic checkpoint runs inside
+/// the commit that crosses `AUTOCHECKPOINT_PAGES`: it copied all of it back into the database
+/// file on the apply's path. The background checkpointer copies it within half a second
+/// instead, off the apply's path, without blocking readers or writers. Were that checkpointer
+/// not running, the next commit would still checkpoint.
 fn without_autocheckpoint<T>(
     conn: &mut Connection,
     work: impl FnOnce(&mut Connection) -> StoreResult<T>,
@@ -161,14 +192,16 @@ fn swap(
     (keys, excluded): &(String, String),
     actor: &str,
     plan: &ApplyPlan,
+    now: Millis,
 ) -> StoreResult<()> {
     let (marker, next_id): (i64, i64) = conn
         .prepare_cached(&format!(
-            "SELECT {WRITTEN_EVENTS}, h.next_id FROM hubs h WHERE h.hub_id = ?1"
+            "SELECT {}, h.next_id FROM hubs h WHERE h.hub_id = ?1",
+            SqliteStore::WRITTEN_EVENTS
         ))?
         .query_row(params![hub], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
-        .ok_or(StoreError::NotFound("hub"))?;
+        .ok_or(StoreError::NotFound(Resource::Hub))?;
     if marker != plan.marker {
         return Err(StoreError::Conflict(
             "contacts changed while the apply was computed".into(),
@@ -178,7 +211,6 @@ fn swap(
     for columns in plan.staged_columns() {
         execute(conn, &swap_staged_sql(STAGING, columns), &hub_and_task)?;
     }
-    let now = now_ms();
     swap_profiles(conn, hub, task, now)?;
     let version: i64 = conn
         .prepare_cached(
@@ -246,13 +278,13 @@ fn swap(
         .execute(params![
             hub,
             task,
-            "succeeded",
+            TaskStatus::Succeeded.as_str(),
             plan.result(version).to_string(),
             None::<String>,
             now
         ])?;
     if finished == 0 {
-        return Err(StoreError::NotFound("task"));
+        return Err(StoreError::NotFound(Resource::Task));
     }
     Ok(())
 }

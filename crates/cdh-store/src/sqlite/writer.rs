@@ -1,19 +1,22 @@
-//! SQLite's writer connection: an upsert runs start to finish as one synchronous job over a
-//! rusqlite connection of the store's own, on the caller's thread.
+//! SQLite's upserts ([`Upserts`] for [`SqliteStore`]) and its writer connection: an upsert
+//! runs start to finish as one synchronous job over a rusqlite connection of the store's own,
+//! on the caller's thread.
 //!
 //! Through sqlx every statement is a message to the connection's worker thread and every
 //! result one back, and each wakes a thread on the other core: about twenty hand-offs per
 //! upsert, which cost more than SQLite's own work. Here the whole upsert is one job. It runs
-//! the same plan (`shared/upsert_plan.rs`) and the same statements as the sqlx path; only the
-//! reads and the batch's execution are written again, over rusqlite. An apply's staged
-//! batches and its swap run here too, as jobs of their own (`apply_write.rs`).
+//! the same plan (`plan::contact`, `plan::unify`) and the same statements as the sqlx path
+//! (`ops::upsert`); only the reads and the batch's execution are written again, over
+//! rusqlite. An apply's staged batches and its swap run here too, as jobs of their own
+//! (`apply_write`).
 //!
 //! On a multi-threaded runtime (the server's) a job runs on the calling worker thread inside
 //! `block_in_place`, which hands the worker's other tasks to another thread meanwhile: nothing
 //! crosses threads on the upsert's path. A thread of the writer's own cost two wake-ups per
-//! upsert, one each way, and a thread woken from idle also runs colder: ~100 µs of a ~250 µs
-//! upsert (BENCHMARKS.md, "Upserts on the caller's thread"). A current-thread runtime does not
-//! allow `block_in_place`; there a job runs on the blocking pool.
+//! upsert, one each way, and a thread woken from idle also runs colder. A current-thread
+//! runtime does not
+//! allow `block_in_place`; there a job runs on the blocking pool. BENCHMARKS.md has what
+//! each hand-off cost.
 //!
 //! SQLite admits one writer at a time, and this connection is a second writer beside sqlx's.
 //! A job therefore holds the store's write gate, which every sqlx write transaction holds
@@ -24,14 +27,22 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql, params_from_iter};
+
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::{
-    AUTOCHECKPOINT_PAGES, Arg, CACHE_KIB, ContactInput, ContextRow, HubId, MMAP_BYTES, ProfileRow,
-    StoreError, StoreResult, Upserted, WriteBatch, finish_batch, ids_needed, no_live_profile,
-    one_writer_rows, plan_contact, plan_unification, positional_into, split_tie_rows, tie_list,
-    tie_query_sql, upsert_context, upsert_context_sql, upserted,
+    AUTOCHECKPOINT_PAGES, CACHE_KIB, MMAP_BYTES, SqliteStore, finish_batch, positional_into,
 };
+use crate::error::{StoreError, StoreResult};
+use crate::model::{ContactId, ContactInput, HubId, Millis, Upserted};
+use crate::ops::upsert::{no_live_profile, tied_profiles, with_retries};
+use crate::plan::contact::{ContextRow, UpsertContext, plan_contact, reject_nul};
+use crate::plan::unify::{
+    NewEvent, ProfileRow, TieRow, TiedProfiles, ids_needed, one_writer_rows, plan_unification,
+    split_tie_rows, tie_list, upserted,
+};
+use crate::sql::text::{tie_query_sql, upsert_context_sql};
+use crate::sql::{Arg, Backend, Dialect, UpsertCounters, Upserts, WriteBatch};
 
 /// Prepared statements the connection keeps: an upsert's dozen shapes and an apply's
 /// fifteen or so, with room to spare.
@@ -94,6 +105,58 @@ impl WriterConnection {
     }
 }
 
+impl Upserts for SqliteStore {
+    /// One writer holds the database: no lock to take.
+    async fn lock_hub_and_contact(
+        _conn: &mut sqlx::SqliteConnection,
+        _hub: HubId,
+        _contact_key: i64,
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// The tie query; with one writer there are no value locks to take and no rows to lock.
+    async fn lock_values_and_tie(
+        conn: &mut sqlx::SqliteConnection,
+        hub: HubId,
+        scope: &str,
+        contact: ContactId,
+        key_values: &[&(String, String)],
+        _value_locks: Vec<i64>,
+        own: bool,
+    ) -> StoreResult<TiedProfiles> {
+        tied_profiles::<Self>(conn, hub, scope, contact, key_values, own).await
+    }
+
+    /// The queued writes, the hub's id counter and event numbers, the events themselves and
+    /// with `commit` the commit, in one multi-statement query. SQLite has one writer, so the
+    /// event number the upsert read is still the hub's last.
+    async fn finish_upsert(
+        conn: &mut sqlx::SqliteConnection,
+        hub: HubId,
+        batch: WriteBatch,
+        counters: UpsertCounters,
+        events: &[NewEvent],
+        commit: bool,
+    ) -> StoreResult<()> {
+        Self::run_batch(conn, finish_batch(hub, batch, counters, events, commit)).await
+    }
+
+    /// One writer runs upserts one at a time, so nothing is gained by batching them: each
+    /// runs on the writer connection, holding the write gate until it has committed.
+    async fn upsert(&self, hub: HubId, input: &ContactInput, actor: &str) -> StoreResult<Upserted> {
+        reject_nul(input)?;
+        with_retries(|| async {
+            let permit = Arc::clone(&self.write_gate).lock_owned().await;
+            let (input, actor, now) = (input.clone(), actor.to_owned(), self.clock().now());
+            self.writer_connection
+                .run(permit, move |conn| upsert(conn, hub, &input, &actor, now))
+                .await
+        })
+        .await
+    }
+}
+
 /// Runs `work` holding the connection. A job that panics (a bug) fails its own caller, and
 /// not every write after it: its transaction is rolled back, and the connection goes on.
 fn run_job<T>(
@@ -117,15 +180,18 @@ fn run_job<T>(
     }
 }
 
-/// One auto-unifying upsert in a transaction of its own: the sqlx path's `upsert_locked`
-/// with `own_transaction`, over this connection.
+/// One auto-unifying upsert at `now` in a transaction of its own: the sqlx path's
+/// `upsert_locked` with `own_transaction`, over this connection.
 pub(super) fn upsert(
     conn: &mut Connection,
     hub: HubId,
     input: &ContactInput,
     actor: &str,
+    now: Millis,
 ) -> StoreResult<Upserted> {
-    in_transaction(conn, |conn| upsert_in_transaction(conn, hub, input, actor))
+    in_transaction(conn, |conn| {
+        upsert_in_transaction(conn, hub, input, actor, now)
+    })
 }
 
 /// Runs `work` in a write transaction (`BEGIN IMMEDIATE`): commits when it succeeds, rolls
@@ -151,9 +217,11 @@ fn upsert_in_transaction(
     hub: HubId,
     input: &ContactInput,
     actor: &str,
+    now: Millis,
 ) -> StoreResult<Upserted> {
-    let context = upsert_context(read_context(conn, hub, input)?)?;
-    let mut plan = plan_contact(hub, input, context)?;
+    let context =
+        UpsertContext::from_row(read_context(conn, hub, input)?, SqliteStore::ID_BLOCK_LEN)?;
+    let mut plan = plan_contact(hub, input, context, now)?;
     let key_values: Vec<&(String, String)> = plan.key_values.iter().collect();
     // One writer: the tie query reads the stored contact's own profile too, and the rows it
     // reads stay current until the commit.
@@ -170,8 +238,14 @@ fn upsert_in_transaction(
             args.push(f.as_str().into());
             args.push(v.as_str().into());
         }
-        let rows = query(conn, &tie_query_sql(key_values.len(), own), &args, |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        let sql = tie_query_sql::<SqliteStore>(key_values.len(), own);
+        let rows = query(conn, &sql, &args, |r| {
+            Ok(TieRow::unlocked((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            )))
         })?;
         split_tie_rows(rows, &key_values)
     };
@@ -184,18 +258,24 @@ fn upsert_in_transaction(
     let locked: Vec<ProfileRow> = one_writer_rows(tied, own_row);
     let fresh_ids = plan.ids.take_local(ids_needed(locked.len()))?;
     let settled = plan_unification(hub, &mut plan, locked, &ties, fresh_ids, actor)?;
+    let counters = UpsertCounters {
+        next_free_id: plan.ids.next,
+        event_seq: plan.event_seq,
+        at: plan.now,
+    };
     let batch = finish_batch(
         hub,
         std::mem::take(&mut plan.batch),
-        (plan.ids.next, plan.event_seq),
-        &settled.2,
+        counters,
+        &settled.events,
         false,
     );
     run_batch(conn, &batch)?;
     Ok(upserted(plan, input, settled))
 }
 
-/// The upsert's context row, none when the channel is not the hub's.
+/// The upsert's context row (`ContextRow`, by position), none when the channel is not the
+/// hub's.
 fn read_context(
     conn: &Connection,
     hub: HubId,
@@ -206,24 +286,24 @@ fn read_context(
         Arg::from(input.channel_id),
         Arg::from(input.external_id.as_str()),
     ];
-    let mut rows = query(conn, &upsert_context_sql(), &args, |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-            r.get(7)?,
-            r.get(8)?,
-            r.get(9)?,
-            r.get(10)?,
-            r.get(11)?,
-            r.get(12)?,
-            r.get(13)?,
-            r.get(14)?,
-        ))
+    let mut rows = query(conn, &upsert_context_sql::<SqliteStore>(), &args, |r| {
+        Ok(ContextRow {
+            organization_id: r.get(0)?,
+            channel_type: r.get(1)?,
+            product: r.get(2)?,
+            region: r.get(3)?,
+            connection_id: r.get(4)?,
+            cross_product: r.get(5)?,
+            first_id: r.get(6)?,
+            setting_keys: r.get(7)?,
+            setting_excluded: r.get(8)?,
+            contact_id: r.get(9)?,
+            fields: r.get(10)?,
+            tags: r.get(11)?,
+            custom_fields: r.get(12)?,
+            created_at: r.get(13)?,
+            event_seq: r.get(14)?,
+        })
     })?;
     Ok(rows.pop())
 }
@@ -258,8 +338,8 @@ pub(super) fn execute(conn: &Connection, sql: &str, args: &[Arg]) -> StoreResult
         .execute(params_from_iter(bound))?)
 }
 
-/// `sql` with `$n` written as positional `?`, and the arguments in that order (see the sqlx
-/// path's `run_batch` for why).
+/// `sql` with `$n` written as positional `?`, and the arguments in that order (see
+/// `SqliteStore::run_batch` for why).
 fn positional<'a>(sql: &str, args: &'a [Arg]) -> (String, Vec<&'a Arg>) {
     let mut out = String::with_capacity(sql.len());
     let mut bound = Vec::with_capacity(args.len());
@@ -272,6 +352,7 @@ impl ToSql for Arg {
         Ok(ToSqlOutput::Borrowed(match self {
             Arg::Int(value) => ValueRef::Integer(*value),
             Arg::Text(value) => ValueRef::Text(value.as_bytes()),
+            Arg::NullInt | Arg::NullText => ValueRef::Null,
         }))
     }
 }

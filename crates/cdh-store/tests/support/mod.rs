@@ -1,11 +1,12 @@
 //! Test fixtures: a store per test on either backend, a hub with channels, contact builders.
 
+use cdh_store::model::TaskStatus;
 use std::collections::BTreeMap;
 
 use cdh_store::model::{
     ChannelId, ContactInput, HubId, NewChannel, OrganizationId, UnifySetting, Upserted,
 };
-use cdh_store::{AnyStore, ApplyOptions, PgStore, SqliteStore, Store};
+use cdh_store::{AnyStore, ApplyOptions, Clock, PgStore, SqliteStore};
 
 /// The PostgreSQL server the suite uses.
 pub fn pg_url() -> String {
@@ -16,6 +17,9 @@ pub fn pg_url() -> String {
 /// A store of one backend, and what to clean up after the test.
 pub struct TestStore {
     pub store: AnyStore,
+    /// The store's clock: manual, starting at the real time; a test moves it to make time
+    /// pass.
+    pub clock: Clock,
     _dir: Option<tempfile::TempDir>,
     sqlite_url: Option<String>,
     schema: Option<String>,
@@ -25,9 +29,13 @@ impl TestStore {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("hub.sqlite").display());
-        let store = SqliteStore::open(&url).await.expect("open SQLite");
+        let clock = Clock::manual(Clock::system().now());
+        let store = SqliteStore::open_with_clock(&url, clock.clone())
+            .await
+            .expect("open SQLite");
         Self {
             store: AnyStore::Sqlite(store),
+            clock,
             _dir: Some(dir),
             sqlite_url: Some(url),
             schema: None,
@@ -38,7 +46,8 @@ impl TestStore {
     /// a message saying so: the suite never passes by skipping PostgreSQL.
     pub async fn postgres() -> Self {
         let schema = format!("t_{}", rand::random::<u64>());
-        let store = match PgStore::open_in_schema(&pg_url(), Some(&schema)).await {
+        let clock = Clock::manual(Clock::system().now());
+        let store = match PgStore::open_with(&pg_url(), Some(&schema), clock.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 let ci = std::env::var("CI").is_ok_and(|v| v == "true");
@@ -52,6 +61,7 @@ impl TestStore {
         };
         Self {
             store: AnyStore::Postgres(store),
+            clock,
             _dir: None,
             sqlite_url: None,
             schema: Some(schema),
@@ -209,7 +219,12 @@ pub async fn apply_keys(store: &AnyStore, hub: HubId, keys: &[&str]) -> serde_js
         )
         .await
         .expect("run apply");
-    assert_eq!(task.status, "succeeded", "apply failed: {:?}", task.error);
+    assert_eq!(
+        task.status,
+        TaskStatus::Succeeded,
+        "apply failed: {:?}",
+        task.error
+    );
     task.result.expect("result")
 }
 

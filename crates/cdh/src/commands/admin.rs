@@ -45,7 +45,7 @@ pub fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
             &args.email,
             &password,
             role,
-            cdh_store::rules::now_ms(),
+            cdh_store::Clock::system().now(),
         )
         .await
         .map_err(|e| match e.code {

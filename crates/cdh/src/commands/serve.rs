@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::Context;
 use cdh_server::wire::OrgRef;
 use cdh_server::{AppHandle, Config};
+use cdh_store::AnyStore;
 use cdh_store::model::{ContactInput, HubId, NewChannel, OrganizationId, Role};
-use cdh_store::{AnyStore, Store};
 use rand::Rng;
 
 use crate::cli::ServeArgs;
@@ -177,7 +177,7 @@ async fn seed_contacts(store: &AnyStore, hub: HubId, org: OrganizationId) -> any
     )?;
     let mut reader = csv::Reader::from_reader(file.as_slice());
     let headers = reader.headers()?.clone();
-    let now = cdh_store::rules::now_ms();
+    let now = cdh_store::Clock::system().now();
     let mut n = 0u64;
     for (i, record) in reader.records().enumerate() {
         let record = record?;

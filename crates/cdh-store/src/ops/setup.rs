@@ -1,0 +1,366 @@
+//! [`Setup`] for every backend: hubs, organizations, partner connections and channels.
+
+use async_trait::async_trait;
+
+use crate::error::{Resource, StoreError, StoreResult};
+use crate::model::{
+    AppliedSetting, Channel, ChannelId, Connection, ConnectionId, HubId, HubSettings, NewChannel,
+    Organization, OrganizationId, UnifySetting,
+};
+use crate::port::Setup;
+use crate::sql::{Adapter, fetch_one, query};
+
+const ORGANIZATION_COLUMNS: &str = "id, hub_id, name, default_region, created_at";
+
+const CHANNEL_COLUMNS: &str =
+    "id, organization_id, channel_type, product, name, external_account_id, created_at";
+
+#[async_trait]
+impl<B: Adapter> Setup for B {
+    async fn create_hub(&self, name: &str) -> StoreResult<HubId> {
+        // Random ids keep hubs from learning each other's numbers and need no coordination.
+        let hub =
+            i64::from(rand::random::<u32>() & 0x7fff_ffff) << 20 | i64::from(rand::random::<u16>());
+        let mut conn = self.acquire().await?;
+        B::execute(
+            &mut conn,
+            query(
+                "INSERT INTO hubs (hub_id, name, cross_product, next_id, event_seq, created_at) \
+                 VALUES ($1, $2, 0, 1, 0, $3)",
+            )
+            .bind(hub)
+            .bind(name)
+            .bind(self.clock().now()),
+        )
+        .await?;
+        Ok(hub)
+    }
+
+    async fn create_organization(
+        &self,
+        hub: HubId,
+        name: &str,
+        region: &str,
+    ) -> StoreResult<OrganizationId> {
+        cdh_core::Region::parse(region)
+            .map_err(|_| StoreError::Invalid(format!("unknown region {region}")))?;
+        let mut tx = self.begin_write().await?;
+        let id = B::next_id(&mut tx, hub).await?;
+        B::execute(
+            &mut tx,
+            query(
+                "INSERT INTO organizations (hub_id, id, name, default_region, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(hub)
+            .bind(id)
+            .bind(name)
+            .bind(region)
+            .bind(self.clock().now()),
+        )
+        .await?;
+        B::commit(tx).await?;
+        Ok(id)
+    }
+
+    async fn organization_hub(&self, org: OrganizationId) -> StoreResult<Option<Organization>> {
+        // The one lookup across hubs: organizations are few (a reference-style read on Citus).
+        let mut conn = self.acquire().await?;
+        let rows: Vec<Organization> = B::fetch_all(
+            &mut conn,
+            query(format!(
+                "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE id = $1 \
+                 ORDER BY hub_id LIMIT 2"
+            ))
+            .bind(org),
+        )
+        .await?;
+        if rows.len() > 1 {
+            return Err(StoreError::Conflict(format!(
+                "organization id {org} exists in more than one hub; address it through its hub"
+            )));
+        }
+        Ok(rows.into_iter().next())
+    }
+
+    async fn get_organization(&self, hub: HubId, org: OrganizationId) -> StoreResult<Organization> {
+        let mut conn = self.acquire().await?;
+        fetch_one::<B, _>(
+            &mut conn,
+            query(format!(
+                "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE hub_id = $1 AND id = $2"
+            ))
+            .bind(hub)
+            .bind(org),
+            Resource::Organization,
+        )
+        .await
+    }
+
+    async fn list_organizations(&self, hub: HubId) -> StoreResult<Vec<Organization>> {
+        let mut conn = self.acquire().await?;
+        B::fetch_all(
+            &mut conn,
+            query(format!(
+                "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE hub_id = $1 ORDER BY id"
+            ))
+            .bind(hub),
+        )
+        .await
+    }
+
+    async fn connect_organizations(
+        &self,
+        hub: HubId,
+        orgs: &[OrganizationId],
+        url: &str,
+        actor: &str,
+    ) -> StoreResult<ConnectionId> {
+        if url.trim().is_empty() {
+            return Err(StoreError::Invalid("a disclosure URL is required".into()));
+        }
+        let mut tx = self.begin_write().await?;
+        let id = B::next_id(&mut tx, hub).await?;
+        B::execute(
+            &mut tx,
+            query(
+                "INSERT INTO partner_connections (hub_id, id, disclosure_url, actor, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(hub)
+            .bind(id)
+            .bind(url)
+            .bind(actor)
+            .bind(self.clock().now()),
+        )
+        .await?;
+        for org in orgs {
+            B::execute(
+                &mut tx,
+                query(
+                    "INSERT INTO connection_members (hub_id, connection_id, organization_id) \
+                     VALUES ($1, $2, $3)",
+                )
+                .bind(hub)
+                .bind(id)
+                .bind(*org),
+            )
+            .await?;
+        }
+        B::commit(tx).await?;
+        Ok(id)
+    }
+
+    async fn set_cross_product(&self, hub: HubId, on: bool) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let n = B::execute(
+            &mut tx,
+            query("UPDATE hubs SET cross_product = $2 WHERE hub_id = $1")
+                .bind(hub)
+                .bind(i64::from(on)),
+        )
+        .await?;
+        B::commit(tx).await?;
+        if n == 0 {
+            Err(StoreError::NotFound(Resource::Hub))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn hub_settings(&self, hub: HubId) -> StoreResult<HubSettings> {
+        let mut tx = self.begin_snapshot().await?;
+        let (cross,): (i64,) = fetch_one::<B, _>(
+            &mut tx,
+            query("SELECT cross_product FROM hubs WHERE hub_id = $1").bind(hub),
+            Resource::Hub,
+        )
+        .await?;
+        let connections: Vec<(i64, String, String, i64)> = B::fetch_all(
+            &mut tx,
+            query(
+                "SELECT id, disclosure_url, actor, created_at FROM partner_connections \
+                 WHERE hub_id = $1 ORDER BY id",
+            )
+            .bind(hub),
+        )
+        .await?;
+        let members: Vec<(i64, i64)> = B::fetch_all(
+            &mut tx,
+            query(
+                "SELECT connection_id, organization_id FROM connection_members \
+                 WHERE hub_id = $1 ORDER BY connection_id, organization_id",
+            )
+            .bind(hub),
+        )
+        .await?;
+        B::commit(tx).await?;
+        Ok(HubSettings {
+            cross_product: cross != 0,
+            connections: connections
+                .into_iter()
+                .map(|(id, disclosure_url, actor, at)| Connection {
+                    id,
+                    organization_ids: members.iter().filter(|m| m.0 == id).map(|m| m.1).collect(),
+                    disclosure_url,
+                    actor,
+                    at,
+                })
+                .collect(),
+        })
+    }
+
+    async fn create_channel(&self, hub: HubId, channel: &NewChannel) -> StoreResult<ChannelId> {
+        if cdh_core::Product::parse(&channel.product).is_none() {
+            return Err(StoreError::Invalid(format!(
+                "unknown product {}",
+                channel.product
+            )));
+        }
+        let mut tx = self.begin_write().await?;
+        let id = B::next_id(&mut tx, hub).await?;
+        B::execute(
+            &mut tx,
+            query(
+                "INSERT INTO channels (hub_id, id, organization_id, channel_type, product, name, \
+                 external_account_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(hub)
+            .bind(id)
+            .bind(channel.organization_id)
+            .bind(channel.channel_type.as_str())
+            .bind(channel.product.as_str())
+            .bind(channel.name.as_str())
+            .bind(channel.external_account_id.as_str())
+            .bind(self.clock().now()),
+        )
+        .await
+        .map_err(|e| missing_parent(e, Resource::Organization))?;
+        B::commit(tx).await?;
+        Ok(id)
+    }
+
+    async fn get_channel(&self, hub: HubId, id: ChannelId) -> StoreResult<Channel> {
+        let mut conn = self.acquire().await?;
+        fetch_one::<B, _>(
+            &mut conn,
+            query(format!(
+                "SELECT {CHANNEL_COLUMNS} FROM channels WHERE hub_id = $1 AND id = $2"
+            ))
+            .bind(hub)
+            .bind(id),
+            Resource::Channel,
+        )
+        .await
+    }
+
+    async fn list_channels(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<Channel>> {
+        let mut conn = self.acquire().await?;
+        B::fetch_all(
+            &mut conn,
+            query(format!(
+                "SELECT {CHANNEL_COLUMNS} FROM channels WHERE hub_id = $1 \
+                 AND organization_id = $2 ORDER BY id"
+            ))
+            .bind(hub)
+            .bind(org),
+        )
+        .await
+    }
+}
+
+/// A write refused by a foreign key (any other database error, for that matter) reads as
+/// the missing parent row it names.
+pub(crate) fn missing_parent(e: StoreError, parent: Resource) -> StoreError {
+    match e {
+        StoreError::Backend { .. } => StoreError::NotFound(parent),
+        other => other,
+    }
+}
+
+/// `NotFound(Organization)` unless the hub has the organization.
+pub(crate) async fn ensure_organization<B: Adapter>(
+    conn: &mut B::Conn,
+    hub: HubId,
+    org: OrganizationId,
+) -> StoreResult<()> {
+    fetch_one::<B, (i64,)>(
+        conn,
+        query("SELECT id FROM organizations WHERE hub_id = $1 AND id = $2")
+            .bind(hub)
+            .bind(org),
+        Resource::Organization,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// An applied setting as stored (`unify_settings`).
+#[derive(sqlx::FromRow)]
+struct SettingRow {
+    version: i64,
+    keys: String,
+    excluded: String,
+    actor: String,
+    applied_at: i64,
+}
+
+impl SettingRow {
+    fn into_setting(self) -> StoreResult<AppliedSetting> {
+        Ok(AppliedSetting {
+            version: self.version,
+            setting: UnifySetting {
+                keys: serde_json::from_str(&self.keys)?,
+                excluded: serde_json::from_str(&self.excluded)?,
+            },
+            actor: self.actor,
+            applied_at: self.applied_at,
+        })
+    }
+}
+
+const SETTING_COLUMNS: &str = "version, keys, excluded, actor, applied_at";
+
+/// The unify setting in force: version 0 with no keys before any apply.
+pub(crate) async fn load_setting<B: Adapter>(
+    conn: &mut B::Conn,
+    hub: HubId,
+) -> StoreResult<AppliedSetting> {
+    let row: Option<SettingRow> = B::fetch_optional(
+        conn,
+        query(format!(
+            "SELECT {SETTING_COLUMNS} FROM unify_settings \
+             WHERE hub_id = $1 ORDER BY version DESC LIMIT 1"
+        ))
+        .bind(hub),
+    )
+    .await?;
+    match row {
+        Some(row) => row.into_setting(),
+        None => Ok(AppliedSetting {
+            version: 0,
+            setting: UnifySetting {
+                keys: Vec::new(),
+                excluded: Vec::new(),
+            },
+            actor: String::new(),
+            applied_at: 0,
+        }),
+    }
+}
+
+/// Every applied setting of the hub, oldest first.
+pub(crate) async fn load_history<B: Adapter>(
+    conn: &mut B::Conn,
+    hub: HubId,
+) -> StoreResult<Vec<AppliedSetting>> {
+    let rows: Vec<SettingRow> = B::fetch_all(
+        conn,
+        query(format!(
+            "SELECT {SETTING_COLUMNS} FROM unify_settings WHERE hub_id = $1 ORDER BY version"
+        ))
+        .bind(hub),
+    )
+    .await?;
+    rows.into_iter().map(SettingRow::into_setting).collect()
+}

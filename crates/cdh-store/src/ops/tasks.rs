@@ -1,0 +1,305 @@
+//! [`Tasks`] for every backend: long work (apply, import, export) queued as a row with a
+//! status, claimed by the worker, with progress and an outcome. Imports and exports run one
+//! at a time per organization; a unique index on the queued and running ones decides races.
+
+use async_trait::async_trait;
+
+use crate::error::{Resource, StoreError, StoreResult};
+use crate::model::{HubId, Millis, OrganizationId, Task, TaskId, TaskKind, TaskStatus};
+use crate::ops::setup::ensure_organization;
+use crate::port::Tasks;
+use crate::sql::text::{FINISH_TASK_SQL, TASK_PROGRESS_SQL};
+use crate::sql::{Adapter, fetch_one, query};
+
+/// A task as stored.
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    id: i64,
+    kind: String,
+    status: String,
+    done: i64,
+    total: i64,
+    params: String,
+    result: Option<String>,
+    error: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+const TASK_COLUMNS: &str =
+    "id, kind, status, done, total, params, result, error, created_at, started_at, finished_at";
+
+impl TaskRow {
+    fn into_task(self) -> StoreResult<Task> {
+        let corrupt = |what: &str, text: &str| {
+            StoreError::Corrupt(format!("task {} has an unknown {what} {text:?}", self.id))
+        };
+        Ok(Task {
+            id: self.id,
+            kind: TaskKind::parse(&self.kind).ok_or_else(|| corrupt("kind", &self.kind))?,
+            status: TaskStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("status", &self.status))?,
+            done: self.done,
+            total: self.total,
+            params: serde_json::from_str(&self.params)?,
+            result: self
+                .result
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()?,
+            error: self.error,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+/// A task with its hub, as the worker reads them across hubs at start-up.
+#[derive(sqlx::FromRow)]
+struct HubTaskRow {
+    hub_id: i64,
+    #[sqlx(flatten)]
+    task: TaskRow,
+}
+
+#[async_trait]
+impl<B: Adapter> Tasks for B {
+    async fn create_task(
+        &self,
+        hub: HubId,
+        kind: TaskKind,
+        params: &serde_json::Value,
+    ) -> StoreResult<TaskId> {
+        let mut tx = self.begin_write().await?;
+        let id = B::next_id(&mut tx, hub).await?;
+        B::execute(
+            &mut tx,
+            query(
+                "INSERT INTO tasks (hub_id, id, kind, status, done, total, params, created_at) \
+                 VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5)",
+            )
+            .bind(hub)
+            .bind(id)
+            .bind(kind.as_str())
+            .bind(params.to_string())
+            .bind(self.clock().now()),
+        )
+        .await?;
+        B::commit(tx).await?;
+        Ok(id)
+    }
+
+    async fn start_task_exclusive(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        kind: TaskKind,
+        params: &serde_json::Value,
+    ) -> StoreResult<TaskId> {
+        if kind == TaskKind::Apply {
+            return Err(StoreError::Invalid(
+                "only import and export tasks are exclusive, not apply".to_owned(),
+            ));
+        }
+        let mut tx = self.begin_write().await?;
+        ensure_organization::<B>(&mut tx, hub, org).await?;
+        if let Some(task_id) = active_task::<B>(&mut tx, hub, org, kind).await? {
+            return Err(StoreError::TaskInProgress { kind, task_id });
+        }
+        let id = B::next_id(&mut tx, hub).await?;
+        let inserted = B::execute(
+            &mut tx,
+            query(
+                "INSERT INTO tasks (hub_id, id, kind, status, done, total, params, created_at, \
+                 organization_id) VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5, $6)",
+            )
+            .bind(hub)
+            .bind(id)
+            .bind(kind.as_str())
+            .bind(params.to_string())
+            .bind(self.clock().now())
+            .bind(org),
+        )
+        .await;
+        match inserted {
+            Ok(_) => {
+                B::commit(tx).await?;
+                Ok(id)
+            }
+            // A concurrent start won the unique index; name the task that holds it.
+            Err(error) => {
+                drop(tx);
+                let mut conn = self.acquire().await?;
+                match active_task::<B>(&mut conn, hub, org, kind).await? {
+                    Some(task_id) => Err(StoreError::TaskInProgress { kind, task_id }),
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
+    async fn get_task(&self, hub: HubId, id: TaskId) -> StoreResult<Task> {
+        let mut conn = self.acquire().await?;
+        let row: TaskRow = fetch_one::<B, _>(
+            &mut conn,
+            query(format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE hub_id = $1 AND id = $2"
+            ))
+            .bind(hub)
+            .bind(id),
+            Resource::Task,
+        )
+        .await?;
+        row.into_task()
+    }
+
+    async fn list_tasks(&self, hub: HubId) -> StoreResult<Vec<Task>> {
+        let mut conn = self.acquire().await?;
+        let rows: Vec<TaskRow> = B::fetch_all(
+            &mut conn,
+            query(format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE hub_id = $1 ORDER BY id DESC"
+            ))
+            .bind(hub),
+        )
+        .await?;
+        rows.into_iter().map(TaskRow::into_task).collect()
+    }
+
+    async fn claim_task(&self, hub: HubId, id: TaskId) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = B::execute(
+            &mut tx,
+            query(
+                "UPDATE tasks SET status = 'running', started_at = COALESCE(started_at, $3) \
+                 WHERE hub_id = $1 AND id = $2 AND status = 'queued'",
+            )
+            .bind(hub)
+            .bind(id)
+            .bind(self.clock().now()),
+        )
+        .await?;
+        if n == 0 {
+            fetch_one::<B, (i64,)>(
+                &mut tx,
+                query("SELECT id FROM tasks WHERE hub_id = $1 AND id = $2")
+                    .bind(hub)
+                    .bind(id),
+                Resource::Task,
+            )
+            .await?;
+        }
+        B::commit(tx).await?;
+        Ok(n == 1)
+    }
+
+    async fn update_task_progress(
+        &self,
+        hub: HubId,
+        id: TaskId,
+        done: i64,
+        total: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let n = B::execute(
+            &mut tx,
+            task_progress(hub, id, done, total, self.clock().now()),
+        )
+        .await?;
+        B::commit(tx).await?;
+        if n == 0 {
+            Err(StoreError::NotFound(Resource::Task))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn finish_task(
+        &self,
+        hub: HubId,
+        id: TaskId,
+        outcome: Result<serde_json::Value, String>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let n = B::execute(&mut tx, finish_task(hub, id, outcome, self.clock().now())).await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(Resource::Task));
+        }
+        B::commit(tx).await
+    }
+
+    async fn unfinished_tasks(&self) -> StoreResult<Vec<(HubId, Task)>> {
+        // The one task read across hubs: the worker resumes every hub's work at start-up.
+        let mut conn = self.acquire().await?;
+        let rows: Vec<HubTaskRow> = B::fetch_all(
+            &mut conn,
+            query(format!(
+                "SELECT hub_id, {TASK_COLUMNS} FROM tasks WHERE status IN ('queued', 'running') \
+                 ORDER BY created_at, hub_id, id"
+            )),
+        )
+        .await?;
+        rows.into_iter()
+            .map(|row| Ok((row.hub_id, row.task.into_task()?)))
+            .collect()
+    }
+}
+
+/// The statement that records a task's progress, marking it running.
+pub(crate) fn task_progress(
+    hub: HubId,
+    id: TaskId,
+    done: i64,
+    total: i64,
+    now: Millis,
+) -> crate::sql::Query<'static> {
+    query(TASK_PROGRESS_SQL)
+        .bind(hub)
+        .bind(id)
+        .bind(done)
+        .bind(total)
+        .bind(now)
+}
+
+/// The statement that ends a task with its result or error.
+pub(crate) fn finish_task(
+    hub: HubId,
+    id: TaskId,
+    outcome: Result<serde_json::Value, String>,
+    now: Millis,
+) -> crate::sql::Query<'static> {
+    let (status, result, error) = match outcome {
+        Ok(v) => (TaskStatus::Succeeded, Some(v.to_string()), None),
+        Err(e) => (TaskStatus::Failed, None, Some(e)),
+    };
+    query(FINISH_TASK_SQL)
+        .bind(hub)
+        .bind(id)
+        .bind(status.as_str())
+        .bind(result)
+        .bind(error)
+        .bind(now)
+}
+
+/// The organization's queued or running task of `kind`, if any.
+async fn active_task<B: Adapter>(
+    conn: &mut B::Conn,
+    hub: HubId,
+    org: OrganizationId,
+    kind: TaskKind,
+) -> StoreResult<Option<TaskId>> {
+    let row: Option<(i64,)> = B::fetch_optional(
+        conn,
+        query(
+            "SELECT id FROM tasks WHERE hub_id = $1 AND organization_id = $2 AND kind = $3 \
+             AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
+        )
+        .bind(hub)
+        .bind(org)
+        .bind(kind.as_str()),
+    )
+    .await?;
+    Ok(row.map(|r| r.0))
+}

@@ -1,0 +1,511 @@
+//! What applying a unify setting does, decided without IO from one snapshot of the hub.
+//!
+//! The contacts are resolved with the core on top of the stored partition (merges are
+//! permanent): each resolved profile that holds more than one stored profile is a merge into
+//! the oldest. The plan lists the rows an apply stages (profile changes, and contacts whose
+//! scope changes) and the ledger rows its swap writes; `ops::apply` reads the snapshot, and
+//! each adapter writes the plan (`sqlite::apply_write`, `postgres::apply`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+use cdh_core::{IdentifierField, KeyGraph, Normalizer, Partition, Slot, UnionFind, resolve};
+
+use crate::error::{Resource, StoreError, StoreResult};
+use crate::model::UnifySetting;
+use crate::rules::{is_excluded, normalizer, parse_keys, scope_name};
+
+/// A channel with what decides its contacts' scope (`sql::text::CHANNEL_SCOPES_SQL`).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct ScopedChannelRow {
+    pub id: i64,
+    pub organization_id: i64,
+    pub channel_type: String,
+    pub product: String,
+    pub region: String,
+    pub connection_id: Option<i64>,
+}
+
+impl ScopedChannelRow {
+    /// The channel's scope under a setting.
+    pub fn scope(&self, cross_product: bool, line_uid_is_key: bool) -> String {
+        scope_name(
+            self.organization_id,
+            self.connection_id,
+            cross_product,
+            &self.product,
+            self.channel_type == "line",
+            line_uid_is_key,
+        )
+    }
+}
+
+/// A contact with its channel and stored scope, and its live profile (`APPLY_CONTACTS_SQL`,
+/// read by position: it is a million rows).
+#[derive(Clone, Debug)]
+pub(crate) struct ContactProfileRow {
+    pub contact_id: i64,
+    pub channel_id: i64,
+    pub scope: String,
+    /// `None` only in a corrupt store: a contact in no profile.
+    pub profile_id: Option<i64>,
+    pub oldest_contact: Option<i64>,
+}
+
+/// A contact's values of the (up to three) unify keys, in the keys' order (`APPLY_KEYS_SQL`,
+/// read by position).
+#[derive(Clone, Debug)]
+pub(crate) struct KeyValuesRow {
+    pub contact_id: i64,
+    pub values: [Option<String>; 3],
+}
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for ContactProfileRow
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            contact_id: row.try_get(0)?,
+            channel_id: row.try_get(1)?,
+            scope: row.try_get(2)?,
+            profile_id: row.try_get(3)?,
+            oldest_contact: row.try_get(4)?,
+        })
+    }
+}
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for KeyValuesRow
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            contact_id: row.try_get(0)?,
+            values: [row.try_get(1)?, row.try_get(2)?, row.try_get(3)?],
+        })
+    }
+}
+
+/// One snapshot of the hub, as the apply reads it.
+#[derive(Debug)]
+pub(crate) struct ApplyInput {
+    /// The hub's written events when the snapshot was read (see `Dialect::WRITTEN_EVENTS`).
+    pub marker: i64,
+    pub cross_product: bool,
+    pub channels: Vec<ScopedChannelRow>,
+    /// Every contact, in id order.
+    pub contacts: Vec<ContactProfileRow>,
+    /// The contacts that hold a key value, in id order.
+    pub key_values: Vec<KeyValuesRow>,
+}
+
+/// A contact whose scope the apply changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StagedRow {
+    pub contact_id: i64,
+    pub scope: String,
+}
+
+/// A profile the apply changes: a survivor takes its new member count and oldest contact
+/// (`merged_into` `None`), an absorbed profile its survivor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProfileChange {
+    pub profile_id: i64,
+    pub member_count: Option<i64>,
+    pub oldest_contact: Option<i64>,
+    pub merged_into: Option<i64>,
+}
+
+/// One merge the apply performs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PlannedMerge {
+    pub survivor: i64,
+    /// Absorbed profiles grouped by the (field, value) that ties them in.
+    pub by_value: BTreeMap<(String, String), Vec<i64>>,
+}
+
+/// What the resolution decided.
+#[derive(Debug)]
+pub(crate) struct ApplyPlan {
+    /// The snapshot's marker: the swap checks nothing was written since.
+    pub marker: i64,
+    /// Contacts whose scope changes, by contact id.
+    pub staged: Vec<StagedRow>,
+    /// Each merge's survivor, then the profiles it absorbs.
+    pub profile_changes: Vec<ProfileChange>,
+    pub merges: Vec<PlannedMerge>,
+    /// Contacts that end in another profile than they were in.
+    pub contacts_moved: usize,
+    pub profiles_before: usize,
+    pub profiles_after: usize,
+}
+
+/// A stored profile as the apply sees it.
+#[derive(Clone, Copy)]
+struct StoredProfile {
+    id: i64,
+    oldest: i64,
+}
+
+/// The plan for applying `setting` over the snapshot `input`.
+pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResult<ApplyPlan> {
+    let keys = parse_keys(&setting.keys)?;
+    let line_is_key = keys.contains(&IdentifierField::LineUid);
+    // Per channel: its scope's name and number, and its region's normalizer.
+    let mut channel_scope: HashMap<i64, (String, u32, usize)> = HashMap::new();
+    let mut scope_ids: HashMap<String, u32> = HashMap::new();
+    let mut regions: Vec<(String, Normalizer)> = Vec::new();
+    for channel in &input.channels {
+        let scope = channel.scope(input.cross_product, line_is_key);
+        let next_scope = scope_ids.len() as u32;
+        let scope_id = *scope_ids.entry(scope.clone()).or_insert(next_scope);
+        let region = match regions.iter().position(|(r, _)| *r == channel.region) {
+            Some(i) => i,
+            None => {
+                regions.push((
+                    channel.region.clone(),
+                    normalizer(&channel.region, setting)?,
+                ));
+                regions.len() - 1
+            }
+        };
+        channel_scope.insert(channel.id, (scope, scope_id, region));
+    }
+    let mut key_names: Vec<&str> = keys.iter().map(|k| k.name()).collect();
+    // Up to three keys; the rest are padded with a name no field has.
+    key_names.resize(3, "");
+
+    let mut stored: Vec<StoredProfile> = Vec::with_capacity(input.contacts.len());
+    for (i, row) in input.contacts.iter().enumerate() {
+        let (Some(id), Some(oldest)) = (row.profile_id, row.oldest_contact) else {
+            return Err(StoreError::Corrupt(format!(
+                "contact {} has no profile",
+                row.contact_id
+            )));
+        };
+        if i > 0 && input.contacts[i - 1].contact_id == row.contact_id {
+            return Err(StoreError::Corrupt(format!(
+                "contact {} is in two live profiles",
+                row.contact_id
+            )));
+        }
+        stored.push(StoredProfile { id, oldest });
+    }
+
+    // The key graph over contacts in age order, on top of the stored partition.
+    let slots: Vec<Slot> = keys
+        .iter()
+        .map(|f| Slot {
+            field: f.clone(),
+            merges: true,
+            unique: false,
+        })
+        .collect();
+    let mut graph = KeyGraph::with_capacity(
+        slots,
+        input.contacts.len(),
+        input.key_values.len() * keys.len(),
+    );
+    let mut ids = input.key_values.iter().peekable();
+    let mut staged = Vec::new();
+    let mut values: Vec<(u8, &str)> = Vec::with_capacity(3);
+    // Contacts come in runs of one channel: look the channel up once per run.
+    let mut last: Option<(i64, &(String, u32, usize))> = None;
+    for contact in &input.contacts {
+        let (scope, scope_id, region) = match last {
+            Some((id, found)) if id == contact.channel_id => found,
+            _ => {
+                let found = channel_scope
+                    .get(&contact.channel_id)
+                    .ok_or(StoreError::NotFound(Resource::Channel))?;
+                last = Some((contact.channel_id, found));
+                found
+            }
+        };
+        let normalizer = &regions[*region].1;
+        values.clear();
+        if let Some(row) = ids.next_if(|row| row.contact_id == contact.contact_id) {
+            for (slot, value) in row.values.iter().enumerate() {
+                if let Some(value) = value
+                    && !is_excluded(normalizer, key_names[slot], value)
+                {
+                    values.push((slot as u8, value.as_str()));
+                }
+            }
+        }
+        graph.add_contact(*scope_id, values.iter().copied());
+        if *scope != contact.scope {
+            staged.push(StagedRow {
+                contact_id: contact.contact_id,
+                scope: scope.clone(),
+            });
+        }
+    }
+    let mut prior_uf = UnionFind::new(input.contacts.len());
+    let mut first_of_profile: HashMap<i64, u32> = HashMap::new();
+    for (i, p) in stored.iter().enumerate() {
+        let first = *first_of_profile.entry(p.id).or_insert(i as u32);
+        prior_uf.union(first, i as u32);
+    }
+    let prior = Partition::from_union_find(&mut prior_uf);
+    let resolved = resolve(&graph, Some(&prior));
+
+    // Group contacts of each resolved profile; more than one stored profile means a merge.
+    let members = resolved.members();
+    let mut merges = Vec::new();
+    let mut profile_changes = Vec::new();
+    let mut contacts_moved = 0;
+    for p in 0..members.n_profiles() as u32 {
+        let group = members.of(p);
+        let mut profiles: Vec<StoredProfile> = group.iter().map(|&c| stored[c as usize]).collect();
+        profiles.sort_by_key(|s| s.id);
+        profiles.dedup_by_key(|s| s.id);
+        if profiles.len() < 2 {
+            continue;
+        }
+        let survivor = *profiles
+            .iter()
+            .min_by_key(|s| (s.oldest, s.id))
+            .expect("two profiles");
+        let by_value = tying_values(&graph, &stored, group, &profiles, survivor.id);
+        contacts_moved += group
+            .iter()
+            .filter(|&&c| stored[c as usize].id != survivor.id)
+            .count();
+        profile_changes.push(ProfileChange {
+            profile_id: survivor.id,
+            member_count: Some(group.len() as i64),
+            oldest_contact: Some(
+                input.contacts[group[0] as usize]
+                    .contact_id
+                    .min(survivor.oldest),
+            ),
+            merged_into: None,
+        });
+        profile_changes.extend(profiles.iter().filter(|s| s.id != survivor.id).map(|s| {
+            ProfileChange {
+                profile_id: s.id,
+                member_count: None,
+                oldest_contact: None,
+                merged_into: Some(survivor.id),
+            }
+        }));
+        merges.push(PlannedMerge {
+            survivor: survivor.id,
+            by_value,
+        });
+    }
+    Ok(ApplyPlan {
+        marker: input.marker,
+        staged,
+        profile_changes,
+        merges,
+        contacts_moved,
+        profiles_before: prior.n_profiles(),
+        profiles_after: resolved.n_profiles(),
+    })
+}
+
+/// The absorbed profiles of one merge grouped by the value that ties each in: the first
+/// value (in the graph's order) that a stored profile shares with another.
+fn tying_values(
+    graph: &KeyGraph,
+    stored: &[StoredProfile],
+    group: &[u32],
+    profiles: &[StoredProfile],
+    survivor: i64,
+) -> BTreeMap<(String, String), Vec<i64>> {
+    // (value, profile) pairs, sorted, so each value's holders are a run.
+    let mut holders: Vec<(u32, i64)> = group
+        .iter()
+        .flat_map(|&c| {
+            let id = stored[c as usize].id;
+            graph.values_of(c).iter().map(move |&v| (v, id))
+        })
+        .collect();
+    holders.sort_unstable();
+    holders.dedup();
+    let mut shared: Vec<&[(u32, i64)]> = holders
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|run| run.len() > 1)
+        .collect();
+    shared.sort_by_key(|run| run[0].0);
+    let mut by_value: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+    for s in profiles.iter().filter(|s| s.id != survivor) {
+        let via = shared
+            .iter()
+            .find(|run| run.iter().any(|h| h.1 == s.id))
+            .map(|run| {
+                let (slot, value) = graph.value(run[0].0);
+                (slot.field.name().to_owned(), value.to_owned())
+            })
+            .unwrap_or_default();
+        by_value.entry(via).or_default().push(s.id);
+    }
+    by_value
+}
+
+impl ApplyPlan {
+    /// The rows the apply stages: its contacts whose scope changes, then its profile changes.
+    pub fn n_rows(&self) -> usize {
+        self.staged.len() + self.profile_changes.len()
+    }
+
+    /// Rows `rows` of the staged rows (numbered as in `n_rows`): the contacts and the profile
+    /// changes among them.
+    pub fn rows(&self, rows: Range<usize>) -> (&[StagedRow], &[ProfileChange]) {
+        let n = self.staged.len();
+        let contacts = &self.staged[rows.start.min(n)..rows.end.min(n)];
+        let profiles = &self.profile_changes[rows.start.max(n) - n..rows.end.max(n) - n];
+        (contacts, profiles)
+    }
+
+    /// The staged columns the swap moves into their tables, as (table, column, the table's
+    /// contact column): none when no contact changes scope, since each statement reads every
+    /// staged row.
+    pub fn staged_columns(&self) -> Vec<(&'static str, &'static str, &'static str)> {
+        if self.staged.is_empty() {
+            return Vec::new();
+        }
+        vec![
+            ("contacts", "scope", "id"),
+            ("identifiers", "scope", "contact_id"),
+        ]
+    }
+
+    /// The merges' ledger rows (survivor, absorbed, field, value), one per merge and value
+    /// that ties profiles in; each also makes one `profile.merged` event.
+    pub fn merge_records(&self) -> impl Iterator<Item = (i64, &Vec<i64>, &str, &str)> {
+        self.merges.iter().flat_map(|m| {
+            m.by_value.iter().map(|((field, value), merged)| {
+                (m.survivor, merged, field.as_str(), value.as_str())
+            })
+        })
+    }
+
+    /// The task's result once the swap is in.
+    pub fn result(&self, version: i64) -> serde_json::Value {
+        serde_json::json!({
+            "version": version,
+            "merges": self.merges.len(),
+            "contacts_moved": self.contacts_moved,
+            "profiles_before": self.profiles_before,
+            "profiles_after": self.profiles_after,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(id: i64, product: &str) -> ScopedChannelRow {
+        ScopedChannelRow {
+            id,
+            organization_id: 1,
+            channel_type: "email".into(),
+            product: product.into(),
+            region: "TW".into(),
+            connection_id: None,
+        }
+    }
+
+    fn contact(id: i64, channel_id: i64, profile: i64) -> ContactProfileRow {
+        ContactProfileRow {
+            contact_id: id,
+            channel_id,
+            scope: "o1:caac".into(),
+            profile_id: Some(profile),
+            oldest_contact: Some(profile),
+        }
+    }
+
+    fn email(contact_id: i64, value: &str) -> KeyValuesRow {
+        KeyValuesRow {
+            contact_id,
+            values: [Some(value.to_owned()), None, None],
+        }
+    }
+
+    fn setting(keys: &[&str]) -> UnifySetting {
+        UnifySetting {
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            excluded: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn profiles_sharing_a_value_merge_into_the_oldest() {
+        let input = ApplyInput {
+            marker: 9,
+            cross_product: false,
+            channels: vec![channel(1, "caac")],
+            contacts: vec![
+                contact(10, 1, 100),
+                contact(11, 1, 101),
+                contact(12, 1, 102),
+            ],
+            key_values: vec![email(10, "a@x.io"), email(11, "a@x.io")],
+        };
+        let plan = plan_apply(&setting(&["display_email"]), input).unwrap();
+        assert_eq!(plan.marker, 9);
+        assert_eq!((plan.profiles_before, plan.profiles_after), (3, 2));
+        assert_eq!(plan.contacts_moved, 1);
+        assert!(plan.staged.is_empty(), "no scope changes");
+        assert_eq!(plan.merges.len(), 1);
+        assert_eq!(plan.merges[0].survivor, 100);
+        let records: Vec<_> = plan.merge_records().collect();
+        assert_eq!(records, [(100, &vec![101], "display_email", "a@x.io")]);
+        assert_eq!(
+            plan.profile_changes[1],
+            ProfileChange {
+                profile_id: 101,
+                member_count: None,
+                oldest_contact: None,
+                merged_into: Some(100),
+            }
+        );
+        assert_eq!(plan.n_rows(), 2);
+    }
+
+    #[test]
+    fn cross_product_restages_scopes_and_merges_across_products() {
+        let mut maac = contact(11, 2, 101);
+        maac.scope = "o1:maac".into();
+        let input = ApplyInput {
+            marker: 0,
+            cross_product: true,
+            channels: vec![channel(1, "caac"), channel(2, "maac")],
+            contacts: vec![contact(10, 1, 100), maac],
+            key_values: vec![email(10, "a@x.io"), email(11, "a@x.io")],
+        };
+        let plan = plan_apply(&setting(&["display_email"]), input).unwrap();
+        assert_eq!(plan.staged.len(), 2, "both contacts move to scope o1");
+        assert!(plan.staged.iter().all(|s| s.scope == "o1"));
+        assert_eq!(plan.profiles_after, 1);
+        let (contacts, profiles) = plan.rows(1..3);
+        assert_eq!((contacts.len(), profiles.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_contact_without_a_profile_is_corrupt() {
+        let mut lost = contact(10, 1, 100);
+        lost.profile_id = None;
+        let input = ApplyInput {
+            marker: 0,
+            cross_product: false,
+            channels: vec![channel(1, "caac")],
+            contacts: vec![lost],
+            key_values: Vec::new(),
+        };
+        assert!(matches!(
+            plan_apply(&setting(&["display_email"]), input),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}

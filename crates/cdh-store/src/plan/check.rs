@@ -1,0 +1,309 @@
+//! The store's invariants, checked without IO over one snapshot of a hub: every rule the
+//! stored state breaks, described (empty when all hold). Tests run it after every scenario;
+//! operators can run it on a live hub.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use cdh_core::{IdentifierField, KeyGraph, Normalizer, Partition, Slot, UnionFind, resolve};
+
+use crate::error::StoreResult;
+use crate::model::AppliedSetting;
+use crate::rules::{is_excluded, normalizer, parse_keys};
+
+/// A profile row as the checker reads it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct CheckedProfile {
+    pub id: i64,
+    pub origin_contact: i64,
+    pub oldest_contact: i64,
+    pub member_count: i64,
+    pub merged_into: Option<i64>,
+}
+
+/// One snapshot of a hub, as the checker reads it.
+#[derive(Debug)]
+pub(crate) struct CheckInput {
+    /// `(contact, scope, the region of its organization)`, in contact order.
+    pub contacts: Vec<(i64, String, String)>,
+    /// `(contact, bucket)`.
+    pub memberships: Vec<(i64, i64)>,
+    pub profiles: Vec<CheckedProfile>,
+    /// `(contact, field, value, scope)`, in contact order.
+    pub identifiers: Vec<(i64, String, String, String)>,
+    /// `(survivor, absorbed ids as JSON)`, in ledger order.
+    pub ledger: Vec<(i64, String)>,
+    /// The setting in force.
+    pub setting: AppliedSetting,
+    /// The keys of every setting applied, as JSON lists.
+    pub history: Vec<String>,
+}
+
+/// Every broken invariant of the snapshot, described.
+pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> {
+    let mut problems = Vec::new();
+    let contact_scope: HashMap<i64, &str> =
+        input.contacts.iter().map(|c| (c.0, c.1.as_str())).collect();
+    let profile_by_id: HashMap<i64, &CheckedProfile> =
+        input.profiles.iter().map(|p| (p.id, p)).collect();
+
+    // Every contact is in exactly one live profile: the one its bucket names, or the live
+    // profile that one was merged into.
+    let mut profile_of: HashMap<i64, i64> = HashMap::new();
+    let mut members_of: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (contact, bucket) in &input.memberships {
+        match profile_by_id.get(bucket) {
+            Some(owner) => {
+                let live = owner.merged_into.unwrap_or(owner.id);
+                profile_of.insert(*contact, live);
+                members_of.entry(live).or_default().push(*contact);
+            }
+            None => problems.push(format!(
+                "contact {contact}: bucket {bucket} names no profile"
+            )),
+        }
+    }
+    for (id, ..) in &input.contacts {
+        if !profile_of.contains_key(id) {
+            problems.push(format!("contact {id} is in no profile"));
+        }
+    }
+    for p in &input.profiles {
+        let (id, count, oldest) = (p.id, p.member_count, p.oldest_contact);
+        match p.merged_into {
+            None => {
+                let members = members_of.get(&id).map_or(&[][..], Vec::as_slice);
+                if members.len() as i64 != count {
+                    problems.push(format!(
+                        "profile {id}: member_count {count}, actual {}",
+                        members.len()
+                    ));
+                }
+                if members.iter().min() != Some(&oldest) {
+                    problems.push(format!(
+                        "profile {id}: oldest_contact {oldest} is not its oldest member"
+                    ));
+                }
+            }
+            Some(target) => {
+                if profile_by_id
+                    .get(&target)
+                    .is_none_or(|t| t.merged_into.is_some())
+                {
+                    problems.push(format!(
+                        "profile {id} is merged into {target}, which is not live"
+                    ));
+                }
+            }
+        }
+    }
+    for (contact, field, _, scope) in &input.identifiers {
+        if contact_scope.get(contact) != Some(&scope.as_str()) {
+            problems.push(format!(
+                "contact {contact}: {field} indexed in scope {scope}, not the contact's"
+            ));
+        }
+    }
+
+    // Every unify-key value maps to exactly one profile within a scope.
+    let keys = parse_keys(&input.setting.setting.keys)?;
+    let regions: HashMap<i64, &str> = input.contacts.iter().map(|c| (c.0, c.2.as_str())).collect();
+    let mut normalizers: HashMap<&str, Normalizer> = HashMap::new();
+    for region in regions.values() {
+        if !normalizers.contains_key(region) {
+            normalizers.insert(region, normalizer(region, &input.setting.setting)?);
+        }
+    }
+    let excluded = |contact: &i64, field: &str, value: &str| {
+        regions
+            .get(contact)
+            .is_some_and(|r| is_excluded(&normalizers[r], field, value))
+    };
+    let mut owners: HashMap<(&str, &str, &str), BTreeSet<i64>> = HashMap::new();
+    for (contact, field, value, scope) in &input.identifiers {
+        if keys.iter().any(|k| k.name() == field)
+            && !excluded(contact, field, value)
+            && let Some(p) = profile_of.get(contact)
+        {
+            owners
+                .entry((scope.as_str(), field.as_str(), value.as_str()))
+                .or_default()
+                .insert(*p);
+        }
+    }
+    for ((scope, field, value), ps) in &owners {
+        if ps.len() > 1 {
+            problems.push(format!(
+                "{field}={value} in scope {scope} is in profiles {ps:?}"
+            ));
+        }
+    }
+
+    // The ledger explains every merged-away profile.
+    let mut explained: HashSet<i64> = HashSet::new();
+    let mut ledger_pairs = Vec::new();
+    for (survivor, absorbed) in &input.ledger {
+        let absorbed: Vec<i64> = serde_json::from_str(absorbed)?;
+        for a in absorbed {
+            explained.insert(a);
+            ledger_pairs.push((*survivor, a));
+        }
+    }
+    for p in &input.profiles {
+        if p.merged_into.is_some() && !explained.contains(&p.id) {
+            problems.push(format!(
+                "profile {} was merged away but no ledger row says so",
+                p.id
+            ));
+        }
+    }
+
+    // Membership equals the core's resolution from scratch over the stored identifiers, on
+    // top of the merges the ledger records. Keys of earlier settings count too: the joins
+    // they made are permanent.
+    let mut fields: Vec<IdentifierField> = keys.clone();
+    for names in &input.history {
+        let names: Vec<String> = serde_json::from_str(names)?;
+        for f in parse_keys(&names)? {
+            if !fields.contains(&f) {
+                fields.push(f);
+            }
+        }
+    }
+    let slots: Vec<Slot> = fields
+        .iter()
+        .map(|f| Slot {
+            field: f.clone(),
+            merges: true,
+            unique: false,
+        })
+        .collect();
+    let index_of: HashMap<i64, u32> = input
+        .contacts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.0, i as u32))
+        .collect();
+    let mut graph = KeyGraph::new(slots);
+    let mut scope_ids: HashMap<&str, u32> = HashMap::new();
+    let mut ids = input.identifiers.iter().peekable();
+    for (contact, scope, _) in &input.contacts {
+        let next = scope_ids.len() as u32;
+        let scope_id = *scope_ids.entry(scope.as_str()).or_insert(next);
+        let mut values = Vec::new();
+        while let Some((c, field, value, _)) = ids.peek() {
+            if c != contact {
+                break;
+            }
+            if let Some(slot) = fields.iter().position(|f| f.name() == field)
+                && !excluded(contact, field, value)
+            {
+                values.push((slot as u8, value.as_str()));
+            }
+            ids.next();
+        }
+        graph.add_contact(scope_id, values);
+    }
+    let mut prior = UnionFind::new(input.contacts.len());
+    let origin = |p: i64| {
+        profile_by_id
+            .get(&p)
+            .and_then(|r| index_of.get(&r.origin_contact))
+            .copied()
+    };
+    for (survivor, absorbed) in ledger_pairs {
+        match (origin(survivor), origin(absorbed)) {
+            (Some(a), Some(b)) => {
+                prior.union(a, b);
+            }
+            _ => problems.push(format!(
+                "ledger names unknown profiles {survivor} <- {absorbed}"
+            )),
+        }
+    }
+    let resolved = resolve(&graph, Some(&Partition::from_union_find(&mut prior)));
+    let mut stored_of_resolved: HashMap<u32, i64> = HashMap::new();
+    let mut resolved_of_stored: HashMap<i64, u32> = HashMap::new();
+    for (i, (contact, ..)) in input.contacts.iter().enumerate() {
+        let (Some(&stored), r) = (profile_of.get(contact), resolved.profile_of(i as u32)) else {
+            continue;
+        };
+        let a = *stored_of_resolved.entry(r).or_insert(stored);
+        let b = *resolved_of_stored.entry(stored).or_insert(r);
+        if a != stored || b != r {
+            problems.push(format!(
+                "contact {contact}: stored profile {stored} differs from the core's resolution"
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::UnifySetting;
+
+    fn profile(id: i64, count: i64, merged_into: Option<i64>) -> CheckedProfile {
+        CheckedProfile {
+            id,
+            origin_contact: id,
+            oldest_contact: id,
+            member_count: count,
+            merged_into,
+        }
+    }
+
+    fn input(profiles: Vec<CheckedProfile>, ledger: Vec<(i64, String)>) -> CheckInput {
+        CheckInput {
+            contacts: vec![
+                (1, "o1:caac".into(), "TW".into()),
+                (2, "o1:caac".into(), "TW".into()),
+            ],
+            memberships: vec![(1, 1), (2, 2)],
+            profiles,
+            identifiers: vec![
+                (1, "display_email".into(), "a@x.io".into(), "o1:caac".into()),
+                (2, "display_email".into(), "a@x.io".into(), "o1:caac".into()),
+            ],
+            ledger,
+            setting: AppliedSetting {
+                version: 1,
+                setting: UnifySetting {
+                    keys: vec!["display_email".into()],
+                    excluded: Vec::new(),
+                },
+                actor: "admin".into(),
+                applied_at: 0,
+            },
+            history: vec![r#"["display_email"]"#.into()],
+        }
+    }
+
+    #[test]
+    fn a_merged_hub_with_its_ledger_row_holds_every_invariant() {
+        let merged = input(
+            vec![profile(1, 2, None), profile(2, 1, Some(1))],
+            vec![(1, "[2]".into())],
+        );
+        assert_eq!(broken_invariants(&merged).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_shared_key_value_in_two_profiles_and_a_merge_without_ledger_are_reported() {
+        let apart = input(vec![profile(1, 1, None), profile(2, 1, None)], Vec::new());
+        let problems = broken_invariants(&apart).unwrap();
+        assert!(
+            problems.iter().any(|p| p.contains("is in profiles {1, 2}")),
+            "{problems:?}"
+        );
+        let unexplained = input(
+            vec![profile(1, 2, None), profile(2, 1, Some(1))],
+            Vec::new(),
+        );
+        let problems = broken_invariants(&unexplained).unwrap();
+        assert!(
+            problems.iter().any(|p| p.contains("no ledger row")),
+            "{problems:?}"
+        );
+    }
+}

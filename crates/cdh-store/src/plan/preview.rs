@@ -1,0 +1,302 @@
+//! What a unify setting would do, computed without IO from one snapshot of the hub: the
+//! core's preview over the stored identifiers, on top of the current profiles (merges are
+//! permanent), turned into a report in stored ids and field names.
+
+use std::collections::HashMap;
+
+use cdh_core::{IdentifierField, KeyGraph, Normalizer, Partition, Slot, UnionFind};
+
+use crate::error::{Resource, StoreError, StoreResult};
+use crate::model::{
+    ChainLink, PreviewConflict, PreviewProfile, PreviewReport, PreviewSample, SuspiciousValue,
+    UnifySetting,
+};
+use crate::plan::apply::ScopedChannelRow;
+use crate::rules::{is_excluded, normalizer, parse_keys};
+
+/// How many contacts of a large profile a preview lists.
+const LISTED_CONTACTS: usize = 20;
+
+/// One snapshot of the hub, as a preview reads it.
+#[derive(Debug)]
+pub(crate) struct PreviewInput {
+    pub cross_product: bool,
+    pub channels: Vec<ScopedChannelRow>,
+    /// `(contact, channel)`, in contact order.
+    pub contacts: Vec<(i64, i64)>,
+    /// `(contact, field, value)`, in contact order.
+    pub identifiers: Vec<(i64, String, String)>,
+    /// `(contact, live profile)`.
+    pub members: Vec<(i64, i64)>,
+}
+
+/// The report of applying `setting` (its keys already checked) over `input`; values shared
+/// by more than `suspicious_threshold` contacts are flagged.
+pub(crate) fn preview_report(
+    setting: &UnifySetting,
+    suspicious_threshold: u32,
+    input: PreviewInput,
+) -> StoreResult<PreviewReport> {
+    let keys = parse_keys(&setting.keys)
+        .map_err(|e| StoreError::rejected(crate::error::Rejection::UnknownField, e.to_string()))?;
+    let line_is_key = keys.contains(&IdentifierField::LineUid);
+    let mut channel_scope: HashMap<i64, (String, String)> = HashMap::new();
+    let mut normalizers: HashMap<String, Normalizer> = HashMap::new();
+    for channel in &input.channels {
+        if !normalizers.contains_key(&channel.region) {
+            normalizers.insert(
+                channel.region.clone(),
+                normalizer(&channel.region, setting)?,
+            );
+        }
+        channel_scope.insert(
+            channel.id,
+            (
+                channel.scope(input.cross_product, line_is_key),
+                channel.region.clone(),
+            ),
+        );
+    }
+    // line_uid is unique per person: a profile with two is reported as a conflict, and it is
+    // carried (without merging) when it is not a key.
+    let mut slots: Vec<Slot> = keys
+        .iter()
+        .map(|f| Slot {
+            field: f.clone(),
+            merges: true,
+            unique: *f == IdentifierField::LineUid,
+        })
+        .collect();
+    if !line_is_key {
+        slots.push(Slot {
+            field: IdentifierField::LineUid,
+            merges: false,
+            unique: true,
+        });
+    }
+    let slot_of = |field: &str| slots.iter().position(|s| s.field.name() == field);
+    let slot_index: Vec<(String, u8)> = slots
+        .iter()
+        .map(|s| {
+            (
+                s.field.name().to_owned(),
+                slot_of(s.field.name()).unwrap_or(0) as u8,
+            )
+        })
+        .collect();
+    let mut graph =
+        KeyGraph::with_capacity(slots.clone(), input.contacts.len(), input.identifiers.len());
+    let mut scope_ids: HashMap<String, u32> = HashMap::new();
+    let mut ids = input.identifiers.iter().peekable();
+    let contact_ids: Vec<i64> = input.contacts.iter().map(|c| c.0).collect();
+    for (contact, channel) in &input.contacts {
+        let (scope, region) = channel_scope
+            .get(channel)
+            .ok_or(StoreError::NotFound(Resource::Channel))?;
+        let next_scope = scope_ids.len() as u32;
+        let scope_id = *scope_ids.entry(scope.clone()).or_insert(next_scope);
+        let normalizer = &normalizers[region];
+        let mut values: Vec<(u8, &str)> = Vec::new();
+        while let Some((c, field, value)) = ids.peek() {
+            if c != contact {
+                break;
+            }
+            if let Some((_, slot)) = slot_index.iter().find(|(f, _)| f == field)
+                && !is_excluded(normalizer, field, value)
+            {
+                values.push((*slot, value.as_str()));
+            }
+            ids.next();
+        }
+        graph.add_contact(scope_id, values);
+    }
+    let index_of: HashMap<i64, u32> = contact_ids
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, i as u32))
+        .collect();
+    let mut prior_uf = UnionFind::new(input.contacts.len());
+    let mut first_of_profile: HashMap<i64, u32> = HashMap::new();
+    for (contact, profile) in &input.members {
+        if let Some(&i) = index_of.get(contact) {
+            let first = *first_of_profile.entry(*profile).or_insert(i);
+            prior_uf.union(first, i);
+        }
+    }
+    let prior = Partition::from_union_find(&mut prior_uf);
+    let options = cdh_core::PreviewOptions {
+        suspicious_threshold,
+        ..cdh_core::PreviewOptions::default()
+    };
+    let preview = cdh_core::preview(&graph, Some(&prior), &options);
+    let after_members = preview.after.members();
+    Ok(PreviewReport {
+        profiles_before: preview.profiles_before as u64,
+        profiles_after: preview.profiles_after as u64,
+        contacts_merged: preview.contacts_merged as u64,
+        largest_profiles: preview
+            .largest_profiles
+            .iter()
+            .map(|p| PreviewProfile {
+                n_contacts: p.n_contacts,
+                contact_ids: after_members
+                    .of(preview.after.profile_of(p.root))
+                    .iter()
+                    .take(LISTED_CONTACTS)
+                    .map(|&c| contact_ids[c as usize])
+                    .collect(),
+            })
+            .collect(),
+        suspicious_values: preview
+            .suspicious_values
+            .iter()
+            .map(|s| {
+                let (slot, value) = graph.value(s.value);
+                SuspiciousValue {
+                    field: slot.field.name().to_owned(),
+                    value: value.to_owned(),
+                    n_contacts: s.n_contacts,
+                }
+            })
+            .collect(),
+        samples: preview
+            .samples
+            .iter()
+            .map(|s| PreviewSample {
+                contact_ids: s
+                    .contacts
+                    .iter()
+                    .map(|&c| contact_ids[c as usize])
+                    .collect(),
+                chain: chain_links(&s.chain, &graph, &contact_ids),
+            })
+            .collect(),
+        conflicts: preview
+            .conflicts
+            .iter()
+            .map(|c| PreviewConflict {
+                field: slots[c.slot as usize].field.name().to_owned(),
+                values: c
+                    .values
+                    .iter()
+                    .map(|&v| graph.value(v).1.to_owned())
+                    .collect(),
+                contact_ids: c
+                    .chain
+                    .contacts()
+                    .iter()
+                    .map(|&i| contact_ids[i as usize])
+                    .collect(),
+                chain: chain_links(&c.chain, &graph, &contact_ids),
+            })
+            .collect(),
+        notes: preview_notes(input.cross_product, line_is_key, &preview),
+    })
+}
+
+/// A core chain in stored ids and field names.
+fn chain_links(chain: &cdh_core::Chain, graph: &KeyGraph, ids: &[i64]) -> Vec<ChainLink> {
+    let mut links = vec![ChainLink {
+        contact_id: ids[chain.start as usize],
+        tie: "start".to_owned(),
+        field: None,
+        value: None,
+    }];
+    for &(tie, contact) in &chain.hops {
+        let (tie, field, value) = match tie {
+            cdh_core::Tie::Value(v) => {
+                let (slot, value) = graph.value(v);
+                (
+                    "value",
+                    Some(slot.field.name().to_owned()),
+                    Some(value.to_owned()),
+                )
+            }
+            cdh_core::Tie::Prior => ("profile", None, None),
+        };
+        links.push(ChainLink {
+            contact_id: ids[contact as usize],
+            tie: tie.to_owned(),
+            field,
+            value,
+        });
+    }
+    links
+}
+
+/// Remarks a preview carries for the admin.
+fn preview_notes(
+    cross_product: bool,
+    line_is_key: bool,
+    preview: &cdh_core::Preview,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if cross_product && !line_is_key {
+        notes.push(
+            "cross-product is on but line_uid is not a unify key: LINE contacts unify only \
+             within their product"
+                .to_owned(),
+        );
+    }
+    if preview.n_suspicious_values > preview.suspicious_values.len() {
+        notes.push(format!(
+            "{} suspicious values in all; the most shared are listed",
+            preview.n_suspicious_values
+        ));
+    }
+    if preview.n_conflicts > preview.conflicts.len() {
+        notes.push(format!(
+            "{} profiles would hold conflicting values in all; some are listed",
+            preview.n_conflicts
+        ));
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(id: i64, channel_type: &str) -> ScopedChannelRow {
+        ScopedChannelRow {
+            id,
+            organization_id: 1,
+            channel_type: channel_type.into(),
+            product: "caac".into(),
+            region: "TW".into(),
+            connection_id: None,
+        }
+    }
+
+    #[test]
+    fn a_shared_phone_merges_and_two_line_uids_conflict() {
+        let uid = |n: u8| format!("U{}", format!("{n:x}").repeat(32));
+        let input = PreviewInput {
+            cross_product: false,
+            channels: vec![channel(1, "line"), channel(2, "sms")],
+            contacts: vec![(10, 1), (11, 1), (12, 2)],
+            identifiers: vec![
+                (10, "display_mobile".into(), "+886912345678".into()),
+                (10, "line_uid".into(), uid(1)),
+                (11, "display_mobile".into(), "+886912345678".into()),
+                (11, "line_uid".into(), uid(2)),
+                (12, "display_mobile".into(), "+886987654321".into()),
+            ],
+            members: vec![(10, 100), (11, 101), (12, 102)],
+        };
+        let setting = UnifySetting {
+            keys: vec!["display_mobile".into()],
+            excluded: Vec::new(),
+        };
+        let report = preview_report(&setting, 20, input).unwrap();
+        assert_eq!((report.profiles_before, report.profiles_after), (3, 2));
+        assert_eq!(report.contacts_merged, 2);
+        assert_eq!(report.largest_profiles[0].contact_ids, [10, 11]);
+        assert_eq!(report.conflicts.len(), 1);
+        assert_eq!(report.conflicts[0].field, "line_uid");
+        let sample = &report.samples[0];
+        assert_eq!(sample.chain[0].tie, "start");
+        assert_eq!(sample.chain[1].field.as_deref(), Some("display_mobile"));
+        assert!(report.notes.is_empty());
+    }
+}
