@@ -12,16 +12,17 @@ use crate::error::{ApiError, ApiResult};
 
 /// An id of a thing inside the caller's hub, parsed from a path or body; a string that is
 /// not one of ours names nothing, so it is `404` (in paths) rather than a format error.
-pub fn parse_id(text: &str, what: &str) -> ApiResult<i64> {
+pub fn parse_id<Id: From<i64>>(text: &str, what: &str) -> ApiResult<Id> {
     text.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
+        .map(Id::from)
         .ok_or_else(|| ApiError::not_found(what))
 }
 
 /// An id of a thing inside a hub, as written in JSON.
-pub fn id(id: i64) -> String {
-    id.to_string()
+pub fn id(id: impl Into<i64>) -> String {
+    id.into().to_string()
 }
 
 /// An organization's public id: its hub and its id in the hub.
@@ -97,7 +98,10 @@ mod tests {
 
     #[test]
     fn org_refs_round_trip() {
-        let r = OrgRef { hub: 3, org: 7 };
+        let r = OrgRef {
+            hub: HubId(3),
+            org: OrganizationId(7),
+        };
         assert_eq!(OrgRef::parse(&r.to_string()).unwrap(), r);
         assert!(OrgRef::parse("7").is_err());
         assert!(OrgRef::parse("a-b").is_err());

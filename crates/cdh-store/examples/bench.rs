@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use cdh_store::clock::system_now as now_ms;
-use cdh_store::model::{ContactInput, FieldValue, HubId, NewChannel, UnifySetting};
+use cdh_store::model::{ChannelId, ContactInput, FieldValue, HubId, NewChannel, UnifySetting};
 use cdh_store::rules::{normalizer, scope_name};
 use cdh_store::{AnyStore, ApplyOptions, Contacts, PgStore, SqliteStore};
 
@@ -31,7 +31,7 @@ const SEED_BASE: i64 = 1_000_000_000_000;
 
 /// One generated contact: every group of four shares a phone between its first and last
 /// member and a customer id within each pair, so the three keys make profiles of four.
-fn contact(channel: i64, i: usize) -> ContactInput {
+fn contact(channel: ChannelId, i: usize) -> ContactInput {
     let mut fields = BTreeMap::new();
     for (name, value) in raw_fields(i) {
         fields.insert(name.to_owned(), Some(value));
@@ -351,7 +351,13 @@ fn seed_normalizer() -> cdh_core::Normalizer {
 }
 
 /// Contacts, identifiers, one profile and membership each, in multi-row inserts.
-async fn seed_sqlite(path: &std::path::Path, hub: HubId, channel: i64, scope: &str, n: usize) {
+async fn seed_sqlite(
+    path: &std::path::Path,
+    hub: HubId,
+    channel: ChannelId,
+    scope: &str,
+    n: usize,
+) {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
         .await
         .expect("connect");
@@ -431,7 +437,14 @@ async fn settle_postgres(url: &str, schema: &str) {
     }
 }
 
-async fn seed_postgres(url: &str, schema: &str, hub: HubId, channel: i64, scope: &str, n: usize) {
+async fn seed_postgres(
+    url: &str,
+    schema: &str,
+    hub: HubId,
+    channel: ChannelId,
+    scope: &str,
+    n: usize,
+) {
     let options: sqlx::postgres::PgConnectOptions = url.parse().expect("url");
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::model::{TaskId, TaskKind};
+use crate::model::{PreviewId, TaskId, TaskKind};
 
 /// Why a store operation failed. Driver errors are mapped into these variants and keep only
 /// their text (for logs), never the driver's error value.
@@ -41,7 +41,7 @@ pub enum StoreError {
     /// A preview no longer describes the hub: contacts changed since it was computed.
     PreviewStale {
         /// The preview.
-        preview_id: i64,
+        preview_id: PreviewId,
     },
     /// A task of this kind is already queued or running for the organization.
     TaskInProgress {

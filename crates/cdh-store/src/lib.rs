@@ -22,6 +22,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod ids;
 pub mod model;
 pub mod port;
 pub mod postgres;

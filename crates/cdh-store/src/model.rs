@@ -4,30 +4,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A hub (the tenant): every other id is scoped to one hub.
-pub type HubId = i64;
-/// An organization of a hub.
-pub type OrganizationId = i64;
-/// A channel of an organization.
-pub type ChannelId = i64;
-/// A contact; ids increase with creation, so a lower id is an older contact.
-pub type ContactId = i64;
-/// A profile.
-pub type ProfileId = i64;
-/// A task (apply, import, export).
-pub type TaskId = i64;
-/// An API token's public id.
-pub type TokenId = i64;
+pub use crate::ids::{
+    ChannelId, ConnectionId, ContactId, HubId, OrganizationId, PreviewId, ProfileId, TaskId,
+    TimelineEntryId, TokenId, UserId, WebhookId,
+};
+
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
-/// A console user (a person who signs in to the web console).
-pub type UserId = i64;
-/// A partner connection between organizations of one hub.
-pub type ConnectionId = i64;
-/// A stored unification preview.
-pub type PreviewId = i64;
-/// A note or conversation record of a contact.
-pub type TimelineEntryId = i64;
 
 /// A channel to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,7 +148,7 @@ pub struct Profile {
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct TimelineEntry {
     /// The entry's id.
-    pub id: i64,
+    pub id: TimelineEntryId,
     /// `note` or `conversation`.
     pub kind: String,
     /// The contact it is attached to.
@@ -390,9 +373,6 @@ pub struct Event {
     pub payload: serde_json::Value,
 }
 
-/// A webhook endpoint's id.
-pub type WebhookId = i64;
-
 /// An organization of a hub.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Organization {
@@ -446,7 +426,7 @@ pub struct TokenInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     /// Its id.
-    pub id: i64,
+    pub id: ConnectionId,
     /// The organizations it connects.
     pub organization_ids: Vec<OrganizationId>,
     /// The brand's disclosure.
@@ -547,7 +527,7 @@ pub struct PreviewReport {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredPreview {
     /// Its id.
-    pub id: i64,
+    pub id: PreviewId,
     /// The unify keys previewed.
     pub keys: Vec<String>,
     /// The `(field, value)` pairs excluded, as given.

@@ -5,7 +5,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::error::{StoreError, StoreResult};
-use crate::model::{HubId, UnifySetting};
+use crate::model::{ChannelId, ConnectionId, HubId, OrganizationId, TokenId, UnifySetting};
 
 /// The scope a contact unifies in, as a stable name stored with the contact.
 ///
@@ -13,8 +13,8 @@ use crate::model::{HubId, UnifySetting};
 /// in order of appearance, so the name is the same in every transaction. `group` is the
 /// partner connection the organization belongs to, if any; `cross_product` is the hub's setting.
 pub fn scope_name(
-    organization_id: i64,
-    group: Option<i64>,
+    organization_id: OrganizationId,
+    group: Option<ConnectionId>,
     cross_product: bool,
     product: &str,
     is_line: bool,
@@ -87,7 +87,7 @@ pub fn value_lock_key(hub: HubId, scope: &str, field: &str, value: &str) -> i64 
 }
 
 /// A 64-bit lock key for a contact's `(channel_id, external_id)`.
-pub fn contact_lock_key(hub: HubId, channel_id: i64, external_id: &str) -> i64 {
+pub fn contact_lock_key(hub: HubId, channel_id: ChannelId, external_id: &str) -> i64 {
     value_lock_key(hub, "contact", &channel_id.to_string(), external_id)
 }
 
@@ -102,18 +102,18 @@ pub fn new_secret() -> String {
 }
 
 /// The token text: `cdh_<hub>_<token id>_<secret>`; the ids make lookup a primary-key read.
-pub fn format_token(hub: HubId, token_id: i64, secret: &str) -> String {
+pub fn format_token(hub: HubId, token_id: TokenId, secret: &str) -> String {
     format!("{TOKEN_PREFIX}_{hub}_{token_id}_{secret}")
 }
 
 /// The hub, token id and secret of a token, or `None` if it is not one of ours.
-pub fn parse_token(token: &str) -> Option<(HubId, i64, &str)> {
+pub fn parse_token(token: &str) -> Option<(HubId, TokenId, &str)> {
     let mut parts = token.splitn(4, '_');
     if parts.next()? != TOKEN_PREFIX {
         return None;
     }
-    let hub = parts.next()?.parse().ok()?;
-    let id = parts.next()?.parse().ok()?;
+    let hub = HubId(parts.next()?.parse().ok()?);
+    let id = TokenId(parts.next()?.parse().ok()?);
     let secret = parts.next()?;
     (!secret.is_empty()).then_some((hub, id, secret))
 }
@@ -140,8 +140,8 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_reject_foreign_text() {
-        let t = format_token(7, 42, "abc_def");
-        assert_eq!(parse_token(&t), Some((7, 42, "abc_def")));
+        let t = format_token(HubId(7), TokenId(42), "abc_def");
+        assert_eq!(parse_token(&t), Some((HubId(7), TokenId(42), "abc_def")));
         assert_eq!(parse_token("xyz_7_42_abc"), None);
         assert_eq!(parse_token("cdh_7_42_"), None);
         assert_eq!(parse_token("cdh_x_42_abc"), None);
@@ -156,21 +156,35 @@ mod tests {
     #[test]
     fn scopes_split_products_unless_cross_product() {
         assert_ne!(
-            scope_name(1, None, false, "caac", false, false),
-            scope_name(1, None, false, "maac", false, false)
+            scope_name(OrganizationId(1), None, false, "caac", false, false),
+            scope_name(OrganizationId(1), None, false, "maac", false, false)
         );
         assert_eq!(
-            scope_name(1, None, true, "caac", false, false),
-            scope_name(1, None, true, "maac", false, false)
+            scope_name(OrganizationId(1), None, true, "caac", false, false),
+            scope_name(OrganizationId(1), None, true, "maac", false, false)
         );
         // LINE contacts cross products only when line_uid is a key.
         assert_ne!(
-            scope_name(1, None, true, "caac", true, false),
-            scope_name(1, None, true, "maac", true, false)
+            scope_name(OrganizationId(1), None, true, "caac", true, false),
+            scope_name(OrganizationId(1), None, true, "maac", true, false)
         );
         assert_eq!(
-            scope_name(1, Some(9), true, "caac", true, true),
-            scope_name(2, Some(9), true, "maac", true, true)
+            scope_name(
+                OrganizationId(1),
+                Some(ConnectionId(9)),
+                true,
+                "caac",
+                true,
+                true
+            ),
+            scope_name(
+                OrganizationId(2),
+                Some(ConnectionId(9)),
+                true,
+                "maac",
+                true,
+                true
+            )
         );
     }
 }

@@ -218,7 +218,7 @@ async fn merged_events_body(t: TestStore) {
                     && e.payload["value"] == l.key_value.as_str()
             })
             .unwrap_or_else(|| panic!("no ledger row for {e:?} in {lineage:?}"));
-        assert_eq!(e.payload["survivor_id"], row.survivor_id);
+        assert_eq!(e.payload["survivor_id"], row.survivor_id.0);
         assert_eq!(e.at, row.at);
         rows.push(row.seq);
     }

@@ -46,7 +46,11 @@ fn batch(h: &Hub) -> Vec<ContactInput> {
         .map(|(id, fields)| input(h.email_caac, id, fields))
         .collect();
     // Refused: a channel the hub does not have.
-    inputs.push(input(999_999_999, "lost", &[("display_email", "p@x.io")]));
+    inputs.push(input(
+        cdh_store::model::ChannelId(999_999_999),
+        "lost",
+        &[("display_email", "p@x.io")],
+    ));
     inputs
 }
 
@@ -71,7 +75,7 @@ async fn partition(
     hub: cdh_store::model::HubId,
     contacts: &[(String, ContactId)],
 ) -> BTreeSet<BTreeSet<String>> {
-    let mut by_profile: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    let mut by_profile: BTreeMap<cdh_store::model::ProfileId, BTreeSet<String>> = BTreeMap::new();
     for (name, id) in contacts {
         let contact = s.get_contact(hub, *id).await.expect("contact");
         let profile = s

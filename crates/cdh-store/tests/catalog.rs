@@ -74,7 +74,7 @@ async fn every_key_and_index_leads_with_hub_id() {
         problems.join("\n")
     );
     // No hub was written; the invariants of an unknown hub hold trivially.
-    t.finish(i64::MIN).await;
+    t.finish(cdh_store::model::HubId(i64::MIN)).await;
 }
 
 /// An apply's staging tables skip the write-ahead log (migration 0008); every other table keeps it.
@@ -100,5 +100,5 @@ async fn only_the_apply_staging_tables_are_unlogged() {
             ("apply_staging".to_owned(),)
         ]
     );
-    t.finish(i64::MIN).await;
+    t.finish(cdh_store::model::HubId(i64::MIN)).await;
 }

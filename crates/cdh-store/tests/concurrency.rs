@@ -137,7 +137,7 @@ async fn feed_body(t: TestStore) {
         .filter_map(|e| e.payload.get("contact_id").and_then(|c| c.as_i64()))
         .collect();
     for id in &written {
-        assert!(mentioned.contains(id), "no event for contact {id}");
+        assert!(mentioned.contains(&id.0), "no event for contact {id}");
     }
     // A fresh walk from the start reads the same events.
     let again = s.events_after(h.id, 0, 10_000).await.unwrap();
@@ -257,7 +257,7 @@ async fn alongside_body(t: TestStore) {
     );
     // Every note is in the timeline of the profile the anchor ended in, newest first.
     let timeline = s.timeline(h.id, profile.id, 100, None).await.unwrap();
-    let ids: Vec<i64> = timeline
+    let ids: Vec<cdh_store::model::TimelineEntryId> = timeline
         .items
         .iter()
         .filter(|e| e.kind == "note")

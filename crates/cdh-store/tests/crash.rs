@@ -2,7 +2,7 @@
 //! between. The child is this test binary again, running the same test with its work in
 //! environment variables.
 
-use cdh_store::model::TaskStatus;
+use cdh_store::model::{ContactId, HubId, TaskId, TaskStatus};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -18,8 +18,8 @@ const CONTACTS: usize = 400;
 /// there, reporting each staged batch on stdout; with `CDH_CRASH_PAUSE=1` it then waits on
 /// stdin, which never answers, so the parent's kill lands with the apply half written.
 async fn child(url: String) {
-    let hub: i64 = std::env::var("CDH_CRASH_HUB").unwrap().parse().unwrap();
-    let task: i64 = std::env::var("CDH_CRASH_TASK").unwrap().parse().unwrap();
+    let hub: HubId = std::env::var("CDH_CRASH_HUB").unwrap().parse().unwrap();
+    let task: TaskId = std::env::var("CDH_CRASH_TASK").unwrap().parse().unwrap();
     let pause = std::env::var("CDH_CRASH_PAUSE").is_ok_and(|v| v == "1");
     let store = SqliteStore::open(&url).await.unwrap();
     let hook = Arc::new(move |done: i64, total: i64| {
@@ -147,7 +147,7 @@ async fn killed_apply_is_all_or_nothing(name: &str, pause: bool) {
     assert_invariants(&store, h.id).await;
 }
 
-async fn distinct_profiles(store: &AnyStore, hub: i64, contacts: &[i64]) -> usize {
+async fn distinct_profiles(store: &AnyStore, hub: HubId, contacts: &[ContactId]) -> usize {
     let mut ids = Vec::new();
     for &c in contacts {
         ids.push(store.get_contact(hub, c).await.unwrap().profile_id);

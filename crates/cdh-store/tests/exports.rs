@@ -3,6 +3,7 @@
 use cdh_store::Resource;
 use cdh_store::StoreError;
 use cdh_store::model::ExportRow;
+use cdh_store::model::OrganizationId;
 
 use crate::conformance;
 use crate::support::{TestStore, apply_keys, channel, hub, upsert};
@@ -137,7 +138,8 @@ async fn errors_body(t: TestStore) {
     assert!(err.to_string().contains("disk full"));
     let mut ignore = |_: ExportRow| -> Result<(), String> { Ok(()) };
     assert_eq!(
-        s.export_profiles(h.id, i64::MAX, None, &mut ignore).await,
+        s.export_profiles(h.id, OrganizationId(i64::MAX), None, &mut ignore)
+            .await,
         Err(StoreError::NotFound(Resource::Organization))
     );
     t.finish(h.id).await;

@@ -2,6 +2,7 @@
 //! absent fields unchanged, null clears, bad rows fail alone, unmatched reported or created.
 
 use cdh_store::Resource;
+use cdh_store::model::{OrganizationId, TaskId};
 use cdh_store::model::{TaskKind, TaskStatus};
 use std::collections::BTreeMap;
 
@@ -73,7 +74,7 @@ async fn exclusive_body(t: TestStore) {
             .is_err()
     );
     let unfinished = s.unfinished_tasks().await.unwrap();
-    let ours: Vec<i64> = unfinished
+    let ours: Vec<cdh_store::model::TaskId> = unfinished
         .iter()
         .filter(|(hub, _)| *hub == h.id)
         .map(|(_, t)| t.id)
@@ -113,12 +114,12 @@ async fn exclusive_body(t: TestStore) {
         Err(StoreError::Invalid(_))
     ));
     assert_eq!(
-        s.start_task_exclusive(h.id, i64::MAX, TaskKind::Import, &params)
+        s.start_task_exclusive(h.id, OrganizationId(i64::MAX), TaskKind::Import, &params)
             .await,
         Err(StoreError::NotFound(Resource::Organization))
     );
     assert_eq!(
-        s.claim_task(h.id, i64::MAX).await,
+        s.claim_task(h.id, TaskId(i64::MAX)).await,
         Err(StoreError::NotFound(Resource::Task))
     );
     t.finish(h.id).await;
@@ -326,8 +327,16 @@ async fn create_body(t: TestStore) {
         "invalid_import_key"
     );
     assert_eq!(
-        s.import_rows(h.id, i64::MAX, "customer_id", &rows, true, "importer", None)
-            .await,
+        s.import_rows(
+            h.id,
+            OrganizationId(i64::MAX),
+            "customer_id",
+            &rows,
+            true,
+            "importer",
+            None
+        )
+        .await,
         Err(StoreError::NotFound(Resource::Organization))
     );
     t.finish(h.id).await;

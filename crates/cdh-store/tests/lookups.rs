@@ -3,6 +3,7 @@
 use cdh_store::Resource;
 use cdh_store::StoreError;
 use cdh_store::model::NewChannel;
+use cdh_store::model::{ChannelId, HubId, OrganizationId};
 
 use crate::conformance;
 use crate::support::{TestStore, hub};
@@ -25,7 +26,7 @@ async fn lookups_body(t: TestStore) {
     assert_eq!(s.organization_hub(h.org).await.unwrap(), Some(org.clone()));
 
     let channels = s.list_channels(h.id, h.org).await.unwrap();
-    let ids: Vec<i64> = channels.iter().map(|c| c.id).collect();
+    let ids: Vec<ChannelId> = channels.iter().map(|c| c.id).collect();
     assert_eq!(ids, vec![h.line_caac, h.email_caac, h.email_maac]);
     let line = s.get_channel(h.id, h.line_caac).await.unwrap();
     assert_eq!(
@@ -97,12 +98,12 @@ async fn not_found_body(t: TestStore) {
         Err(StoreError::NotFound(Resource::Channel))
     );
     assert_eq!(
-        s.get_channel(h.id, h.org).await,
+        s.get_channel(h.id, ChannelId(h.org.0)).await,
         Err(StoreError::NotFound(Resource::Channel))
     );
-    assert_eq!(s.organization_hub(i64::MAX).await, Ok(None));
+    assert_eq!(s.organization_hub(OrganizationId(i64::MAX)).await, Ok(None));
     assert_eq!(
-        s.hub_settings(i64::MAX).await,
+        s.hub_settings(HubId(i64::MAX)).await,
         Err(StoreError::NotFound(Resource::Hub))
     );
     assert!(s.list_tokens(other_hub, h.org).await.unwrap().is_empty());

@@ -2,6 +2,7 @@
 //! applying exactly what was previewed, and stale previews.
 
 use cdh_store::Resource;
+use cdh_store::model::PreviewId;
 use cdh_store::model::TaskStatus;
 use cdh_store::model::UnifySetting;
 use cdh_store::{ApplyOptions, StoreError};
@@ -199,11 +200,11 @@ async fn stale_body(t: TestStore) {
     assert_ne!(fresh.fingerprint, preview.fingerprint);
     s.apply_preview(h.id, fresh.id, "admin").await.unwrap();
     assert_eq!(
-        s.get_preview(h.id, i64::MAX).await,
+        s.get_preview(h.id, PreviewId(i64::MAX)).await,
         Err(StoreError::NotFound(Resource::Preview))
     );
     assert_eq!(
-        s.apply_preview(h.id, i64::MAX, "admin").await,
+        s.apply_preview(h.id, PreviewId(i64::MAX), "admin").await,
         Err(StoreError::NotFound(Resource::Preview))
     );
     t.finish(h.id).await;

@@ -1,6 +1,7 @@
 //! Listing an organization's profiles with a stable cursor, and manual profile edits.
 
 use cdh_store::Resource;
+use cdh_store::model::{OrganizationId, ProfileId};
 use std::collections::BTreeMap;
 
 use cdh_store::StoreError;
@@ -89,7 +90,8 @@ async fn list_body(t: TestStore) {
         Err(StoreError::Invalid(_))
     ));
     assert_eq!(
-        s.list_profiles(h.id, i64::MAX, None, 3, None).await,
+        s.list_profiles(h.id, OrganizationId(i64::MAX), None, 3, None)
+            .await,
         Err(StoreError::NotFound(Resource::Organization))
     );
     t.finish(h.id).await;
@@ -186,7 +188,8 @@ async fn patch_body(t: TestStore) {
         "invalid_field"
     );
     assert_eq!(
-        s.patch_profile(h.id, i64::MAX, &edits, "admin").await,
+        s.patch_profile(h.id, ProfileId(i64::MAX), &edits, "admin")
+            .await,
         Err(StoreError::NotFound(Resource::Profile))
     );
     t.finish(h.id).await;

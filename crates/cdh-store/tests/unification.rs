@@ -1,6 +1,7 @@
 //! Auto-unification on upsert: create, join, merge, survivors, timelines, blocked values, scopes.
 
 use cdh_store::model::Unification;
+use cdh_store::model::{ChannelId, HubId};
 use cdh_store::model::{TaskKind, TaskStatus};
 
 use crate::conformance;
@@ -87,7 +88,7 @@ async fn create_join_merge_body(t: TestStore) {
     );
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
     let merged = &events[3].payload;
-    assert_eq!(merged["survivor_id"], pa);
+    assert_eq!(merged["survivor_id"], pa.0);
     assert_eq!(merged["merged_ids"], serde_json::json!([pb]));
     assert_eq!(merged["key"], "display_mobile");
     let after = s.events_after(h.id, events[2].seq, 100).await.unwrap();
@@ -424,7 +425,7 @@ async fn tokens_body(t: TestStore) {
         ("failed", Some("disk full"))
     );
     assert!(
-        s.get_task(h.id + 1, task).await.is_err(),
+        s.get_task(HubId(h.id.0 + 1), task).await.is_err(),
         "another hub sees the task"
     );
     assert_eq!(s.list_tasks(h.id).await.unwrap().len(), 1);
@@ -486,7 +487,8 @@ async fn failed_and_cancelled_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
     apply_keys(s, h.id, &["display_email"]).await;
-    let unknown_channel = crate::support::input(9_999_999, "x", &[("display_email", "a@x.io")]);
+    let unknown_channel =
+        crate::support::input(ChannelId(9_999_999), "x", &[("display_email", "a@x.io")]);
     assert!(matches!(
         s.upsert_contact(h.id, &unknown_channel, "test").await,
         Err(cdh_store::StoreError::NotFound(_))
@@ -633,7 +635,7 @@ async fn no_move_body(t: TestStore) {
         .await;
     let placed: Vec<(i64, i64)> = [&a, &b, &c, &e, &f]
         .iter()
-        .map(|u| (u.contact.id, u.contact.profile_id))
+        .map(|u| (u.contact.id.0, u.contact.profile_id.0))
         .collect();
     assert_eq!(memberships, placed);
     t.finish(h.id).await;

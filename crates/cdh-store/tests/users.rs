@@ -5,6 +5,7 @@
 use cdh_store::Resource;
 use cdh_store::StoreError;
 use cdh_store::model::{ConsoleUser, Role};
+use cdh_store::model::{OrganizationId, UserId};
 
 use crate::conformance;
 use crate::support::{TestStore, hub};
@@ -87,7 +88,7 @@ async fn errors_body(t: TestStore) {
     assert_eq!(
         s.create_user(
             h.id,
-            h.org + 1_000_000,
+            OrganizationId(h.org.0 + 1_000_000),
             "x@example.com",
             HASH,
             Role::Agent,
@@ -98,7 +99,7 @@ async fn errors_body(t: TestStore) {
         StoreError::NotFound(Resource::Organization)
     );
     assert_eq!(
-        s.get_user(h.id, 987_654_321).await.unwrap_err(),
+        s.get_user(h.id, UserId(987_654_321)).await.unwrap_err(),
         StoreError::NotFound(Resource::User)
     );
     // Only the first user was stored.

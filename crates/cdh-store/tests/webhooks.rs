@@ -3,6 +3,7 @@
 
 use cdh_store::Resource;
 use cdh_store::StoreError;
+use cdh_store::model::{OrganizationId, WebhookId};
 
 use crate::conformance;
 use crate::support::{TestStore, hub, upsert};
@@ -132,7 +133,7 @@ conformance!(webhooks_reject_bad_endpoints, bad_body);
 async fn bad_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    let code = |r: Result<i64, StoreError>| r.unwrap_err().code();
+    let code = |r: Result<WebhookId, StoreError>| r.unwrap_err().code();
     assert_eq!(
         code(s.create_webhook(h.id, h.org, "ftp://x", SECRET).await),
         "invalid_url"
@@ -146,7 +147,8 @@ async fn bad_body(t: TestStore) {
         "invalid_secret"
     );
     assert_eq!(
-        s.create_webhook(h.id, i64::MAX, "https://x", SECRET).await,
+        s.create_webhook(h.id, OrganizationId(i64::MAX), "https://x", SECRET)
+            .await,
         Err(StoreError::NotFound(Resource::Organization))
     );
     assert!(s.list_webhooks(h.id, h.org).await.unwrap().is_empty());

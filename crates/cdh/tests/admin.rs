@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cdh_store::model::Role;
+use cdh_store::model::{HubId, OrganizationId, Role};
 
 fn cdh() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cdh"));
@@ -121,7 +121,7 @@ fn fails_with(output: &Output, message: &str) {
 /// The stored user with this email and whether `password` is theirs.
 fn stored_user(dir: &Path, org: &str, email: &str, password: &str) -> Option<(Role, bool)> {
     let (hub, org) = org.split_once('-').unwrap();
-    let (hub, org): (i64, i64) = (hub.parse().unwrap(), org.parse().unwrap());
+    let (hub, org): (HubId, OrganizationId) = (hub.parse().unwrap(), org.parse().unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

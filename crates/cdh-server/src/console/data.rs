@@ -66,7 +66,7 @@ async fn data_page(
                 && t.params
                     .get("organization_id")
                     .and_then(serde_json::Value::as_i64)
-                    == Some(org)
+                    == Some(org.0)
         })
         .take(10)
         .map(|t| RecentTask {

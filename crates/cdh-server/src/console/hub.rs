@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use cdh_store::model::OrganizationId;
 use serde::Deserialize;
 
 use crate::console::forms::CsrfForm;
@@ -47,7 +48,7 @@ pub async fn page(
     viewer.admin()?;
     let settings = state.store.hub_settings(viewer.hub).await?;
     let current = state.store.unify_setting(viewer.hub).await?;
-    let names: HashMap<i64, String> = state
+    let names: HashMap<OrganizationId, String> = state
         .store
         .list_organizations(viewer.hub)
         .await?
@@ -107,7 +108,7 @@ pub async fn save(
     viewer.admin()?;
     let on = form.cross_product.is_some();
     state.store.set_cross_product(viewer.hub, on).await?;
-    tracing::info!(hub = viewer.hub, on, actor = %viewer.actor(), "cross-product switched");
+    tracing::info!(hub = %viewer.hub, on, actor = %viewer.actor(), "cross-product switched");
     let saved = if on { "on" } else { "off" };
     Ok(Redirect::to(&format!("/settings/hub?saved={saved}")).into_response())
 }

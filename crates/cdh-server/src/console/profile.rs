@@ -8,6 +8,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use cdh_core::why::member_chains;
+use cdh_store::model::ChannelId;
 use serde::Deserialize;
 
 use crate::access;
@@ -133,7 +134,7 @@ pub async fn page(
             ApiError::invalid_field("cursor", "that timeline link is not valid any more")
         })?;
     let ledger = state.store.lineage(caller.hub, profile.id).await?;
-    let channel_names: HashMap<i64, String> = state
+    let channel_names: HashMap<ChannelId, String> = state
         .store
         .list_channels(caller.hub, caller.org)
         .await?

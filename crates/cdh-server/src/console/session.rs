@@ -13,7 +13,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum_extra::extract::SignedCookieJar;
 use axum_extra::extract::cookie::{Cookie, Key, SameSite};
-use cdh_store::model::{ConsoleUser, HubId, Role};
+use cdh_store::model::{ConsoleUser, HubId, Role, TokenId, UserId};
 use rand::RngCore;
 
 use crate::auth::OrgCaller;
@@ -57,7 +57,7 @@ impl Viewer {
         OrgCaller {
             hub: self.hub,
             org: self.user.organization_id,
-            token_id: 0,
+            token_id: TokenId(0),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
@@ -138,7 +138,7 @@ pub fn removal(name: &'static str) -> Cookie<'static> {
     cookie
 }
 
-fn parse_session(value: &str) -> Option<(HubId, i64, i64)> {
+fn parse_session(value: &str) -> Option<(HubId, UserId, i64)> {
     let mut parts = value.split('.');
     let hub = parts.next()?.parse().ok()?;
     let user = parts.next()?.parse().ok()?;
@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn session_values_round_trip_and_reject_garbage() {
-        assert_eq!(parse_session("3.7.1000"), Some((3, 7, 1000)));
+        assert_eq!(parse_session("3.7.1000"), Some((HubId(3), UserId(7), 1000)));
         assert_eq!(parse_session("3.7"), None);
         assert_eq!(parse_session("3.7.1000.9"), None);
         assert_eq!(parse_session("a.7.1000"), None);

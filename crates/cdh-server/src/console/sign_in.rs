@@ -103,7 +103,7 @@ pub async fn submit(
             message.into(),
         ));
     };
-    tracing::info!(hub, user = user.id, "console sign-in");
+    tracing::info!(%hub, user = %user.id, "console sign-in");
     let jar = jar.add(session::session_cookie(hub, &user, state.now()));
     Ok((jar, Redirect::to("/contacts")).into_response())
 }

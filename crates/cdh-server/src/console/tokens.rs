@@ -104,7 +104,7 @@ pub async fn create(
             &scopes,
         )
         .await?;
-    tracing::info!(hub = viewer.hub, token = issued.id, actor = %viewer.actor(), "token created");
+    tracing::info!(hub = %viewer.hub, token = %issued.id, actor = %viewer.actor(), "token created");
     tokens_page(
         &state,
         &viewer,
@@ -132,6 +132,6 @@ pub async fn revoke(
         return Err(ApiError::not_found("token").into());
     }
     state.store.revoke_token(viewer.hub, id).await?;
-    tracing::info!(hub = viewer.hub, token = id, actor = %viewer.actor(), "token revoked");
+    tracing::info!(hub = %viewer.hub, token = %id, actor = %viewer.actor(), "token revoked");
     Ok(Redirect::to("/settings/tokens").into_response())
 }

@@ -7,7 +7,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use cdh_store::model::{HubId, HubSettings};
+use cdh_store::model::{HubId, HubSettings, OrganizationId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -168,7 +168,7 @@ async fn connect(
             "these organizations are not of one brand: create them with brand_organization_id",
         ));
     }
-    let ids: Vec<i64> = orgs.iter().map(|o| o.org).collect();
+    let ids: Vec<OrganizationId> = orgs.iter().map(|o| o.org).collect();
     let actor = principal.actor();
     let id = state
         .store

@@ -163,7 +163,7 @@ pub async fn load_task(
         .params
         .get("organization_id")
         .and_then(serde_json::Value::as_i64);
-    if owner.is_some_and(|org| org != caller.org) || kind.is_some_and(|k| k != task.kind) {
+    if owner.is_some_and(|org| org != caller.org.0) || kind.is_some_and(|k| k != task.kind) {
         return Err(ApiError::not_found(what));
     }
     Ok((caller.hub, task))

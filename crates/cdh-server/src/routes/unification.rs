@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use cdh_store::model::{AppliedSetting, ChainLink, StoredPreview, UnifySetting};
+use cdh_store::model::{AppliedSetting, ChainLink, ContactId, StoredPreview, UnifySetting};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -215,7 +215,7 @@ fn chain(links: Vec<ChainLink>) -> Vec<ChainLinkView> {
         .collect()
 }
 
-fn ids(ids: Vec<i64>) -> Vec<String> {
+fn ids(ids: Vec<ContactId>) -> Vec<String> {
     ids.into_iter().map(wire::id).collect()
 }
 

@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cdh_store::model::{DeliveryLog, WebhookEndpoint};
+use cdh_store::model::{DeliveryLog, WebhookEndpoint, WebhookId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -236,7 +236,7 @@ async fn list_deliveries(
 }
 
 /// The caller's endpoint `id`; another organization's is `404`.
-async fn find(state: &AppState, caller: &OrgCaller, id: i64) -> ApiResult<WebhookEndpoint> {
+async fn find(state: &AppState, caller: &OrgCaller, id: WebhookId) -> ApiResult<WebhookEndpoint> {
     state
         .store
         .list_webhooks(caller.hub, caller.org)

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use cdh_store::model::{ExportRow, HubId, Millis, OrganizationId, Task, TaskId};
+use cdh_store::model::{ChannelId, ExportRow, HubId, Millis, OrganizationId, Task, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -219,7 +219,7 @@ fn csv_record(row: &ExportRow) -> Vec<String> {
         wire::time(p.updated_at),
         join(p.members.iter().map(|m| wire::id(m.contact_id)).collect()),
         join({
-            let mut channels: Vec<i64> = p.members.iter().map(|m| m.channel_id).collect();
+            let mut channels: Vec<ChannelId> = p.members.iter().map(|m| m.channel_id).collect();
             channels.sort_unstable();
             channels.dedup();
             channels.into_iter().map(wire::id).collect()

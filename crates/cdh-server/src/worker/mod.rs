@@ -206,7 +206,7 @@ impl Worker {
             };
             if mine && self.lock_running().insert((hub, task.id)) {
                 if task.status == TaskStatus::Running {
-                    tracing::info!(hub, task = task.id, kind = %task.kind, "resuming a task left running");
+                    tracing::info!(%hub, task = %task.id, kind = %task.kind, "resuming a task left running");
                 }
                 claimed.push(Claim {
                     worker: self.clone(),
@@ -237,7 +237,7 @@ impl Claim {
     /// Runs the task to its end and records the outcome.
     async fn run(self, state: &AppState) {
         let (hub, id, kind) = (self.hub, self.task.id, self.task.kind);
-        tracing::info!(hub, task = id, %kind, "task started");
+        tracing::info!(%hub, task = %id, %kind, "task started");
         let outcome = match kind {
             TaskKind::Apply => run_apply(state, hub, id).await,
             TaskKind::Import => import::run(state, hub, &self.task).await,
@@ -248,11 +248,11 @@ impl Claim {
             // The store recorded the outcome itself (an apply).
             Ok(None) => Ok(()),
             Err(TaskError::Failed(why)) => {
-                tracing::warn!(hub, task = id, %kind, error = %why, "task failed");
+                tracing::warn!(%hub, task = %id, %kind, error = %why, "task failed");
                 state.store.finish_task(hub, id, Err(why)).await
             }
             Err(TaskError::Store(e)) => {
-                tracing::error!(hub, task = id, %kind, error = %e, "task failed on the store");
+                tracing::error!(%hub, task = %id, %kind, error = %e, "task failed on the store");
                 state
                     .store
                     .finish_task(hub, id, Err(format!("the task could not finish: {e}")))
@@ -260,8 +260,10 @@ impl Claim {
             }
         };
         match recorded {
-            Ok(()) => tracing::info!(hub, task = id, %kind, "task ended"),
-            Err(e) => tracing::error!(hub, task = id, error = %e, "could not record a task's end"),
+            Ok(()) => tracing::info!(%hub, task = %id, %kind, "task ended"),
+            Err(e) => {
+                tracing::error!(%hub, task = %id, error = %e, "could not record a task's end")
+            }
         }
     }
 }

@@ -107,14 +107,20 @@ mod tests {
     fn the_sixteenth_request_in_a_minute_waits_for_the_oldest_to_leave() {
         let limiter = RateLimiter::default();
         for i in 0..15 {
-            assert_eq!(limiter.check((1, 1), 1_000 + i * 1_000), Ok(()));
+            assert_eq!(
+                limiter.check((HubId(1), OrganizationId(1)), 1_000 + i * 1_000),
+                Ok(())
+            );
         }
         // The oldest was at 1 s; it leaves the window at 61 s.
-        assert_eq!(limiter.check((1, 1), 20_500), Err(41));
+        assert_eq!(
+            limiter.check((HubId(1), OrganizationId(1)), 20_500),
+            Err(41)
+        );
         // Another organization has its own count.
-        assert_eq!(limiter.check((1, 2), 20_500), Ok(()));
-        assert_eq!(limiter.check((1, 1), 61_000), Ok(()));
-        assert_eq!(limiter.check((1, 1), 61_001), Err(1));
+        assert_eq!(limiter.check((HubId(1), OrganizationId(2)), 20_500), Ok(()));
+        assert_eq!(limiter.check((HubId(1), OrganizationId(1)), 61_000), Ok(()));
+        assert_eq!(limiter.check((HubId(1), OrganizationId(1)), 61_001), Err(1));
     }
 
     #[test]

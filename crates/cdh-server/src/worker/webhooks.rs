@@ -119,8 +119,8 @@ async fn record(
     };
     if !ok {
         tracing::warn!(
-            hub = delivery.hub_id,
-            endpoint = delivery.endpoint_id,
+            hub = %delivery.hub_id,
+            endpoint = %delivery.endpoint_id,
             event = delivery.event.seq,
             attempt = delivery.attempt,
             outcome = ?outcome,

@@ -123,8 +123,8 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     let json_end = reply.rfind('}').expect("a JSON body");
     let contact: serde_json::Value = serde_json::from_str(&reply[json_start..=json_end])
         .unwrap_or_else(|e| panic!("{e}: {reply}"));
-    let hub: i64 = org.id.split('-').next().unwrap().parse().unwrap();
-    let id: i64 = contact["id"].as_str().unwrap().parse().unwrap();
+    let hub: cdh_store::model::HubId = org.id.split('-').next().unwrap().parse().unwrap();
+    let id: cdh_store::model::ContactId = contact["id"].as_str().unwrap().parse().unwrap();
     let stored = store
         .get_contact(hub, id)
         .await

@@ -315,7 +315,7 @@ impl TestApp {
     /// Runs queued tasks until none is left (the background worker, when there is one, may
     /// take the task first: either way it has ended when this returns), then checks the apply.
     pub async fn run_apply(&self, org: &Org, task_id: &str) {
-        let hub: i64 = org.id.split('-').next().unwrap().parse().unwrap();
+        let hub: cdh_store::model::HubId = org.id.split('-').next().unwrap().parse().unwrap();
         let state = &self.handle.state;
         state.worker.run_until_idle(state).await.expect("run tasks");
         let task = state

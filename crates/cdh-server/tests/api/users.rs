@@ -2,6 +2,7 @@
 //! admin (never with a password hash), signed in with the library call the console uses,
 //! and every error: 401, 403, 404, 409 and 422.
 
+use cdh_store::model::{HubId, OrganizationId};
 use reqwest::Method;
 use serde_json::json;
 
@@ -14,7 +15,7 @@ fn users_path(org: &str) -> String {
     format!("/v1/organizations/{org}/users")
 }
 
-fn org_ref(id: &str) -> (i64, i64) {
+fn org_ref(id: &str) -> (HubId, OrganizationId) {
     let (hub, org) = id.split_once('-').expect("an organization id");
     (hub.parse().unwrap(), org.parse().unwrap())
 }
@@ -83,9 +84,15 @@ async fn create_list_and_sign_in(app: &TestApp) {
     }
     // Another organization's user with the same email does not sign in here.
     assert_eq!(
-        cdh_server::users::sign_in(state, hub, o + 1000, "ann@example.com", PASSWORD)
-            .await
-            .unwrap(),
+        cdh_server::users::sign_in(
+            state,
+            hub,
+            OrganizationId(o.0 + 1000),
+            "ann@example.com",
+            PASSWORD
+        )
+        .await
+        .unwrap(),
         None
     );
 }

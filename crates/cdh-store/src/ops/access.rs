@@ -17,7 +17,7 @@ use crate::sql::{Adapter, fetch_one, query};
 /// A token as the verifier reads it.
 #[derive(sqlx::FromRow)]
 struct TokenRow {
-    organization_id: i64,
+    organization_id: OrganizationId,
     scopes: String,
     secret_hash: String,
     revoked_at: Option<i64>,
@@ -26,7 +26,7 @@ struct TokenRow {
 /// A token as listed (never its secret).
 #[derive(sqlx::FromRow)]
 struct TokenInfoRow {
-    id: i64,
+    id: TokenId,
     name: String,
     scopes: String,
     created_at: i64,
@@ -36,8 +36,8 @@ struct TokenInfoRow {
 /// A console user as stored, without the password hash.
 #[derive(sqlx::FromRow)]
 struct UserRow {
-    id: i64,
-    organization_id: i64,
+    id: UserId,
+    organization_id: OrganizationId,
     email: String,
     role: String,
     created_at: i64,
@@ -88,7 +88,7 @@ impl<B: Adapter> Access for B {
     ) -> StoreResult<IssuedToken> {
         let secret = new_secret();
         let mut tx = self.begin_write().await?;
-        let id = B::next_id(&mut tx, hub).await?;
+        let id = TokenId(B::next_id(&mut tx, hub).await?);
         B::execute(
             &mut tx,
             query(
@@ -198,7 +198,7 @@ impl<B: Adapter> Access for B {
     ) -> StoreResult<ConsoleUser> {
         let mut tx = self.begin_write().await?;
         ensure_organization::<B>(&mut tx, hub, org).await?;
-        let taken: Option<(i64,)> = B::fetch_optional(
+        let taken: Option<(UserId,)> = B::fetch_optional(
             &mut tx,
             query(
                 "SELECT id FROM console_users \
@@ -212,7 +212,7 @@ impl<B: Adapter> Access for B {
         if taken.is_some() {
             return Err(duplicate_user(email));
         }
-        let id = B::next_id(&mut tx, hub).await?;
+        let id = UserId(B::next_id(&mut tx, hub).await?);
         B::execute(
             &mut tx,
             query(

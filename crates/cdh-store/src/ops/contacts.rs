@@ -5,7 +5,8 @@ use async_trait::async_trait;
 
 use crate::error::{Resource, StoreError, StoreResult};
 use crate::model::{
-    Contact, ContactId, ContactInput, HubId, Millis, ProfileId, TimelineEntryId, Upserted,
+    ChannelId, Contact, ContactId, ContactInput, HubId, Millis, ProfileId, TimelineEntryId,
+    Upserted,
 };
 use crate::ops::setup::missing_parent;
 use crate::ops::upsert::profile_of_contact;
@@ -72,8 +73,8 @@ impl<B: Adapter> Contacts for B {
 /// A contact as stored.
 #[derive(sqlx::FromRow)]
 struct ContactRow {
-    id: i64,
-    channel_id: i64,
+    id: ContactId,
+    channel_id: ChannelId,
     external_id: String,
     fields: String,
     tags: String,
@@ -111,7 +112,7 @@ async fn add_timeline_entry<B: Adapter>(
     at: Millis,
 ) -> StoreResult<TimelineEntryId> {
     let mut tx = store.begin_write().await?;
-    let id = B::next_id(&mut tx, hub).await?;
+    let id = TimelineEntryId(B::next_id(&mut tx, hub).await?);
     B::execute(
         &mut tx,
         query(

@@ -19,8 +19,8 @@ const MAX_WEBHOOK_TEXT: usize = 2048;
 /// A webhook endpoint due for a try, as read across hubs.
 #[derive(sqlx::FromRow)]
 struct DueRow {
-    hub_id: i64,
-    id: i64,
+    hub_id: HubId,
+    id: WebhookId,
     url: String,
     secret: String,
     delivered_seq: i64,
@@ -78,7 +78,7 @@ impl<B: Adapter> Events for B {
             Resource::Hub,
         )
         .await?;
-        let id = B::next_id(&mut tx, hub).await?;
+        let id = WebhookId(B::next_id(&mut tx, hub).await?);
         B::execute(
             &mut tx,
             query(

@@ -3,7 +3,7 @@
 
 use crate::error::{StoreError, StoreResult};
 use crate::merged_range::{MERGED_RANGE_KIND, MergedRange};
-use crate::model::{Event, HubId, Millis};
+use crate::model::{Event, HubId, Millis, ProfileId};
 use crate::ops::profiles::{LEDGER_COLUMNS, LedgerRow};
 use crate::plan::unify::{NewEvent, merged_event};
 use crate::sql::batch::queue_events;
@@ -52,7 +52,7 @@ struct EventRow {
     seq: i64,
     at: i64,
     kind: String,
-    profile_id: i64,
+    profile_id: ProfileId,
     payload: String,
 }
 

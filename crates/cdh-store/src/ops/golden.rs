@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use cdh_core::{GoldenRecord, IdentifierField, MemberRecord, UnifyKeys, golden_record};
 
 use crate::error::{Resource, StoreError, StoreResult};
-use crate::model::{FieldValue, HubId, Millis, Profile, ProfileId, ProfileMember};
+use crate::model::{
+    ChannelId, ContactId, FieldValue, HubId, Millis, Profile, ProfileId, ProfileMember,
+};
 use crate::port::ProfileRecord;
 use crate::rules::parse_keys;
 use crate::sql::{Adapter, Dialect, query};
@@ -16,7 +18,7 @@ use crate::sql::{Adapter, Dialect, query};
 pub(crate) struct ProfileHead {
     pub live: ProfileId,
     pub merged_from: Option<ProfileId>,
-    pub oldest_contact: i64,
+    pub oldest_contact: ContactId,
     pub created_at: i64,
     pub updated_at: i64,
     pub keys: Option<String>,
@@ -42,7 +44,7 @@ struct GoldenRow {
     /// 0 a head, 1 a member, 2 an identifier, 3 a manual edit.
     part: i64,
     /// The asked id for a head, the live profile's id otherwise.
-    profile_id: i64,
+    profile_id: ProfileId,
     /// Head: the live id. Member, identifier: the contact. Edit: when it was made.
     int1: Option<i64>,
     /// Head: the oldest contact. Member: its channel.
@@ -153,9 +155,9 @@ pub(crate) async fn golden_found<B: Adapter>(
 #[derive(Default)]
 struct GoldenParts {
     /// (contact, channel, channel type, product, fields, tags).
-    members: Vec<(i64, i64, String, String, String, String)>,
+    members: Vec<(ContactId, ChannelId, String, String, String, String)>,
     /// (contact, field, value).
-    identifiers: Vec<(i64, String, String)>,
+    identifiers: Vec<(ContactId, String, String)>,
     /// (when, field, value).
     overrides: Vec<(Millis, String, Option<String>)>,
 }
@@ -175,13 +177,13 @@ fn assemble_golden(
         let profile = row.profile_id;
         match row.part {
             0 => {
-                let live = row.int1.ok_or_else(malformed)?;
+                let live = ProfileId(row.int1.ok_or_else(malformed)?);
                 heads.insert(
                     profile,
                     ProfileHead {
                         live,
                         merged_from: (live != profile).then_some(profile),
-                        oldest_contact: row.int2.ok_or_else(malformed)?,
+                        oldest_contact: ContactId(row.int2.ok_or_else(malformed)?),
                         created_at: row.int3.ok_or_else(malformed)?,
                         updated_at: row.int4.ok_or_else(malformed)?,
                         keys: row.text1,
@@ -189,15 +191,15 @@ fn assemble_golden(
                 );
             }
             1 => parts.entry(profile).or_default().members.push((
-                row.int1.ok_or_else(malformed)?,
-                row.int2.ok_or_else(malformed)?,
+                ContactId(row.int1.ok_or_else(malformed)?),
+                ChannelId(row.int2.ok_or_else(malformed)?),
                 row.text1.ok_or_else(malformed)?,
                 row.text2.ok_or_else(malformed)?,
                 row.text3.ok_or_else(malformed)?,
                 row.text4.ok_or_else(malformed)?,
             )),
             2 => parts.entry(profile).or_default().identifiers.push((
-                row.int1.ok_or_else(malformed)?,
+                ContactId(row.int1.ok_or_else(malformed)?),
                 row.text1.ok_or_else(malformed)?,
                 row.text2.ok_or_else(malformed)?,
             )),
@@ -258,7 +260,7 @@ fn golden_from_parts(head: ProfileHead, parts: GoldenParts) -> StoreResult<Profi
     members.sort_unstable_by_key(|m| m.0);
     let mut profile_members = Vec::with_capacity(members.len());
     let mut records: Vec<MemberRecord> = Vec::with_capacity(members.len());
-    let mut index: HashMap<i64, usize> = HashMap::with_capacity(members.len());
+    let mut index: HashMap<ContactId, usize> = HashMap::with_capacity(members.len());
     for (contact_id, channel_id, channel_type, product, fields, tags) in members {
         let fields: BTreeMap<String, FieldValue> = serde_json::from_str(&fields)?;
         index.insert(contact_id, records.len());
@@ -342,7 +344,7 @@ mod tests {
     fn head(asked: i64, live: i64) -> GoldenRow {
         GoldenRow {
             part: 0,
-            profile_id: asked,
+            profile_id: ProfileId(asked),
             int1: Some(live),
             int2: Some(1),
             int3: Some(10),
@@ -357,7 +359,7 @@ mod tests {
     fn member(live: i64, contact: i64, name: &str, at: i64) -> GoldenRow {
         GoldenRow {
             part: 1,
-            profile_id: live,
+            profile_id: ProfileId(live),
             int1: Some(contact),
             int2: Some(7),
             int3: None,
@@ -374,7 +376,7 @@ mod tests {
     fn edit(live: i64, at: i64, field: &str, value: Option<&str>) -> GoldenRow {
         GoldenRow {
             part: 3,
-            profile_id: live,
+            profile_id: ProfileId(live),
             int1: Some(at),
             int2: None,
             int3: None,
@@ -394,10 +396,16 @@ mod tests {
             member(3, 1, "Amy", 100),
             member(3, 2, "Amy C.", 200),
         ];
-        let found = assemble_golden(Some(&[5, 3]), rows).unwrap();
+        let found = assemble_golden(Some(&[ProfileId(5), ProfileId(3)]), rows).unwrap();
         assert_eq!(found.len(), 2);
-        assert_eq!((found[0].0.id, found[0].0.merged_from), (3, Some(5)));
-        assert_eq!((found[1].0.id, found[1].0.merged_from), (3, None));
+        assert_eq!(
+            (found[0].0.id, found[0].0.merged_from),
+            (ProfileId(3), Some(ProfileId(5)))
+        );
+        assert_eq!(
+            (found[1].0.id, found[1].0.merged_from),
+            (ProfileId(3), None)
+        );
         assert_eq!(
             found[0].1.fields["display_name"].value, "Amy C.",
             "latest wins"
@@ -412,7 +420,7 @@ mod tests {
             member(3, 1, "Amy", 100),
             edit(3, 150, "display_name", Some("A.")),
         ];
-        let found = assemble_golden(Some(&[3]), rows).unwrap();
+        let found = assemble_golden(Some(&[ProfileId(3)]), rows).unwrap();
         assert_eq!(found[0].1.fields["display_name"].value, "A.");
         assert_eq!(found[0].1.fields["display_name"].source, "manual");
         let rows = vec![
@@ -420,13 +428,13 @@ mod tests {
             member(3, 1, "Amy", 200),
             edit(3, 150, "display_name", Some("A.")),
         ];
-        let found = assemble_golden(Some(&[3]), rows).unwrap();
+        let found = assemble_golden(Some(&[ProfileId(3)]), rows).unwrap();
         assert_eq!(found[0].1.fields["display_name"].value, "Amy");
     }
 
     #[test]
     fn an_unknown_id_is_not_found() {
-        let e = assemble_golden(Some(&[9]), Vec::new()).unwrap_err();
+        let e = assemble_golden(Some(&[ProfileId(9)]), Vec::new()).unwrap_err();
         assert_eq!(e, StoreError::NotFound(Resource::Profile));
     }
 }

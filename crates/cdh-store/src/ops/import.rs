@@ -9,7 +9,8 @@ use cdh_core::{IdentifierField, Normalizer, Outcome};
 use crate::clock::Clock;
 use crate::error::{Rejection, StoreError, StoreResult};
 use crate::model::{
-    ChannelId, ContactInput, FailedRow, HubId, ImportOutcome, ImportRow, Millis, OrganizationId,
+    ChannelId, ConnectionId, ContactInput, FailedRow, HubId, ImportOutcome, ImportRow, Millis,
+    OrganizationId,
 };
 use crate::ops::profiles::check_edit_field;
 use crate::ops::upsert::{upsert_in, with_retries};
@@ -114,7 +115,7 @@ pub(crate) async fn organization_scopes<B: Adapter>(
     hub: HubId,
     org: OrganizationId,
 ) -> StoreResult<Vec<String>> {
-    let group: Option<(i64,)> = B::fetch_optional(
+    let group: Option<(ConnectionId,)> = B::fetch_optional(
         conn,
         query(
             "SELECT connection_id FROM connection_members \
@@ -161,7 +162,7 @@ pub(crate) async fn match_contacts<B: Adapter>(
         let q = query(sql).bind(hub).bind(field).bind(org);
         let q = scopes.iter().fold(q, |q, s| q.bind(s));
         let q = chunk.iter().fold(q, |q, v| q.bind(*v));
-        let rows: Vec<(String, i64, String)> = B::fetch_all(conn, q).await?;
+        let rows: Vec<(String, ChannelId, String)> = B::fetch_all(conn, q).await?;
         for (value, channel, external) in rows {
             found.entry(value).or_default().push((channel, external));
         }
@@ -176,7 +177,7 @@ async fn api_channel<B: Adapter>(
     org: OrganizationId,
     now: Millis,
 ) -> StoreResult<ChannelId> {
-    let found: Option<(i64,)> = B::fetch_optional(
+    let found: Option<(ChannelId,)> = B::fetch_optional(
         conn,
         query(
             "SELECT id FROM channels WHERE hub_id = $1 AND organization_id = $2 \
@@ -189,7 +190,7 @@ async fn api_channel<B: Adapter>(
     if let Some((id,)) = found {
         return Ok(id);
     }
-    let id = B::next_id(conn, hub).await?;
+    let id = ChannelId(B::next_id(conn, hub).await?);
     B::execute(
         conn,
         query(

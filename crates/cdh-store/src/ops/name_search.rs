@@ -38,7 +38,7 @@ pub(crate) async fn search_by_name<B: Adapter>(
     let (mut from_name, mut from_id) = (prefix, i64::MIN);
     'walk: loop {
         let step = walk_step(&sql, hub, org, &from_name, from_id, upper.as_deref());
-        let rows: Vec<(String, i64, i64)> = B::fetch_all(conn, step).await?;
+        let rows: Vec<(String, i64, ProfileId)> = B::fetch_all(conn, step).await?;
         let exhausted = (rows.len() as i64) < NAME_SEARCH_BATCH;
         for (name, contact, profile) in rows {
             // Profiles not met yet have a name key at least this row's: once it passes the key

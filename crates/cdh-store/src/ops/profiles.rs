@@ -8,8 +8,8 @@ use cdh_core::{FieldKind, IdentifierField};
 
 use crate::error::{Rejection, Resource, StoreError, StoreResult};
 use crate::model::{
-    Cause, HubId, LedgerEntry, Millis, OrganizationId, Page, Profile, ProfileId, ProfileMember,
-    TimelineEntry, UnifySetting,
+    Cause, ChannelId, ContactId, HubId, LedgerEntry, Millis, OrganizationId, Page, Profile,
+    ProfileId, ProfileMember, TimelineEntry, UnifySetting,
 };
 use crate::ops::golden::{ProfileHead, golden_found, golden_many, golden_sql};
 use crate::ops::name_search::search_by_name;
@@ -29,7 +29,7 @@ impl<B: Adapter> Profiles for B {
     async fn get_profile(&self, hub: HubId, id: ProfileId) -> StoreResult<Profile> {
         let mut conn = self.acquire().await?;
         let head = load_profile_head::<B>(&mut conn, hub, id).await?;
-        let members: Vec<(i64, i64, String, String)> = B::fetch_all(
+        let members: Vec<(ContactId, ChannelId, String, String)> = B::fetch_all(
             &mut conn,
             query(format!(
                 "SELECT m.contact_id, c.channel_id, ch.channel_type, ch.product FROM ({}) b \
@@ -125,7 +125,7 @@ impl<B: Adapter> Profiles for B {
         // One snapshot, so a page's profiles and their records are of one moment.
         let mut tx = self.begin_snapshot().await?;
         ensure_organization::<B>(&mut tx, hub, org).await?;
-        let rows: Vec<(i64, i64)> = B::fetch_all(
+        let rows: Vec<(ProfileId, i64)> = B::fetch_all(
             &mut tx,
             query(org_profiles_sql::<B>(true))
                 .bind(hub)
@@ -308,7 +308,7 @@ pub(crate) async fn resolve_profile<B: Adapter>(
     hub: HubId,
     id: ProfileId,
 ) -> StoreResult<(ProfileId, Option<ProfileId>)> {
-    let (merged_into,): (Option<i64>,) = fetch_one::<B, _>(
+    let (merged_into,): (Option<ProfileId>,) = fetch_one::<B, _>(
         conn,
         query("SELECT merged_into FROM profiles WHERE hub_id = $1 AND id = $2")
             .bind(hub)
@@ -329,7 +329,7 @@ async fn load_profile_head<B: Adapter>(
     hub: HubId,
     id: ProfileId,
 ) -> StoreResult<ProfileHead> {
-    type HeadRow = (Option<i64>, i64, i64, i64, Option<String>);
+    type HeadRow = (Option<ProfileId>, ContactId, i64, i64, Option<String>);
     let row_of = |id: ProfileId| {
         query(
             "SELECT merged_into, oldest_contact, created_at, updated_at, \
@@ -401,7 +401,7 @@ async fn lookup_value<B: Adapter>(
 pub(crate) struct LedgerRow {
     seq: i64,
     at: i64,
-    survivor_id: i64,
+    survivor_id: ProfileId,
     absorbed_ids: String,
     key_field: String,
     key_value: String,

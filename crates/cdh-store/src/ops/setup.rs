@@ -19,8 +19,9 @@ const CHANNEL_COLUMNS: &str =
 impl<B: Adapter> Setup for B {
     async fn create_hub(&self, name: &str) -> StoreResult<HubId> {
         // Random ids keep hubs from learning each other's numbers and need no coordination.
-        let hub =
-            i64::from(rand::random::<u32>() & 0x7fff_ffff) << 20 | i64::from(rand::random::<u16>());
+        let hub = HubId(
+            i64::from(rand::random::<u32>() & 0x7fff_ffff) << 20 | i64::from(rand::random::<u16>()),
+        );
         let mut conn = self.acquire().await?;
         B::execute(
             &mut conn,
@@ -45,7 +46,7 @@ impl<B: Adapter> Setup for B {
         cdh_core::Region::parse(region)
             .map_err(|_| StoreError::Invalid(format!("unknown region {region}")))?;
         let mut tx = self.begin_write().await?;
-        let id = B::next_id(&mut tx, hub).await?;
+        let id = OrganizationId(B::next_id(&mut tx, hub).await?);
         B::execute(
             &mut tx,
             query(
@@ -120,7 +121,7 @@ impl<B: Adapter> Setup for B {
             return Err(StoreError::Invalid("a disclosure URL is required".into()));
         }
         let mut tx = self.begin_write().await?;
-        let id = B::next_id(&mut tx, hub).await?;
+        let id = ConnectionId(B::next_id(&mut tx, hub).await?);
         B::execute(
             &mut tx,
             query(
@@ -176,7 +177,7 @@ impl<B: Adapter> Setup for B {
             Resource::Hub,
         )
         .await?;
-        let connections: Vec<(i64, String, String, i64)> = B::fetch_all(
+        let connections: Vec<(ConnectionId, String, String, i64)> = B::fetch_all(
             &mut tx,
             query(
                 "SELECT id, disclosure_url, actor, created_at FROM partner_connections \
@@ -185,7 +186,7 @@ impl<B: Adapter> Setup for B {
             .bind(hub),
         )
         .await?;
-        let members: Vec<(i64, i64)> = B::fetch_all(
+        let members: Vec<(ConnectionId, OrganizationId)> = B::fetch_all(
             &mut tx,
             query(
                 "SELECT connection_id, organization_id FROM connection_members \
@@ -218,7 +219,7 @@ impl<B: Adapter> Setup for B {
             )));
         }
         let mut tx = self.begin_write().await?;
-        let id = B::next_id(&mut tx, hub).await?;
+        let id = ChannelId(B::next_id(&mut tx, hub).await?);
         B::execute(
             &mut tx,
             query(

@@ -14,7 +14,7 @@ use crate::sql::{Adapter, fetch_one, query};
 /// A task as stored.
 #[derive(sqlx::FromRow)]
 struct TaskRow {
-    id: i64,
+    id: TaskId,
     kind: String,
     status: String,
     done: i64,
@@ -59,7 +59,7 @@ impl TaskRow {
 /// A task with its hub, as the worker reads them across hubs at start-up.
 #[derive(sqlx::FromRow)]
 struct HubTaskRow {
-    hub_id: i64,
+    hub_id: HubId,
     #[sqlx(flatten)]
     task: TaskRow,
 }
@@ -73,7 +73,7 @@ impl<B: Adapter> Tasks for B {
         params: &serde_json::Value,
     ) -> StoreResult<TaskId> {
         let mut tx = self.begin_write().await?;
-        let id = B::next_id(&mut tx, hub).await?;
+        let id = TaskId(B::next_id(&mut tx, hub).await?);
         B::execute(
             &mut tx,
             query(
@@ -108,7 +108,7 @@ impl<B: Adapter> Tasks for B {
         if let Some(task_id) = active_task::<B>(&mut tx, hub, org, kind).await? {
             return Err(StoreError::TaskInProgress { kind, task_id });
         }
-        let id = B::next_id(&mut tx, hub).await?;
+        let id = TaskId(B::next_id(&mut tx, hub).await?);
         let inserted = B::execute(
             &mut tx,
             query(
@@ -290,7 +290,7 @@ async fn active_task<B: Adapter>(
     org: OrganizationId,
     kind: TaskKind,
 ) -> StoreResult<Option<TaskId>> {
-    let row: Option<(i64,)> = B::fetch_optional(
+    let row: Option<(TaskId,)> = B::fetch_optional(
         conn,
         query(
             "SELECT id FROM tasks WHERE hub_id = $1 AND organization_id = $2 AND kind = $3 \

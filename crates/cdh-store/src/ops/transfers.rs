@@ -169,10 +169,12 @@ impl<B: Adapter> Transfers for B {
     ) -> StoreResult<u64> {
         let mut tx = self.begin_snapshot().await?;
         ensure_organization::<B>(&mut tx, hub, org).await?;
-        let (mut after_at, mut after_id) = list_start(updated_since, None)?;
+        let (mut after_at, start_id) = list_start(updated_since, None)?;
+        // Before the first page, an id below every profile's.
+        let mut after_id = ProfileId(start_id);
         let mut written = 0u64;
         loop {
-            let page: Vec<(i64, i64)> = B::fetch_all(
+            let page: Vec<(ProfileId, i64)> = B::fetch_all(
                 &mut tx,
                 query(org_profiles_sql::<B>(true))
                     .bind(hub)

@@ -92,7 +92,7 @@ impl<B: Adapter> Unification for B {
         let report = preview_report(&setting, suspicious_threshold, input)?;
 
         let mut tx = self.begin_write().await?;
-        let id = B::next_id(&mut tx, hub).await?;
+        let id = PreviewId(B::next_id(&mut tx, hub).await?);
         let created_at = self.clock().now();
         B::execute(
             &mut tx,

@@ -128,7 +128,8 @@ pub(crate) async fn upsert_locked<B: Adapter>(
             tied_locked.then(|| tied.into_iter().map(|t| t.profile).collect());
         // Lock the profiles; one merged meanwhile is replaced by its survivor and we lock again.
         loop {
-            let mut ids: Vec<i64> = ties.iter().map(|t| t.profile_id).chain(current).collect();
+            let mut ids: Vec<ProfileId> =
+                ties.iter().map(|t| t.profile_id).chain(current).collect();
             ids.sort_unstable();
             ids.dedup();
             if ids.is_empty() {
@@ -143,7 +144,7 @@ pub(crate) async fn upsert_locked<B: Adapter>(
                 }
                 _ => lock_profiles::<B>(conn, hub, &ids).await?,
             };
-            let moved: Vec<(i64, i64)> = rows
+            let moved: Vec<(ProfileId, ProfileId)> = rows
                 .iter()
                 .filter_map(|r| r.merged_into.map(|m| (r.id, m)))
                 .collect();
@@ -210,7 +211,7 @@ pub(crate) async fn profile_of_contact<B: Adapter>(
     hub: HubId,
     contact: ContactId,
 ) -> StoreResult<ProfileId> {
-    let row: Option<(i64,)> = B::fetch_optional(
+    let row: Option<(ProfileId,)> = B::fetch_optional(
         conn,
         query(profile_of_contact_sql::<B>()).bind(hub).bind(contact),
     )
@@ -222,7 +223,7 @@ pub(crate) async fn profile_of_contact<B: Adapter>(
 pub(crate) async fn lock_profiles<B: Adapter>(
     conn: &mut B::Conn,
     hub: HubId,
-    ids: &[i64],
+    ids: &[ProfileId],
 ) -> StoreResult<Vec<ProfileRow>> {
     let sql = format!(
         "SELECT id, oldest_contact, member_count, merged_into FROM profiles \

@@ -12,18 +12,18 @@ use std::ops::Range;
 use cdh_core::{IdentifierField, KeyGraph, Normalizer, Partition, Slot, UnionFind, resolve};
 
 use crate::error::{Resource, StoreError, StoreResult};
-use crate::model::UnifySetting;
+use crate::model::{ChannelId, ConnectionId, ContactId, OrganizationId, ProfileId, UnifySetting};
 use crate::rules::{is_excluded, normalizer, parse_keys, scope_name};
 
 /// A channel with what decides its contacts' scope (`sql::text::CHANNEL_SCOPES_SQL`).
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct ScopedChannelRow {
-    pub id: i64,
-    pub organization_id: i64,
+    pub id: ChannelId,
+    pub organization_id: OrganizationId,
     pub channel_type: String,
     pub product: String,
     pub region: String,
-    pub connection_id: Option<i64>,
+    pub connection_id: Option<ConnectionId>,
 }
 
 impl ScopedChannelRow {
@@ -44,19 +44,19 @@ impl ScopedChannelRow {
 /// read by position: it is a million rows).
 #[derive(Clone, Debug)]
 pub(crate) struct ContactProfileRow {
-    pub contact_id: i64,
-    pub channel_id: i64,
+    pub contact_id: ContactId,
+    pub channel_id: ChannelId,
     pub scope: String,
     /// `None` only in a corrupt store: a contact in no profile.
-    pub profile_id: Option<i64>,
-    pub oldest_contact: Option<i64>,
+    pub profile_id: Option<ProfileId>,
+    pub oldest_contact: Option<ContactId>,
 }
 
 /// A contact's values of the (up to three) unify keys, in the keys' order (`APPLY_KEYS_SQL`,
 /// read by position).
 #[derive(Clone, Debug)]
 pub(crate) struct KeyValuesRow {
-    pub contact_id: i64,
+    pub contact_id: ContactId,
     pub values: [Option<String>; 3],
 }
 
@@ -68,11 +68,11 @@ where
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(Self {
-            contact_id: row.try_get(0)?,
-            channel_id: row.try_get(1)?,
+            contact_id: ContactId(row.try_get(0)?),
+            channel_id: ChannelId(row.try_get(1)?),
             scope: row.try_get(2)?,
-            profile_id: row.try_get(3)?,
-            oldest_contact: row.try_get(4)?,
+            profile_id: row.try_get::<Option<i64>, _>(3)?.map(ProfileId),
+            oldest_contact: row.try_get::<Option<i64>, _>(4)?.map(ContactId),
         })
     }
 }
@@ -85,7 +85,7 @@ where
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(Self {
-            contact_id: row.try_get(0)?,
+            contact_id: ContactId(row.try_get(0)?),
             values: [row.try_get(1)?, row.try_get(2)?, row.try_get(3)?],
         })
     }
@@ -107,7 +107,7 @@ pub(crate) struct ApplyInput {
 /// A contact whose scope the apply changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StagedRow {
-    pub contact_id: i64,
+    pub contact_id: ContactId,
     pub scope: String,
 }
 
@@ -115,18 +115,18 @@ pub(crate) struct StagedRow {
 /// (`merged_into` `None`), an absorbed profile its survivor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ProfileChange {
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     pub member_count: Option<i64>,
-    pub oldest_contact: Option<i64>,
-    pub merged_into: Option<i64>,
+    pub oldest_contact: Option<ContactId>,
+    pub merged_into: Option<ProfileId>,
 }
 
 /// One merge the apply performs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PlannedMerge {
-    pub survivor: i64,
+    pub survivor: ProfileId,
     /// Absorbed profiles grouped by the (field, value) that ties them in.
-    pub by_value: BTreeMap<(String, String), Vec<i64>>,
+    pub by_value: BTreeMap<(String, String), Vec<ProfileId>>,
 }
 
 /// What the resolution decided.
@@ -148,8 +148,8 @@ pub(crate) struct ApplyPlan {
 /// A stored profile as the apply sees it.
 #[derive(Clone, Copy)]
 struct StoredProfile {
-    id: i64,
-    oldest: i64,
+    id: ProfileId,
+    oldest: ContactId,
 }
 
 /// The plan for applying `setting` over the snapshot `input`.
@@ -157,7 +157,7 @@ pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResu
     let keys = parse_keys(&setting.keys)?;
     let line_is_key = keys.contains(&IdentifierField::LineUid);
     // Per channel: its scope's name and number, and its region's normalizer.
-    let mut channel_scope: HashMap<i64, (String, u32, usize)> = HashMap::new();
+    let mut channel_scope: HashMap<ChannelId, (String, u32, usize)> = HashMap::new();
     let mut scope_ids: HashMap<String, u32> = HashMap::new();
     let mut regions: Vec<(String, Normalizer)> = Vec::new();
     for channel in &input.channels {
@@ -215,7 +215,7 @@ pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResu
     let mut staged = Vec::new();
     let mut values: Vec<(u8, &str)> = Vec::with_capacity(3);
     // Contacts come in runs of one channel: look the channel up once per run.
-    let mut last: Option<(i64, &(String, u32, usize))> = None;
+    let mut last: Option<(ChannelId, &(String, u32, usize))> = None;
     for contact in &input.contacts {
         let (scope, scope_id, region) = match last {
             Some((id, found)) if id == contact.channel_id => found,
@@ -247,7 +247,7 @@ pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResu
         }
     }
     let mut prior_uf = UnionFind::new(input.contacts.len());
-    let mut first_of_profile: HashMap<i64, u32> = HashMap::new();
+    let mut first_of_profile: HashMap<ProfileId, u32> = HashMap::new();
     for (i, p) in stored.iter().enumerate() {
         let first = *first_of_profile.entry(p.id).or_insert(i as u32);
         prior_uf.union(first, i as u32);
@@ -318,10 +318,10 @@ fn tying_values(
     stored: &[StoredProfile],
     group: &[u32],
     profiles: &[StoredProfile],
-    survivor: i64,
-) -> BTreeMap<(String, String), Vec<i64>> {
+    survivor: ProfileId,
+) -> BTreeMap<(String, String), Vec<ProfileId>> {
     // (value, profile) pairs, sorted, so each value's holders are a run.
-    let mut holders: Vec<(u32, i64)> = group
+    let mut holders: Vec<(u32, ProfileId)> = group
         .iter()
         .flat_map(|&c| {
             let id = stored[c as usize].id;
@@ -330,12 +330,12 @@ fn tying_values(
         .collect();
     holders.sort_unstable();
     holders.dedup();
-    let mut shared: Vec<&[(u32, i64)]> = holders
+    let mut shared: Vec<&[(u32, ProfileId)]> = holders
         .chunk_by(|a, b| a.0 == b.0)
         .filter(|run| run.len() > 1)
         .collect();
     shared.sort_by_key(|run| run[0].0);
-    let mut by_value: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+    let mut by_value: BTreeMap<(String, String), Vec<ProfileId>> = BTreeMap::new();
     for s in profiles.iter().filter(|s| s.id != survivor) {
         let via = shared
             .iter()
@@ -380,7 +380,7 @@ impl ApplyPlan {
 
     /// The merges' ledger rows (survivor, absorbed, field, value), one per merge and value
     /// that ties profiles in; each also makes one `profile.merged` event.
-    pub fn merge_records(&self) -> impl Iterator<Item = (i64, &Vec<i64>, &str, &str)> {
+    pub fn merge_records(&self) -> impl Iterator<Item = (ProfileId, &Vec<ProfileId>, &str, &str)> {
         self.merges.iter().flat_map(|m| {
             m.by_value.iter().map(|((field, value), merged)| {
                 (m.survivor, merged, field.as_str(), value.as_str())
@@ -406,8 +406,8 @@ mod tests {
 
     fn channel(id: i64, product: &str) -> ScopedChannelRow {
         ScopedChannelRow {
-            id,
-            organization_id: 1,
+            id: ChannelId(id),
+            organization_id: OrganizationId(1),
             channel_type: "email".into(),
             product: product.into(),
             region: "TW".into(),
@@ -417,17 +417,17 @@ mod tests {
 
     fn contact(id: i64, channel_id: i64, profile: i64) -> ContactProfileRow {
         ContactProfileRow {
-            contact_id: id,
-            channel_id,
+            contact_id: ContactId(id),
+            channel_id: ChannelId(channel_id),
             scope: "o1:caac".into(),
-            profile_id: Some(profile),
-            oldest_contact: Some(profile),
+            profile_id: Some(ProfileId(profile)),
+            oldest_contact: Some(ContactId(profile)),
         }
     }
 
     fn email(contact_id: i64, value: &str) -> KeyValuesRow {
         KeyValuesRow {
-            contact_id,
+            contact_id: ContactId(contact_id),
             values: [Some(value.to_owned()), None, None],
         }
     }
@@ -458,16 +458,24 @@ mod tests {
         assert_eq!(plan.contacts_moved, 1);
         assert!(plan.staged.is_empty(), "no scope changes");
         assert_eq!(plan.merges.len(), 1);
-        assert_eq!(plan.merges[0].survivor, 100);
+        assert_eq!(plan.merges[0].survivor, ProfileId(100));
         let records: Vec<_> = plan.merge_records().collect();
-        assert_eq!(records, [(100, &vec![101], "display_email", "a@x.io")]);
+        assert_eq!(
+            records,
+            [(
+                ProfileId(100),
+                &vec![ProfileId(101)],
+                "display_email",
+                "a@x.io"
+            )]
+        );
         assert_eq!(
             plan.profile_changes[1],
             ProfileChange {
-                profile_id: 101,
+                profile_id: ProfileId(101),
                 member_count: None,
                 oldest_contact: None,
-                merged_into: Some(100),
+                merged_into: Some(ProfileId(100)),
             }
         );
         assert_eq!(plan.n_rows(), 2);

@@ -10,7 +10,8 @@ use cdh_core::{IdentifierField, Normalizer, Outcome};
 
 use crate::error::{Resource, StoreError, StoreResult};
 use crate::model::{
-    ContactId, ContactInput, FieldValue, HubId, InvalidField, Millis, UnifySetting,
+    ConnectionId, ContactId, ContactInput, FieldValue, HubId, InvalidField, Millis, OrganizationId,
+    UnifySetting,
 };
 use crate::rules::{is_excluded, normalizer, parse_keys, scope_name, value_lock_key};
 use crate::sql::{Arg, WriteBatch};
@@ -19,16 +20,16 @@ use crate::sql::{Arg, WriteBatch};
 /// are `NULL` when it is new.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct ContextRow {
-    pub organization_id: i64,
+    pub organization_id: OrganizationId,
     pub channel_type: String,
     pub product: String,
     pub region: String,
-    pub connection_id: Option<i64>,
+    pub connection_id: Option<ConnectionId>,
     pub cross_product: i64,
     pub first_id: i64,
     pub setting_keys: Option<String>,
     pub setting_excluded: Option<String>,
-    pub contact_id: Option<i64>,
+    pub contact_id: Option<ContactId>,
     pub fields: Option<String>,
     pub tags: Option<String>,
     pub custom_fields: Option<String>,
@@ -39,12 +40,12 @@ pub(crate) struct ContextRow {
 /// What a contact's channel says about how it unifies.
 #[derive(Clone, Debug)]
 pub(crate) struct ChannelInfo {
-    pub organization_id: i64,
+    pub organization_id: OrganizationId,
     pub channel_type: String,
     pub product: String,
     pub region: String,
     /// The partner connection the organization is in, if any.
-    pub group: Option<i64>,
+    pub group: Option<ConnectionId>,
     pub cross_product: bool,
 }
 
@@ -66,7 +67,7 @@ impl ChannelInfo {
 /// The stored contact an upsert updates.
 #[derive(Clone, Debug)]
 pub(crate) struct StoredContact {
-    pub id: i64,
+    pub id: ContactId,
     pub fields: String,
     pub tags: String,
     pub custom_fields: String,
@@ -279,7 +280,7 @@ pub(crate) fn plan_contact(
         }
         None => {
             // The block the context read holds at least one id.
-            let id = ids.take_local(1)?[0];
+            let id = ContactId(ids.take_local(1)?[0]);
             batch.push(
                 "INSERT INTO contacts (hub_id, id, channel_id, external_id, scope, fields, \
                  tags, custom_fields, invalid_fields, created_at, updated_at) \
@@ -414,7 +415,7 @@ mod tests {
     fn context(existing: Option<StoredContact>, keys: &[&str]) -> UpsertContext {
         UpsertContext {
             channel: ChannelInfo {
-                organization_id: 5,
+                organization_id: OrganizationId(5),
                 channel_type: "email".into(),
                 product: "caac".into(),
                 region: "TW".into(),
@@ -436,7 +437,7 @@ mod tests {
 
     fn input(fields: &[(&str, Option<&str>)], updated_at: Option<Millis>) -> ContactInput {
         ContactInput {
-            channel_id: 3,
+            channel_id: crate::model::ChannelId(3),
             external_id: "ext".into(),
             fields: fields
                 .iter()
@@ -450,7 +451,7 @@ mod tests {
     #[test]
     fn a_new_contact_takes_an_id_from_the_block_and_ties_by_its_normalised_keys() {
         let plan = plan_contact(
-            1,
+            HubId(1),
             &input(
                 &[
                     ("display_email", Some(" Amy@X.io ")),
@@ -463,7 +464,7 @@ mod tests {
         )
         .unwrap();
         assert!(plan.is_new);
-        assert_eq!(plan.contact_id, 100);
+        assert_eq!(plan.contact_id, ContactId(100));
         assert_eq!(plan.ids.next, 101);
         assert_eq!(plan.scope, "o5:caac");
         assert_eq!(
@@ -491,7 +492,7 @@ mod tests {
     #[test]
     fn an_older_write_loses_field_by_field_and_a_none_clears() {
         let stored = StoredContact {
-            id: 42,
+            id: ContactId(42),
             fields: r#"{"display_name":{"value":"Amy","updated_at":500},"gender":{"value":"f","updated_at":100}}"#
                 .into(),
             tags: "[]".into(),
@@ -499,7 +500,7 @@ mod tests {
             created_at: 50,
         };
         let plan = plan_contact(
-            1,
+            HubId(1),
             &input(
                 &[("display_name", Some("Old")), ("gender", None)],
                 Some(300),
@@ -509,7 +510,7 @@ mod tests {
         )
         .unwrap();
         assert!(!plan.is_new);
-        assert_eq!(plan.contact_id, 42);
+        assert_eq!(plan.contact_id, ContactId(42));
         assert_eq!(
             plan.fields["display_name"].value, "Amy",
             "the stored value is newer"

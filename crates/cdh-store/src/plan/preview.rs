@@ -8,8 +8,8 @@ use cdh_core::{IdentifierField, KeyGraph, Normalizer, Partition, Slot, UnionFind
 
 use crate::error::{Resource, StoreError, StoreResult};
 use crate::model::{
-    ChainLink, PreviewConflict, PreviewProfile, PreviewReport, PreviewSample, SuspiciousValue,
-    UnifySetting,
+    ChainLink, ChannelId, ContactId, PreviewConflict, PreviewProfile, PreviewReport, PreviewSample,
+    ProfileId, SuspiciousValue, UnifySetting,
 };
 use crate::plan::apply::ScopedChannelRow;
 use crate::rules::{is_excluded, normalizer, parse_keys};
@@ -23,11 +23,11 @@ pub(crate) struct PreviewInput {
     pub cross_product: bool,
     pub channels: Vec<ScopedChannelRow>,
     /// `(contact, channel)`, in contact order.
-    pub contacts: Vec<(i64, i64)>,
+    pub contacts: Vec<(ContactId, ChannelId)>,
     /// `(contact, field, value)`, in contact order.
-    pub identifiers: Vec<(i64, String, String)>,
+    pub identifiers: Vec<(ContactId, String, String)>,
     /// `(contact, live profile)`.
-    pub members: Vec<(i64, i64)>,
+    pub members: Vec<(ContactId, ProfileId)>,
 }
 
 /// The report of applying `setting` (its keys already checked) over `input`; values shared
@@ -40,7 +40,7 @@ pub(crate) fn preview_report(
     let keys = parse_keys(&setting.keys)
         .map_err(|e| StoreError::rejected(crate::error::Rejection::UnknownField, e.to_string()))?;
     let line_is_key = keys.contains(&IdentifierField::LineUid);
-    let mut channel_scope: HashMap<i64, (String, String)> = HashMap::new();
+    let mut channel_scope: HashMap<ChannelId, (String, String)> = HashMap::new();
     let mut normalizers: HashMap<String, Normalizer> = HashMap::new();
     for channel in &input.channels {
         if !normalizers.contains_key(&channel.region) {
@@ -88,7 +88,7 @@ pub(crate) fn preview_report(
         KeyGraph::with_capacity(slots.clone(), input.contacts.len(), input.identifiers.len());
     let mut scope_ids: HashMap<String, u32> = HashMap::new();
     let mut ids = input.identifiers.iter().peekable();
-    let contact_ids: Vec<i64> = input.contacts.iter().map(|c| c.0).collect();
+    let contact_ids: Vec<ContactId> = input.contacts.iter().map(|c| c.0).collect();
     for (contact, channel) in &input.contacts {
         let (scope, region) = channel_scope
             .get(channel)
@@ -110,13 +110,13 @@ pub(crate) fn preview_report(
         }
         graph.add_contact(scope_id, values);
     }
-    let index_of: HashMap<i64, u32> = contact_ids
+    let index_of: HashMap<ContactId, u32> = contact_ids
         .iter()
         .enumerate()
         .map(|(i, c)| (*c, i as u32))
         .collect();
     let mut prior_uf = UnionFind::new(input.contacts.len());
-    let mut first_of_profile: HashMap<i64, u32> = HashMap::new();
+    let mut first_of_profile: HashMap<ProfileId, u32> = HashMap::new();
     for (contact, profile) in &input.members {
         if let Some(&i) = index_of.get(contact) {
             let first = *first_of_profile.entry(*profile).or_insert(i);
@@ -195,7 +195,7 @@ pub(crate) fn preview_report(
 }
 
 /// A core chain in stored ids and field names.
-fn chain_links(chain: &cdh_core::Chain, graph: &KeyGraph, ids: &[i64]) -> Vec<ChainLink> {
+fn chain_links(chain: &cdh_core::Chain, graph: &KeyGraph, ids: &[ContactId]) -> Vec<ChainLink> {
     let mut links = vec![ChainLink {
         contact_id: ids[chain.start as usize],
         tie: "start".to_owned(),
@@ -259,8 +259,8 @@ mod tests {
 
     fn channel(id: i64, channel_type: &str) -> ScopedChannelRow {
         ScopedChannelRow {
-            id,
-            organization_id: 1,
+            id: ChannelId(id),
+            organization_id: crate::model::OrganizationId(1),
             channel_type: channel_type.into(),
             product: "caac".into(),
             region: "TW".into(),
@@ -274,15 +274,21 @@ mod tests {
         let input = PreviewInput {
             cross_product: false,
             channels: vec![channel(1, "line"), channel(2, "sms")],
-            contacts: vec![(10, 1), (11, 1), (12, 2)],
-            identifiers: vec![
-                (10, "display_mobile".into(), "+886912345678".into()),
-                (10, "line_uid".into(), uid(1)),
-                (11, "display_mobile".into(), "+886912345678".into()),
-                (11, "line_uid".into(), uid(2)),
-                (12, "display_mobile".into(), "+886987654321".into()),
-            ],
-            members: vec![(10, 100), (11, 101), (12, 102)],
+            contacts: [(10, 1), (11, 1), (12, 2)]
+                .map(|(c, ch)| (ContactId(c), ChannelId(ch)))
+                .to_vec(),
+            identifiers: [
+                (10, "display_mobile", "+886912345678".to_owned()),
+                (10, "line_uid", uid(1)),
+                (11, "display_mobile", "+886912345678".to_owned()),
+                (11, "line_uid", uid(2)),
+                (12, "display_mobile", "+886987654321".to_owned()),
+            ]
+            .map(|(c, f, v)| (ContactId(c), f.to_owned(), v))
+            .to_vec(),
+            members: [(10, 100), (11, 101), (12, 102)]
+                .map(|(c, p)| (ContactId(c), ProfileId(p)))
+                .to_vec(),
         };
         let setting = UnifySetting {
             keys: vec!["display_mobile".into()],
@@ -291,7 +297,10 @@ mod tests {
         let report = preview_report(&setting, 20, input).unwrap();
         assert_eq!((report.profiles_before, report.profiles_after), (3, 2));
         assert_eq!(report.contacts_merged, 2);
-        assert_eq!(report.largest_profiles[0].contact_ids, [10, 11]);
+        assert_eq!(
+            report.largest_profiles[0].contact_ids,
+            [ContactId(10), ContactId(11)]
+        );
         assert_eq!(report.conflicts.len(), 1);
         assert_eq!(report.conflicts[0].field, "line_uid");
         let sample = &report.samples[0];

@@ -16,11 +16,11 @@ use crate::sql::batch::queue_ledger;
 /// A profile row as an upsert reads it. Its id is also the bucket its first contacts are in.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct ProfileRow {
-    pub id: i64,
-    pub oldest_contact: i64,
+    pub id: ProfileId,
+    pub oldest_contact: ContactId,
     pub member_count: i64,
     /// Set when the profile was merged away (read under a row lock, by a concurrent writer).
-    pub merged_into: Option<i64>,
+    pub merged_into: Option<ProfileId>,
 }
 
 /// A row of the tie query: the tying value's index among the contact's key values (-1 for
@@ -28,10 +28,10 @@ pub(crate) struct ProfileRow {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct TieRow {
     pub k: i64,
-    pub id: i64,
-    pub oldest_contact: i64,
+    pub id: ProfileId,
+    pub oldest_contact: ContactId,
     pub member_count: i64,
-    pub merged_into: Option<i64>,
+    pub merged_into: Option<ProfileId>,
 }
 
 impl TieRow {
@@ -40,8 +40,8 @@ impl TieRow {
     pub fn unlocked((k, id, oldest_contact, member_count): (i64, i64, i64, i64)) -> Self {
         Self {
             k,
-            id,
-            oldest_contact,
+            id: ProfileId(id),
+            oldest_contact: ContactId(oldest_contact),
             member_count,
             merged_into: None,
         }
@@ -185,7 +185,7 @@ pub(crate) fn plan_unification(
             .ok_or_else(|| StoreError::Corrupt("an upsert ran out of ids".to_owned()))
     };
     if locked.is_empty() {
-        let pid = take_id()?;
+        let pid = ProfileId(take_id()?);
         batch.push(
             "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, \
              member_count, merged_into, created_at, updated_at) \
@@ -392,16 +392,16 @@ mod tests {
 
     fn profile(id: i64, oldest_contact: i64, member_count: i64) -> ProfileRow {
         ProfileRow {
-            id,
-            oldest_contact,
+            id: ProfileId(id),
+            oldest_contact: ContactId(oldest_contact),
             member_count,
             merged_into: None,
         }
     }
 
-    fn plan(contact_id: ContactId, is_new: bool) -> ContactPlan {
+    fn plan(contact_id: i64, is_new: bool) -> ContactPlan {
         ContactPlan {
-            contact_id,
+            contact_id: ContactId(contact_id),
             is_new,
             scope: "o1:caac".into(),
             key_values: Vec::new(),
@@ -418,9 +418,9 @@ mod tests {
         }
     }
 
-    fn tie(profile_id: ProfileId, value: &str) -> Tie {
+    fn tie(profile_id: i64, value: &str) -> Tie {
         Tie {
-            profile_id,
+            profile_id: ProfileId(profile_id),
             field: "display_email".into(),
             value: value.into(),
         }
@@ -429,8 +429,8 @@ mod tests {
     #[test]
     fn no_tie_creates_a_profile_with_a_fresh_id() {
         let mut p = plan(7, true);
-        let settled = plan_unification(1, &mut p, Vec::new(), &[], vec![90], "api").unwrap();
-        assert_eq!(settled.profile_id, 90);
+        let settled = plan_unification(HubId(1), &mut p, Vec::new(), &[], vec![90], "api").unwrap();
+        assert_eq!(settled.profile_id, ProfileId(90));
         assert_eq!(settled.unification, Unification::Created);
         assert_eq!(settled.events[0].kind, "profile.created");
     }
@@ -440,12 +440,13 @@ mod tests {
         let mut p = plan(50, true);
         let locked = vec![profile(20, 5, 2), profile(30, 3, 1), profile(40, 8, 4)];
         let ties = [tie(20, "a@x.io"), tie(30, "b@x.io"), tie(40, "b@x.io")];
-        let settled = plan_unification(1, &mut p, locked, &ties, vec![91, 92, 93], "api").unwrap();
+        let settled =
+            plan_unification(HubId(1), &mut p, locked, &ties, vec![91, 92, 93], "api").unwrap();
         assert_eq!(
             settled.unification,
             Unification::Merged {
-                survivor: 30,
-                absorbed: vec![20, 40],
+                survivor: ProfileId(30),
+                absorbed: vec![ProfileId(20), ProfileId(40)],
             }
         );
         let merged: Vec<(&str, &serde_json::Value)> = settled
@@ -479,13 +480,13 @@ mod tests {
             TieRow::unlocked((0, 20, 5, 1)),
         ];
         let (tied, own) = split_tie_rows(rows, &[&kv, &kv2]);
-        assert_eq!(own.map(|o| o.id), Some(30));
+        assert_eq!(own.map(|o| o.id), Some(ProfileId(30)));
         assert_eq!(tied.len(), 1);
         assert_eq!(
             tied[0].field, "display_email",
             "the first value that ties it"
         );
-        let ties = tie_list(&tied, Some(30));
+        let ties = tie_list(&tied, Some(ProfileId(30)));
         assert_eq!(ties, [tie(20, "a@x.io"), tie(30, "a@x.io")]);
     }
 }

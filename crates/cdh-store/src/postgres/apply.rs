@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{PgStore, lock_hub_exclusive};
 use crate::error::{StoreError, StoreResult};
 use crate::merged_range::{MERGED_RANGE_KIND, MergedRange};
-use crate::model::{HubId, Millis, TaskId, UnifySetting};
+use crate::model::{HubId, Millis, ProfileId, TaskId, UnifySetting};
 use crate::ops::feed::take_event_numbers;
 use crate::ops::setup::load_setting;
 use crate::ops::tasks::finish_task;
@@ -207,7 +207,12 @@ async fn write_profile_staging(
     for c in changes {
         let line = copy.row();
         let _ = write!(line, "{hub}\t{task}\t{}", c.profile_id);
-        for value in [c.member_count, c.oldest_contact, c.merged_into] {
+        let ids = [
+            c.member_count,
+            c.oldest_contact.map(i64::from),
+            c.merged_into.map(i64::from),
+        ];
+        for value in ids {
             let _ = match value {
                 Some(v) => write!(line, "\t{v}"),
                 None => line.write_str("\t\\N"),
@@ -250,15 +255,14 @@ async fn swap_profiles(conn: &mut Conn, hub: HubId, task: TaskId, at: Millis) ->
     Ok(())
 }
 
-/// The apply's ledger rows (survivor, absorbed, field, value), by `COPY`: as multi-row
-/// inserts, each 1,000 rows of ten parameters, they and their events took ~13 s of a 1M
-/// apply.
+/// The apply's ledger rows (survivor, absorbed, field, value), by `COPY`: multi-row inserts
+/// of ten parameters a row cost several times more (BENCHMARKS.md).
 #[allow(clippy::too_many_arguments)]
 async fn insert_setting_ledger(
     conn: &mut Conn,
     hub: HubId,
     seqs: &[i64],
-    rows: &[(i64, &Vec<i64>, &str, &str)],
+    rows: &[(ProfileId, &Vec<ProfileId>, &str, &str)],
     at: Millis,
     cause_id: &str,
     actor: &str,

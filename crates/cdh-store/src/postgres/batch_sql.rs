@@ -179,7 +179,7 @@ pub(super) async fn lock_values_and_tie_batch(
     sql.push_str(", ");
     array_literal_into(
         &mut sql,
-        values.iter().map(|v| v.2.contact_id),
+        values.iter().map(|v| v.2.contact_id.0),
         "bigint",
         int,
     )?;

@@ -71,7 +71,7 @@ impl EventNumbers for PgStore {
     /// some, each hub in a transaction of its own. Cheap when none are pending.
     async fn sequence_events(&self, hub: Option<HubId>) -> StoreResult<()> {
         let pool = &self.pool;
-        let hubs: Vec<(i64,)> = match hub {
+        let hubs: Vec<(HubId,)> = match hub {
             Some(hub) => {
                 sqlx::query_as("SELECT hub_id FROM pending_events WHERE hub_id = $1 LIMIT 1")
                     .bind(hub)

@@ -188,7 +188,7 @@ async fn one_connection(options: PgConnectOptions) -> StoreResult<sqlx::PgPool> 
 
 /// The hub lock's two 32-bit keys: a key space apart from the 64-bit value locks.
 fn hub_lock(hub: HubId) -> (i32, i32) {
-    ((hub >> 32) as i32, hub as i32)
+    ((hub.0 >> 32) as i32, hub.0 as i32)
 }
 
 async fn lock_hub_exclusive(conn: &mut sqlx::PgConnection, hub: HubId) -> StoreResult<()> {
