@@ -21,7 +21,7 @@ pub struct ValueInterner {
     bytes: Vec<u8>,
     /// End offset in `bytes` of each value; value `i` starts at `ends[i - 1]` (or 0). Eight
     /// bytes, not four: a hub's values may pass 4 GiB, and a limit there would stop an apply
-    /// for a large hub; it costs ~5 bytes a contact.
+    /// for a large hub; the extra bytes are a small part of a contact's.
     ends: Vec<u64>,
     /// Set by [`Self::freeze`]: the lookup table is gone, values can only be read.
     frozen: bool,

@@ -1,8 +1,8 @@
 //! Phone numbers to E.164, with exactly the `phonenumber` crate's answers but at fast-path speed.
 //!
 //! [`parse_with_crate`] is the reference: `phonenumber::parse` with a default region, then
-//! `is_valid`. It costs ~9 µs a number, mostly because the crate keeps its patterns in a global,
-//! mutex-guarded LRU of 100 regexes. [`parse_fast`] replays the same steps on the same metadata
+//! `is_valid`. It is slow (BENCHMARKS.md, "Core"), mostly because the crate keeps its patterns
+//! in a global, mutex-guarded LRU of 100 regexes. [`parse_fast`] replays the same steps on the same metadata
 //! with its own compiled patterns for the plain shapes (ASCII digits, one leading `+`, the
 //! separators ` -.()/`, and keypad letters in national values) and answers `None` for anything
 //! else; [`parse`] uses it and falls back to
@@ -140,7 +140,7 @@ fn e164(code: u16, national_len: usize, value: u64) -> Result<Phone, PhoneError>
 
 /// The reference: the crate's full parser (`phonenumber::parse`, then `is_valid`).
 ///
-/// Slow (~9 µs) and serialised across threads by the crate's global regex cache.
+/// Slow, and serialised across threads by the crate's global regex cache.
 pub fn parse_with_crate(raw: &str, region: Region) -> Result<Phone, PhoneError> {
     let country = region
         .entry()
@@ -173,8 +173,8 @@ pub fn parse(raw: &str, region: Region) -> Result<Phone, PhoneError> {
     parse_fast(raw, region).unwrap_or_else(|| parse_with_crate(raw, region))
 }
 
-/// Entries the cache may hold before it is cleared: just fills a table of 2^21 buckets
-/// (~86 MB), so it never doubles again. Clearing wholesale is crude, but lookups stay a single
+/// Entries the cache may hold before it is cleared: just fills a table of 2^21 buckets, so it
+/// never doubles again. Clearing wholesale is crude, but lookups stay a single
 /// probe and memory stays bounded.
 const CACHE_LIMIT: usize = (1 << 21) / 8 * 7;
 
@@ -238,8 +238,8 @@ fn unpack(packed: u64) -> Result<Phone, PhoneError> {
 /// [`parse`] for one default region, with a bounded cache by raw value so that a repeated
 /// number the fast path cannot handle costs one hash lookup instead of the crate's parse. One per thread: it is `&mut self`, with no locking.
 ///
-/// The cache holds raw values of up to 31 bytes, at most ~1.8 million of them (~86 MB); when
-/// full it is cleared and refills.
+/// The cache holds raw values of up to 31 bytes, at most `CACHE_LIMIT` of them; when full it
+/// is cleared and refills.
 pub struct PhoneNormalizer {
     region: Region,
     cache: HashMap<Key, u64, foldhash::fast::RandomState>,
@@ -256,9 +256,9 @@ impl PhoneNormalizer {
 
     /// The same answer as [`parse`]`(raw, self.region())`.
     ///
-    /// The fast path (~90 ns) is not cached: a lookup plus an insert costs about as much, and
-    /// most raw values are seen once. Only what the fast path leaves to the crate (~9 µs) is
-    /// cached by raw value.
+    /// The fast path is not cached: a lookup plus an insert costs about as much, and most raw
+    /// values are seen once. Only what the fast path leaves to the crate, a hundred times
+    /// slower, is cached by raw value.
     pub fn normalize(&mut self, raw: &str) -> Result<Phone, PhoneError> {
         if let Some(result) = parse_fast(raw, self.region) {
             return result;

@@ -1,14 +1,14 @@
 //! The phonenumber crate's metadata, recompiled once into fast automata for the fast path.
 //!
 //! The crate keeps its patterns in a global, mutex-guarded LRU of 100 compiled regexes, so every
-//! match takes a lock and a cold pattern is recompiled; that is most of its ~9 µs a number. Here
+//! match takes a lock and a cold pattern is recompiled; that is most of its time. Here
 //! each metadata record gets its own patterns, compiled the first time a number needs that
 //! record and never evicted, as dense DFAs (see `dfa.rs`).
 //!
 //! The records come from the same XML the crate compiles into its database
 //! (`assets/PhoneNumberMetadata.xml`, read with the crate's own loader), not from the crate's
-//! `DATABASE`: building that compiles every pattern of every region (~0.2 s), which the fast
-//! path never needs. A test checks that every record equals the crate's, field by field.
+//! `DATABASE`: building that compiles every pattern of every region, which the fast path never
+//! needs. A test checks that every record equals the crate's, field by field.
 
 use std::sync::OnceLock;
 
@@ -43,7 +43,7 @@ pub(super) struct Entry {
     rules: OnceLock<Option<Rules>>,
 }
 
-/// The crate's metadata records, loaded from the bundled XML on first use (~10 ms).
+/// The crate's metadata records, loaded from the bundled XML on first use.
 fn records() -> &'static [Metadata] {
     static RECORDS: OnceLock<Vec<Metadata>> = OnceLock::new();
     RECORDS.get_or_init(|| {

@@ -17,7 +17,7 @@ fn region(code: &str) -> Region {
     Region::parse(code).expect("known region")
 }
 
-/// 600 cases a property (~3 s in all), or `PROPTEST_CASES` for a longer hunt.
+/// 600 cases a property (a few seconds in all), or `PROPTEST_CASES` for a longer hunt.
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()

@@ -235,7 +235,7 @@ async fn swap_profiles(conn: &mut Conn, hub: HubId, task: TaskId, at: Millis) ->
          AND s.profile_id = profiles.id AND s.merged_into IS NULL",
         // From the profiles merged before, through the partial `profiles_by_merged_into`:
         // over a hub with none, nothing is read. (From the staged side, as an IN list, the
-        // statement looked up each of a 1M apply's 750k absorbed profiles, ~0.4 s.)
+        // statement looked up every absorbed profile.)
         "UPDATE profiles SET merged_into = s.merged_into, updated_at = $3 \
          FROM apply_profile_staging s WHERE profiles.hub_id = $1 \
          AND profiles.merged_into IS NOT NULL AND s.hub_id = $1 AND s.task_id = $2 \
@@ -299,7 +299,7 @@ async fn insert_setting_ledger(
 
 /// Appends the apply's `profile.merged` events, one per ledger row numbered `ledger_seqs`,
 /// after the hub's last: as one events row of kind `MERGED_RANGE_KIND` that the feed expands.
-/// A row per event, even by `COPY`, took ~6 s of a 1M apply.
+/// A row per event, even by `COPY`, cost a large part of an apply (BENCHMARKS.md).
 async fn append_merged_range(
     conn: &mut Conn,
     hub: HubId,

@@ -1,6 +1,17 @@
-//! PostgreSQL's events: upserts queue them unnumbered in `pending_events`, and readers and
-//! numbering writers number the committed ones under the hub row's lock (see
-//! ARCHITECTURE.md, "Event numbers").
+//! PostgreSQL's event numbers ([`EventNumbers`] for [`PgStore`]).
+//!
+//! The feed's cursor is an event's number (`events.seq`); a reader must never see a number
+//! appear below one it has already read. Whoever numbers events locks the hub row
+//! (`hubs.event_seq`) and holds it to commit, so numbers follow commit order. SQLite's one
+//! writer numbers its own events as it writes them. Here that lock, held by every upsert until
+//! its commit, made concurrent upserts commit one at a time, so an upsert writes its events to
+//! `pending_events` instead (ids from `cdh_ids`, no hub row), and `move_pending_events`
+//! numbers the committed ones in a transaction that holds the hub row. It runs before the feed
+//! is read (`sequence_events`), on every poll of the webhook deliverer (which keeps the table
+//! small when no one reads the feed), when a webhook is created, and before any other writer
+//! numbers events (an apply, a profile edit), so events of earlier upserts come first. Stale
+//! checks count `Dialect::WRITTEN_EVENTS`, numbered plus pending, which moving events leaves
+//! unchanged.
 
 use super::PgStore;
 use super::upsert::text_literal_into;

@@ -6,13 +6,22 @@
 //! the same profiles therefore run one after the other; deadlocks and serialization failures
 //! are retried. An apply's swap takes the hub lock exclusively; upserts take it shared.
 //!
-//! - [`PgStore`] connects, migrates and implements [`Backend`] (this module).
-//! - `upsert`: one upsert in three round trips ([`crate::sql::Upserts`]).
+//! Connections: a pool of `MAX_CONNECTIONS`, named `cdh` (`cdh <schema>` in a schema of their
+//! own) in `pg_stat_activity`; migrations run first on a connection of their own, then every
+//! pooled connection prepares the upsert's statements as it connects. A connection is pinged
+//! before it is handed out only when it sat idle a while (`PING_AFTER_IDLE`): sqlx pings every
+//! one by default, a round trip per upsert. The append-only logs (`merge_ledger`,
+//! `pending_events`, `events`) have no foreign key to `hubs` (migration 0011): PostgreSQL
+//! checks one row by row with a trigger that locks the hub's row, and every path that writes
+//! them has read its hub first; hubs are never deleted.
+//!
+//! - [`PgStore`] connects, migrates and implements `sql::Backend` (this module).
+//! - `upsert`: one upsert in three round trips (`sql::Upserts`).
 //! - `batch`, `batch_sql`: concurrent upserts that are independent share a transaction.
 //! - `events`: events queued unnumbered by upserts, numbered in commit order later
-//!   ([`crate::sql::EventNumbers`]).
+//!   (`sql::EventNumbers`).
 //! - `apply`: an apply's reads, its staging by `COPY` and its set-based swap
-//!   ([`crate::sql::ApplyWrites`]).
+//!   (`sql::ApplyWrites`).
 
 mod apply;
 mod batch;

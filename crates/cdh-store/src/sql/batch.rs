@@ -3,7 +3,7 @@
 //! A statement sent through sqlx to SQLite is a round trip to the connection's worker thread,
 //! which costs more than most of these writes take to run. An upsert's writes need nothing
 //! back, so they are queued in a [`WriteBatch`] and each adapter sends them its own way
-//! ([`crate::sql::Backend::run_batch`], [`crate::sql::Backend::finish_upsert`]): SQLite as one
+//! ([`crate::sql::Backend::run_batch`], [`crate::sql::Upserts::finish_upsert`]): SQLite as one
 //! multi-statement query, PostgreSQL as one simple-protocol query with the values written as
 //! literals. See BENCHMARKS.md for what each saves.
 

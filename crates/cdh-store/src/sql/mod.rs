@@ -215,7 +215,7 @@ pub(crate) trait Adapter: Upserts + EventNumbers + ApplyWrites {}
 
 impl<T: Upserts + EventNumbers + ApplyWrites> Adapter for T {}
 
-/// What an upsert read of the hub's counters and leaves for [`Backend::finish_upsert`]: the
+/// What an upsert read of the hub's counters and leaves for [`Upserts::finish_upsert`]: the
 /// next free id and the last event number (kept by SQLite's one writer), and the time.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct UpsertCounters {

@@ -1,6 +1,6 @@
 //! The SQLite adapter: an embedded file in WAL mode with one writer at a time.
 //!
-//! - [`SqliteStore`] opens the file, migrates it and implements [`Backend`] (this module).
+//! - [`SqliteStore`] opens the file, migrates it and implements `sql::Backend` (this module).
 //! - `writer`: the writer connection (rusqlite) upserts and an apply's writes run on, on the
 //!   caller's thread.
 //! - `apply_write`: an apply's staged batches and its swap, as jobs on the writer connection.
@@ -9,7 +9,31 @@
 //!
 //! Two connections write here (sqlx's writer and the writer connection), and SQLite admits
 //! one writer at a time: every write holds the store's write gate, a queue in the process,
-//! for as long as its transaction lasts.
+//! for as long as its transaction lasts (the file lock's busy handler sleeps instead).
+//!
+//! Connections: one sqlx writer (`begin_write`, `BEGIN IMMEDIATE`), the rusqlite writer
+//! connection, and a read pool of four, none pinged before use (an embedded connection does
+//! not go stale; a ping is a round trip to sqlx's worker thread). WAL with
+//! `synchronous=NORMAL`, a 64 MiB page cache per connection, a 1 GiB mmap, temp tables in
+//! memory. An in-memory database is refused: each connection would open its own.
+//!
+//! What keeps writes cheap here, each measured in BENCHMARKS.md and docs/perf-log.md:
+//! - few pages per upsert: `identifiers`, `memberships`, `events`, `profiles` and
+//!   `merge_ledger` are `WITHOUT ROWID` (migrations 0007, 0008), since a rowid table with a
+//!   composite key is two B-trees; `contacts` keeps its rowid (large rows would be copied into
+//!   interior pages);
+//! - an upsert on the writer connection, on the caller's thread (`writer`): through sqlx every
+//!   statement was a hand-off between threads;
+//! - statements sent positionally (`$n` as `?`): SQLite finds a numbered parameter by a linear
+//!   scan per bind;
+//! - the WAL checkpointed off the write path (`checkpoint`);
+//! - SQLite built without STAT4 (`.cargo/config.toml`): with it, every cached statement whose
+//!   parameter meets an indexed column was compiled again whenever its bound values changed.
+//!
+//! Planner guards: SQLite plans without statistics unless someone runs ANALYZE, and the server
+//! never does. Migration 0009 writes the statistics ANALYZE would gather on a large hub into
+//! `sqlite_stat1`, and `ORDERED_JOIN` (`CROSS JOIN`) keeps the written join order where it
+//! matters; a unit test (`tests::planner_tests`) checks the plans on a new database.
 
 mod apply_write;
 mod bulk_read;

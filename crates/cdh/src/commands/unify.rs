@@ -17,8 +17,8 @@ use crate::write::write_outputs;
 
 /// Runs `cdh unify`.
 pub fn run(args: &UnifyArgs) -> anyhow::Result<()> {
-    // The phonenumber crate's database (~0.2 s of CPU, ~20 MB) is not built up front: the fast
-    // path answers nearly every value, so most files never need it.
+    // The phonenumber crate's database (costly to build) is not built up front: the fast path
+    // answers nearly every value, so most files never need it.
     let started = Instant::now();
     let threads = args
         .threads

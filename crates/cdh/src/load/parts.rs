@@ -77,8 +77,8 @@ pub(super) fn next_value<'a>(stream: &'a [u8], at: &mut usize) -> (u8, &'a str) 
 }
 
 /// Reads a whole file with `threads` positioned reads at once: one thread copying a large
-/// file out of the page cache (and faulting in the buffer) is a serial half second at 10M
-/// contacts, with the other core idle.
+/// file out of the page cache (and faulting in the buffer) is serial work with the other
+/// cores idle.
 pub(super) fn read_parallel(path: &Path, threads: usize) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path)?;

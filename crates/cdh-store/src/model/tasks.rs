@@ -1,0 +1,164 @@
+//! Long-running tasks (apply, import, export) and the rows and outcomes of imports and exports.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::profiles::Profile;
+use super::{Millis, TaskId};
+
+/// What a task does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TaskKind {
+    /// Applies a unify setting over every contact of the hub.
+    Apply,
+    /// Imports rows into an organization.
+    Import,
+    /// Exports an organization's profiles to a file.
+    Export,
+}
+impl TaskKind {
+    /// The kind as stored and shown (`apply`, `import`, `export`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Apply => "apply",
+            Self::Import => "import",
+            Self::Export => "export",
+        }
+    }
+
+    /// `apply`, `import` or `export`, exactly; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "apply" => Some(Self::Apply),
+            "import" => Some(Self::Import),
+            "export" => Some(Self::Export),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TaskStatus {
+    /// Waiting for the worker.
+    Queued,
+    /// Under way.
+    Running,
+    /// Done, with a result.
+    Succeeded,
+    /// Ended with an error.
+    Failed,
+}
+impl TaskStatus {
+    /// The status as stored and shown (`queued`, `running`, `succeeded`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// A stored status, exactly; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "queued" => Some(Self::Queued),
+            "running" => Some(Self::Running),
+            "succeeded" => Some(Self::Succeeded),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    /// Whether the task has ended (succeeded or failed).
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A long-running operation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    /// The task's id.
+    pub id: TaskId,
+    /// What it does.
+    pub kind: TaskKind,
+    /// Where it is.
+    pub status: TaskStatus,
+    /// Units done.
+    pub done: i64,
+    /// Units in all.
+    pub total: i64,
+    /// What it was asked to do.
+    pub params: serde_json::Value,
+    /// What it produced.
+    pub result: Option<serde_json::Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Start time.
+    pub started_at: Option<Millis>,
+    /// End time.
+    pub finished_at: Option<Millis>,
+}
+
+/// One row of an import: `fields` absent stay unchanged, `None` clears.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRow {
+    /// The row's number in the request (0-based or 1-based, as the caller counts).
+    pub row: usize,
+    /// Fields by name, including the import key.
+    pub fields: BTreeMap<String, Option<String>>,
+    /// Tags; `None` keeps the stored ones.
+    pub tags: Option<Vec<String>>,
+    /// Custom fields; `None` keeps the stored ones.
+    pub custom_fields: Option<BTreeMap<String, String>>,
+}
+
+/// A row that failed, alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRow {
+    /// The row's number as given.
+    pub row: usize,
+    /// A stable code (`missing_import_key`, `invalid_import_key`, `invalid_field`, ...).
+    pub code: String,
+    /// A human sentence.
+    pub message: String,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOutcome {
+    /// Rows given.
+    pub total: u64,
+    /// Rows that matched at least one contact (all matched contacts were overwritten).
+    pub matched: u64,
+    /// Rows created as contacts of the organization's `api` channel.
+    pub created: u64,
+    /// Rows that matched nothing and were not created.
+    pub unmatched: u64,
+    /// Rows that failed.
+    pub failed_rows: Vec<FailedRow>,
+}
+
+/// One profile of an export with its merged record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportRow {
+    /// The profile.
+    pub profile: Profile,
+    /// Its merged fields, tags, identifiers and timeline.
+    pub golden: cdh_core::GoldenRecord,
+}
