@@ -3,7 +3,7 @@
 use super::{ChannelId, ContactId, Millis, ProfileId};
 
 /// One contact of a profile and the channel it came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct ProfileMember {
     /// The contact.
     pub contact_id: ContactId,

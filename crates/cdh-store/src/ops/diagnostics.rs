@@ -20,7 +20,7 @@ impl<B: Adapter> Diagnostics for B {
         let contacts = B::fetch_all(
             &mut tx,
             query(
-                "SELECT c.id, c.scope, o.default_region FROM contacts c \
+                "SELECT c.id, c.scope, o.default_region AS region FROM contacts c \
                  JOIN channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
                  JOIN organizations o ON o.hub_id = ch.hub_id AND o.id = ch.organization_id \
                  WHERE c.hub_id = $1 ORDER BY c.id",

@@ -151,11 +151,19 @@ pub(crate) async fn golden_found<B: Adapter>(
     assemble_golden(None, rows)
 }
 
+/// A member of a live profile as `golden_sql`'s rows deliver it.
+struct MemberPart {
+    member: ProfileMember,
+    /// Its fields, as stored (JSON).
+    fields: String,
+    /// Its tags, as stored (JSON).
+    tags: String,
+}
+
 /// A live profile's parts as `golden_sql`'s rows deliver them.
 #[derive(Default)]
 struct GoldenParts {
-    /// (contact, channel, channel type, product, fields, tags).
-    members: Vec<(ContactId, ChannelId, String, String, String, String)>,
+    members: Vec<MemberPart>,
     /// (contact, field, value).
     identifiers: Vec<(ContactId, String, String)>,
     /// (when, field, value).
@@ -190,14 +198,16 @@ fn assemble_golden(
                     },
                 );
             }
-            1 => parts.entry(profile).or_default().members.push((
-                ContactId(row.int1.ok_or_else(malformed)?),
-                ChannelId(row.int2.ok_or_else(malformed)?),
-                row.text1.ok_or_else(malformed)?,
-                row.text2.ok_or_else(malformed)?,
-                row.text3.ok_or_else(malformed)?,
-                row.text4.ok_or_else(malformed)?,
-            )),
+            1 => parts.entry(profile).or_default().members.push(MemberPart {
+                member: ProfileMember {
+                    contact_id: ContactId(row.int1.ok_or_else(malformed)?),
+                    channel_id: ChannelId(row.int2.ok_or_else(malformed)?),
+                    channel_type: row.text1.ok_or_else(malformed)?,
+                    product: row.text2.ok_or_else(malformed)?,
+                },
+                fields: row.text3.ok_or_else(malformed)?,
+                tags: row.text4.ok_or_else(malformed)?,
+            }),
             2 => parts.entry(profile).or_default().identifiers.push((
                 ContactId(row.int1.ok_or_else(malformed)?),
                 row.text1.ok_or_else(malformed)?,
@@ -257,12 +267,13 @@ fn golden_from_parts(head: ProfileHead, parts: GoldenParts) -> StoreResult<Profi
         identifiers,
         mut overrides,
     } = parts;
-    members.sort_unstable_by_key(|m| m.0);
+    members.sort_unstable_by_key(|m| m.member.contact_id);
     let mut profile_members = Vec::with_capacity(members.len());
     let mut records: Vec<MemberRecord> = Vec::with_capacity(members.len());
     let mut index: HashMap<ContactId, usize> = HashMap::with_capacity(members.len());
-    for (contact_id, channel_id, channel_type, product, fields, tags) in members {
-        let fields: BTreeMap<String, FieldValue> = serde_json::from_str(&fields)?;
+    for part in members {
+        let fields: BTreeMap<String, FieldValue> = serde_json::from_str(&part.fields)?;
+        let contact_id = part.member.contact_id;
         index.insert(contact_id, records.len());
         records.push(MemberRecord {
             contact_id: contact_id.to_string(),
@@ -270,16 +281,11 @@ fn golden_from_parts(head: ProfileHead, parts: GoldenParts) -> StoreResult<Profi
                 .into_iter()
                 .map(|(k, v)| (k, (v.value, v.updated_at)))
                 .collect(),
-            tags: serde_json::from_str(&tags)?,
+            tags: serde_json::from_str(&part.tags)?,
             identifiers: Vec::new(),
             timeline: Vec::new(),
         });
-        profile_members.push(ProfileMember {
-            contact_id,
-            channel_id,
-            channel_type,
-            product,
-        });
+        profile_members.push(part.member);
     }
     for (contact, f, value) in identifiers {
         if let Some(&at) = index.get(&contact) {

@@ -8,8 +8,8 @@ use cdh_core::{FieldKind, IdentifierField};
 
 use crate::error::{Rejection, Resource, StoreError, StoreResult};
 use crate::model::{
-    Cause, ChannelId, ContactId, HubId, LedgerEntry, Millis, OrganizationId, Page, Profile,
-    ProfileId, ProfileMember, TimelineEntry, UnifySetting,
+    Cause, ContactId, HubId, LedgerEntry, Millis, OrganizationId, Page, Profile, ProfileId,
+    ProfileMember, TimelineEntry, UnifySetting,
 };
 use crate::ops::golden::{ProfileHead, golden_found, golden_many, golden_sql};
 use crate::ops::name_search::search_by_name;
@@ -29,7 +29,7 @@ impl<B: Adapter> Profiles for B {
     async fn get_profile(&self, hub: HubId, id: ProfileId) -> StoreResult<Profile> {
         let mut conn = self.acquire().await?;
         let head = load_profile_head::<B>(&mut conn, hub, id).await?;
-        let members: Vec<(ContactId, ChannelId, String, String)> = B::fetch_all(
+        let members: Vec<ProfileMember> = B::fetch_all(
             &mut conn,
             query(format!(
                 "SELECT m.contact_id, c.channel_id, ch.channel_type, ch.product FROM ({}) b \
@@ -44,17 +44,6 @@ impl<B: Adapter> Profiles for B {
             .bind(head.live),
         )
         .await?;
-        let members = members
-            .into_iter()
-            .map(
-                |(contact_id, channel_id, channel_type, product)| ProfileMember {
-                    contact_id,
-                    channel_id,
-                    channel_type,
-                    product,
-                },
-            )
-            .collect();
         Ok(head.into_profile(members))
     }
 

@@ -10,6 +10,15 @@ use crate::model::{
 use crate::port::Setup;
 use crate::sql::{Adapter, fetch_one, query};
 
+/// A partner connection as stored (its organizations are rows of `connection_members`).
+#[derive(sqlx::FromRow)]
+struct ConnectionRow {
+    id: ConnectionId,
+    disclosure_url: String,
+    actor: String,
+    created_at: i64,
+}
+
 const ORGANIZATION_COLUMNS: &str = "id, hub_id, name, default_region, created_at";
 
 const CHANNEL_COLUMNS: &str =
@@ -177,7 +186,7 @@ impl<B: Adapter> Setup for B {
             Resource::Hub,
         )
         .await?;
-        let connections: Vec<(ConnectionId, String, String, i64)> = B::fetch_all(
+        let connections: Vec<ConnectionRow> = B::fetch_all(
             &mut tx,
             query(
                 "SELECT id, disclosure_url, actor, created_at FROM partner_connections \
@@ -200,12 +209,16 @@ impl<B: Adapter> Setup for B {
             cross_product: cross != 0,
             connections: connections
                 .into_iter()
-                .map(|(id, disclosure_url, actor, at)| Connection {
-                    id,
-                    organization_ids: members.iter().filter(|m| m.0 == id).map(|m| m.1).collect(),
-                    disclosure_url,
-                    actor,
-                    at,
+                .map(|c| Connection {
+                    id: c.id,
+                    organization_ids: members
+                        .iter()
+                        .filter(|m| m.0 == c.id)
+                        .map(|m| m.1)
+                        .collect(),
+                    disclosure_url: c.disclosure_url,
+                    actor: c.actor,
+                    at: c.created_at,
                 })
                 .collect(),
         })

@@ -7,31 +7,48 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use cdh_core::{IdentifierField, KeyGraph, Normalizer, Partition, Slot, UnionFind, resolve};
 
 use crate::error::StoreResult;
-use crate::model::AppliedSetting;
+use crate::model::{AppliedSetting, ContactId, ProfileId};
 use crate::rules::{is_excluded, normalizer, parse_keys};
+
+/// A contact as the checker reads it: its scope and its organization's region.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct CheckedContact {
+    pub id: ContactId,
+    pub scope: String,
+    pub region: String,
+}
 
 /// A profile row as the checker reads it.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct CheckedProfile {
-    pub id: i64,
-    pub origin_contact: i64,
-    pub oldest_contact: i64,
+    pub id: ProfileId,
+    pub origin_contact: ContactId,
+    pub oldest_contact: ContactId,
     pub member_count: i64,
-    pub merged_into: Option<i64>,
+    pub merged_into: Option<ProfileId>,
+}
+
+/// An identifier row as the checker reads it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct CheckedIdentifier {
+    pub contact_id: ContactId,
+    pub field: String,
+    pub value: String,
+    pub scope: String,
 }
 
 /// One snapshot of a hub, as the checker reads it.
 #[derive(Debug)]
 pub(crate) struct CheckInput {
-    /// `(contact, scope, the region of its organization)`, in contact order.
-    pub contacts: Vec<(i64, String, String)>,
+    /// Every contact, in contact order.
+    pub contacts: Vec<CheckedContact>,
     /// `(contact, bucket)`.
-    pub memberships: Vec<(i64, i64)>,
+    pub memberships: Vec<(ContactId, ProfileId)>,
     pub profiles: Vec<CheckedProfile>,
-    /// `(contact, field, value, scope)`, in contact order.
-    pub identifiers: Vec<(i64, String, String, String)>,
+    /// Every identifier, in contact order.
+    pub identifiers: Vec<CheckedIdentifier>,
     /// `(survivor, absorbed ids as JSON)`, in ledger order.
-    pub ledger: Vec<(i64, String)>,
+    pub ledger: Vec<(ProfileId, String)>,
     /// The setting in force.
     pub setting: AppliedSetting,
     /// The keys of every setting applied, as JSON lists.
@@ -41,15 +58,18 @@ pub(crate) struct CheckInput {
 /// Every broken invariant of the snapshot, described.
 pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> {
     let mut problems = Vec::new();
-    let contact_scope: HashMap<i64, &str> =
-        input.contacts.iter().map(|c| (c.0, c.1.as_str())).collect();
-    let profile_by_id: HashMap<i64, &CheckedProfile> =
+    let contact_scope: HashMap<ContactId, &str> = input
+        .contacts
+        .iter()
+        .map(|c| (c.id, c.scope.as_str()))
+        .collect();
+    let profile_by_id: HashMap<ProfileId, &CheckedProfile> =
         input.profiles.iter().map(|p| (p.id, p)).collect();
 
     // Every contact is in exactly one live profile: the one its bucket names, or the live
     // profile that one was merged into.
-    let mut profile_of: HashMap<i64, i64> = HashMap::new();
-    let mut members_of: HashMap<i64, Vec<i64>> = HashMap::new();
+    let mut profile_of: HashMap<ContactId, ProfileId> = HashMap::new();
+    let mut members_of: HashMap<ProfileId, Vec<ContactId>> = HashMap::new();
     for (contact, bucket) in &input.memberships {
         match profile_by_id.get(bucket) {
             Some(owner) => {
@@ -62,9 +82,9 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
             )),
         }
     }
-    for (id, ..) in &input.contacts {
-        if !profile_of.contains_key(id) {
-            problems.push(format!("contact {id} is in no profile"));
+    for contact in &input.contacts {
+        if !profile_of.contains_key(&contact.id) {
+            problems.push(format!("contact {} is in no profile", contact.id));
         }
     }
     for p in &input.profiles {
@@ -96,38 +116,43 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
             }
         }
     }
-    for (contact, field, _, scope) in &input.identifiers {
-        if contact_scope.get(contact) != Some(&scope.as_str()) {
+    for i in &input.identifiers {
+        if contact_scope.get(&i.contact_id) != Some(&i.scope.as_str()) {
             problems.push(format!(
-                "contact {contact}: {field} indexed in scope {scope}, not the contact's"
+                "contact {}: {} indexed in scope {}, not the contact's",
+                i.contact_id, i.field, i.scope
             ));
         }
     }
 
     // Every unify-key value maps to exactly one profile within a scope.
     let keys = parse_keys(&input.setting.setting.keys)?;
-    let regions: HashMap<i64, &str> = input.contacts.iter().map(|c| (c.0, c.2.as_str())).collect();
+    let regions: HashMap<ContactId, &str> = input
+        .contacts
+        .iter()
+        .map(|c| (c.id, c.region.as_str()))
+        .collect();
     let mut normalizers: HashMap<&str, Normalizer> = HashMap::new();
     for region in regions.values() {
         if !normalizers.contains_key(region) {
             normalizers.insert(region, normalizer(region, &input.setting.setting)?);
         }
     }
-    let excluded = |contact: &i64, field: &str, value: &str| {
+    let excluded = |contact: &ContactId, field: &str, value: &str| {
         regions
             .get(contact)
             .is_some_and(|r| is_excluded(&normalizers[r], field, value))
     };
     let mut owners: HashMap<(&str, &str, &str), BTreeSet<i64>> = HashMap::new();
-    for (contact, field, value, scope) in &input.identifiers {
-        if keys.iter().any(|k| k.name() == field)
-            && !excluded(contact, field, value)
-            && let Some(p) = profile_of.get(contact)
+    for i in &input.identifiers {
+        if keys.iter().any(|k| k.name() == i.field)
+            && !excluded(&i.contact_id, &i.field, &i.value)
+            && let Some(p) = profile_of.get(&i.contact_id)
         {
             owners
-                .entry((scope.as_str(), field.as_str(), value.as_str()))
+                .entry((i.scope.as_str(), i.field.as_str(), i.value.as_str()))
                 .or_default()
-                .insert(*p);
+                .insert(p.0);
         }
     }
     for ((scope, field, value), ps) in &owners {
@@ -139,10 +164,10 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
     }
 
     // The ledger explains every merged-away profile.
-    let mut explained: HashSet<i64> = HashSet::new();
+    let mut explained: HashSet<ProfileId> = HashSet::new();
     let mut ledger_pairs = Vec::new();
     for (survivor, absorbed) in &input.ledger {
-        let absorbed: Vec<i64> = serde_json::from_str(absorbed)?;
+        let absorbed: Vec<ProfileId> = serde_json::from_str(absorbed)?;
         for a in absorbed {
             explained.insert(a);
             ledger_pairs.push((*survivor, a));
@@ -177,34 +202,30 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
             unique: false,
         })
         .collect();
-    let index_of: HashMap<i64, u32> = input
+    let index_of: HashMap<ContactId, u32> = input
         .contacts
         .iter()
         .enumerate()
-        .map(|(i, c)| (c.0, i as u32))
+        .map(|(i, c)| (c.id, i as u32))
         .collect();
     let mut graph = KeyGraph::new(slots);
     let mut scope_ids: HashMap<&str, u32> = HashMap::new();
     let mut ids = input.identifiers.iter().peekable();
-    for (contact, scope, _) in &input.contacts {
+    for contact in &input.contacts {
         let next = scope_ids.len() as u32;
-        let scope_id = *scope_ids.entry(scope.as_str()).or_insert(next);
+        let scope_id = *scope_ids.entry(contact.scope.as_str()).or_insert(next);
         let mut values = Vec::new();
-        while let Some((c, field, value, _)) = ids.peek() {
-            if c != contact {
-                break;
-            }
-            if let Some(slot) = fields.iter().position(|f| f.name() == field)
-                && !excluded(contact, field, value)
+        while let Some(i) = ids.next_if(|i| i.contact_id == contact.id) {
+            if let Some(slot) = fields.iter().position(|f| f.name() == i.field)
+                && !excluded(&contact.id, &i.field, &i.value)
             {
-                values.push((slot as u8, value.as_str()));
+                values.push((slot as u8, i.value.as_str()));
             }
-            ids.next();
         }
         graph.add_contact(scope_id, values);
     }
     let mut prior = UnionFind::new(input.contacts.len());
-    let origin = |p: i64| {
+    let origin = |p: ProfileId| {
         profile_by_id
             .get(&p)
             .and_then(|r| index_of.get(&r.origin_contact))
@@ -221,10 +242,11 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
         }
     }
     let resolved = resolve(&graph, Some(&Partition::from_union_find(&mut prior)));
-    let mut stored_of_resolved: HashMap<u32, i64> = HashMap::new();
-    let mut resolved_of_stored: HashMap<i64, u32> = HashMap::new();
-    for (i, (contact, ..)) in input.contacts.iter().enumerate() {
-        let (Some(&stored), r) = (profile_of.get(contact), resolved.profile_of(i as u32)) else {
+    let mut stored_of_resolved: HashMap<u32, ProfileId> = HashMap::new();
+    let mut resolved_of_stored: HashMap<ProfileId, u32> = HashMap::new();
+    for (i, contact) in input.contacts.iter().enumerate() {
+        let contact = contact.id;
+        let (Some(&stored), r) = (profile_of.get(&contact), resolved.profile_of(i as u32)) else {
             continue;
         };
         let a = *stored_of_resolved.entry(r).or_insert(stored);
@@ -245,27 +267,35 @@ mod tests {
 
     fn profile(id: i64, count: i64, merged_into: Option<i64>) -> CheckedProfile {
         CheckedProfile {
-            id,
-            origin_contact: id,
-            oldest_contact: id,
+            id: ProfileId(id),
+            origin_contact: ContactId(id),
+            oldest_contact: ContactId(id),
             member_count: count,
-            merged_into,
+            merged_into: merged_into.map(ProfileId),
         }
     }
 
     fn input(profiles: Vec<CheckedProfile>, ledger: Vec<(i64, String)>) -> CheckInput {
+        let contact = |id| CheckedContact {
+            id: ContactId(id),
+            scope: "o1:caac".into(),
+            region: "TW".into(),
+        };
+        let email = |id| CheckedIdentifier {
+            contact_id: ContactId(id),
+            field: "display_email".into(),
+            value: "a@x.io".into(),
+            scope: "o1:caac".into(),
+        };
         CheckInput {
-            contacts: vec![
-                (1, "o1:caac".into(), "TW".into()),
-                (2, "o1:caac".into(), "TW".into()),
-            ],
-            memberships: vec![(1, 1), (2, 2)],
+            contacts: vec![contact(1), contact(2)],
+            memberships: vec![(ContactId(1), ProfileId(1)), (ContactId(2), ProfileId(2))],
             profiles,
-            identifiers: vec![
-                (1, "display_email".into(), "a@x.io".into(), "o1:caac".into()),
-                (2, "display_email".into(), "a@x.io".into(), "o1:caac".into()),
-            ],
-            ledger,
+            identifiers: vec![email(1), email(2)],
+            ledger: ledger
+                .into_iter()
+                .map(|(survivor, absorbed)| (ProfileId(survivor), absorbed))
+                .collect(),
             setting: AppliedSetting {
                 version: 1,
                 setting: UnifySetting {
