@@ -144,8 +144,24 @@ pub struct OperatorKey {
 /// The file in the data directory that keeps a generated operator token's hash.
 pub const OPERATOR_HASH_FILE: &str = "operator_token.sha256";
 
+/// The shortest operator token accepted: it opens every organization of the hub.
+pub const MIN_OPERATOR_TOKEN: usize = 32;
+
 impl OperatorKey {
-    /// The key of a token given in the configuration.
+    /// The key of a token given in the configuration; a token shorter than
+    /// `MIN_OPERATOR_TOKEN` characters is refused, since anyone who guesses it runs the hub.
+    pub fn from_configured(token: &str) -> anyhow::Result<Self> {
+        let length = token.chars().count();
+        if length < MIN_OPERATOR_TOKEN {
+            anyhow::bail!(
+                "the operator token must be at least {MIN_OPERATOR_TOKEN} characters (it has \
+                 {length}); leave CDH_OPERATOR_TOKEN unset to have one generated"
+            );
+        }
+        Ok(Self::from_token(token))
+    }
+
+    /// The key of a token.
     pub fn from_token(token: &str) -> Self {
         Self {
             hash: Sha256::digest(token.as_bytes()).into(),
@@ -200,6 +216,17 @@ pub fn new_secret(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_operator_token_is_refused() {
+        let error = OperatorKey::from_configured("op-secret").unwrap_err();
+        assert!(
+            error.to_string().contains("at least 32 characters"),
+            "{error}"
+        );
+        let good = "x".repeat(MIN_OPERATOR_TOKEN);
+        assert!(OperatorKey::from_configured(&good).unwrap().matches(&good));
+    }
 
     #[test]
     fn a_generated_operator_token_is_kept_only_as_its_hash() {

@@ -46,6 +46,9 @@ pub struct Config {
     pub run_worker: bool,
     /// What time it is.
     pub clock: Clock,
+    /// An address of its own to serve `/metrics` on without a token (for a scraper on a
+    /// private network); on the main address `/metrics` needs the operator token.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             body_limit: 1024 * 1024,
             run_worker: true,
             clock: Clock::system(),
+            metrics_listen: None,
         }
     }
 }
@@ -67,6 +71,8 @@ impl Default for Config {
 pub struct AppHandle {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics` without a token, when configured to.
+    pub metrics_addr: Option<SocketAddr>,
     /// The state its handlers share (the store, the worker, ...).
     pub state: AppState,
     /// The operator token, when this start generated it (print it once).
@@ -117,7 +123,7 @@ pub async fn start(config: Config) -> anyhow::Result<AppHandle> {
 /// Starts the server on a store that is already open (tests use a fresh schema per test).
 pub async fn start_with_store(config: Config, store: AnyStore) -> anyhow::Result<AppHandle> {
     let (operator, generated) = match &config.operator_token {
-        Some(token) => (auth::OperatorKey::from_token(token), None),
+        Some(token) => (auth::OperatorKey::from_configured(token)?, None),
         None => auth::OperatorKey::load_or_create(&config.data_dir)?,
     };
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -142,6 +148,10 @@ pub async fn start_with_store(config: Config, store: AnyStore) -> anyhow::Result
         .run_worker
         .then(|| state.worker.spawn(state.clone(), stopped.clone()));
     let app = routes::app(state.clone());
+    let metrics_addr = match &state.config.metrics_listen {
+        Some(address) => Some(serve_metrics(address, state.clone(), stopped.clone()).await?),
+        None => None,
+    };
     let mut stopped_server = stopped;
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -153,12 +163,38 @@ pub async fn start_with_store(config: Config, store: AnyStore) -> anyhow::Result
     tracing::info!(%addr, "listening");
     Ok(AppHandle {
         addr,
+        metrics_addr,
         state,
         generated_operator_token: generated,
         stop,
         server,
         worker,
     })
+}
+
+/// Serves `GET /metrics` alone, without a token, on an address of its own until `stopped`.
+async fn serve_metrics(
+    address: &str,
+    state: AppState,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding the metrics address {address}"))?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move { routes::ops::metrics_text(&state).await }),
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "metrics listening");
+    Ok(addr)
 }
 
 /// A database URL without its password, for messages.

@@ -105,6 +105,10 @@ pub struct ServeArgs {
     /// Seed a demo organization on first start and print an admin token.
     #[arg(long)]
     pub demo: bool,
+    /// Serve `/metrics` without a token on this address of its own (on the main address it
+    /// needs the operator token).
+    #[arg(long, env = "CDH_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Arguments of `cdh admin`.

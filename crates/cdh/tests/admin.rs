@@ -35,7 +35,10 @@ fn spawn_demo(dir: &Path) -> Child {
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--database-url", &db_url(dir)])
-        .args(["--operator-token", "operator-secret-for-tests"])
+        .args([
+            "--operator-token",
+            "operator-secret-for-tests-0123456789abcdef",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -342,4 +345,20 @@ fn sigterm_right_after_start_stops_the_server_gracefully() {
         rest.last().map(String::as_str),
         Some("shutting down: letting in-flight requests finish")
     );
+}
+
+/// A short operator token opens every organization to whoever guesses it: the server refuses
+/// to start with one, and says why.
+#[test]
+fn serve_refuses_a_short_operator_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cdh()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--database-url", &db_url(dir.path())])
+        .args(["--operator-token", "op-secret"])
+        .output()
+        .expect("cdh serve runs");
+    fails_with(&output, "at least 32 characters");
 }

@@ -28,7 +28,7 @@ pub(crate) mod events;
 pub(crate) mod exports;
 pub mod hub;
 pub(crate) mod imports;
-mod ops;
+pub(crate) mod ops;
 pub(crate) mod profiles;
 pub(crate) mod tasks;
 pub(crate) mod unification;

@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::Principal;
+use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
 /// The routes of this group.
@@ -35,10 +37,23 @@ async fn healthz() -> axum::Json<Health> {
     })
 }
 
-/// Request counts and latencies in the Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
-    responses((status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Request counts and latencies in the Prometheus text format (operator token).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not the operator", body = ErrorBody),
+    ))]
+async fn metrics(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<impl IntoResponse> {
+    principal.operator()?;
+    Ok(metrics_text(&state).await)
+}
+
+/// The metrics page: request metrics, then the store's gauges.
+pub(crate) async fn metrics_text(state: &AppState) -> impl IntoResponse + use<> {
     let mut text = String::new();
     state.metrics.render(&mut text);
     // Store gauges: unfinished tasks by kind and status (a task stuck queued shows here).

@@ -45,10 +45,36 @@ async fn health_metrics_and_openapi(app: &TestApp) {
         );
     }
 
+    // Metrics are the operator's: no token is 401, an organization's token 403.
+    app.call(Method::GET, "/metrics", None, None)
+        .await
+        .expect_error(401, "unauthorized");
+    let org = app.org("brand").await;
+    app.call(Method::GET, "/metrics", Some(&org.admin), None)
+        .await
+        .expect_error(403, "forbidden");
+    // A method a client invents is counted under one label, however many it invents.
+    for invented in ["FROB", "BREW", "X-DELETE-ALL"] {
+        let method = Method::from_bytes(invented.as_bytes()).unwrap();
+        app.call(method, "/v1/channels", None, None).await;
+    }
     let metrics = app
-        .call(Method::GET, "/metrics", None, None)
+        .call(Method::GET, "/metrics", Some(OPERATOR), None)
         .await
         .expect(200);
+    assert!(
+        metrics.text.contains(
+            "cdh_http_requests_total{method=\"other\",route=\"/v1/channels\",status=\"405\"} 3"
+        ),
+        "{}",
+        metrics.text
+    );
+    for invented in ["FROB", "BREW", "X-DELETE-ALL"] {
+        assert!(
+            !metrics.text.contains(invented),
+            "{invented} became a label"
+        );
+    }
     assert!(
         metrics.text.contains(
             "cdh_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
@@ -130,4 +156,24 @@ async fn shutdown_lets_a_request_in_flight_finish() {
         .await
         .expect("the contact was stored");
     assert_eq!(stored.external_id, "late");
+}
+
+/// With an address of its own, `/metrics` answers there without a token, and still needs the
+/// operator's on the main address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_an_address_of_their_own() {
+    let app = crate::support::TestApp::start(crate::support::Backend::Sqlite, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".into())
+    })
+    .await;
+    let addr = app.handle.metrics_addr.expect("a metrics address");
+    let scraped = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape");
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await.unwrap().contains("cdh_store_up 1"));
+    app.call(Method::GET, "/metrics", None, None)
+        .await
+        .expect_error(401, "unauthorized");
+    app.finish().await;
 }

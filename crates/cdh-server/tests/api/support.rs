@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// The operator token every test app is started with.
-pub const OPERATOR: &str = "operator-secret-for-tests";
+pub const OPERATOR: &str = "operator-secret-for-tests-0123456789abcdef";
 
 /// The PostgreSQL server the suite uses.
 pub fn pg_url() -> String {

@@ -50,6 +50,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         database_url: args.database_url.clone(),
         operator_token: args.operator_token.clone(),
         data_dir: args.data_dir.clone(),
+        metrics_listen: args.metrics_listen.clone(),
         ..Config::default()
     };
     let handle = cdh_server::start(config).await?;
