@@ -49,6 +49,9 @@ pub struct Config {
     /// An address of its own to serve `/metrics` on without a token (for a scraper on a
     /// private network); on the main address `/metrics` needs the operator token.
     pub metrics_listen: Option<String>,
+    /// Let webhooks reach private addresses (loopback, RFC 1918, link-local, ...): for
+    /// on-premise receivers. Off by default: a webhook reaches public addresses only.
+    pub webhook_allow_private: bool,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             run_worker: true,
             clock: Clock::system(),
             metrics_listen: None,
+            webhook_allow_private: false,
         }
     }
 }

@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// needs the operator token).
     #[arg(long, env = "CDH_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Let webhooks reach private addresses (loopback, RFC 1918, link-local, ...), for
+    /// on-premise receivers; by default they reach public addresses only.
+    #[arg(long, env = "CDH_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
 }
 
 /// Arguments of `cdh admin`.

@@ -128,7 +128,7 @@ async fn create_webhook(
     ApiJson(body): ApiJson<NewWebhook>,
 ) -> ApiResult<(StatusCode, axum::Json<CreatedWebhook>)> {
     let caller = principal.org(Scope::Admin)?;
-    let url = parse_url(&body.url)?;
+    let url = parse_url(&body.url, state.config.webhook_allow_private).await?;
     let secret = new_secret("whsec_");
     let id = state
         .store
@@ -263,15 +263,9 @@ fn view_delivery(d: DeliveryLog) -> DeliveryView {
     }
 }
 
-/// An absolute `http` or `https` URL with a host.
-fn parse_url(text: &str) -> ApiResult<String> {
-    let url = reqwest::Url::parse(text.trim())
-        .map_err(|e| ApiError::invalid_field("url", format!("`url` is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid_field(
-            "url",
-            "`url` must be an http or https URL with a host",
-        ));
-    }
-    Ok(url.to_string())
+/// An absolute `http` or `https` URL with a host, no user info, and a public target.
+async fn parse_url(text: &str, allow_private: bool) -> ApiResult<String> {
+    crate::worker::targets::check_url(text, allow_private)
+        .await
+        .map_err(|refusal| ApiError::invalid_field("url", refusal.message()))
 }

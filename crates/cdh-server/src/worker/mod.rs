@@ -22,6 +22,7 @@ use crate::state::AppState;
 pub mod export;
 pub mod import;
 pub mod rate_limit;
+pub mod targets;
 pub mod webhooks;
 
 /// Tasks run at once by the background worker (the machine has few cores; an apply is heavy).
@@ -78,9 +79,12 @@ impl Worker {
         &self.inner.import_limiter
     }
 
-    /// The client webhook deliveries use.
-    pub fn http_client(&self) -> &reqwest::Client {
-        self.inner.http.get_or_init(webhooks::new_client)
+    /// The client webhook deliveries use; it reaches private addresses only when
+    /// `allow_private` (the setting is read once, when the client is first built).
+    pub fn http_client(&self, allow_private: bool) -> &reqwest::Client {
+        self.inner
+            .http
+            .get_or_init(|| webhooks::new_client(allow_private))
     }
 
     /// Starts the background loops; they end when `shutdown` turns true. A task still running

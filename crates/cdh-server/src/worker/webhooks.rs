@@ -14,6 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::task::JoinSet;
 
+use super::targets;
 use crate::state::AppState;
 
 /// The header carrying `sha256=<hex HMAC-SHA256 of the body keyed by the endpoint's secret>`.
@@ -41,10 +42,11 @@ pub async fn deliver_due(state: &AppState) -> StoreResult<usize> {
             break;
         }
         let mut sending = JoinSet::new();
+        let allow_private = state.config.webhook_allow_private;
         for delivery in due {
-            let client = state.worker.http_client().clone();
+            let client = state.worker.http_client(allow_private).clone();
             sending.spawn(async move {
-                let outcome = send(&client, &delivery).await;
+                let outcome = send(&client, &delivery, allow_private).await;
                 (delivery, outcome)
             });
         }
@@ -89,7 +91,16 @@ fn delivered(status: u16) -> bool {
     (200..300).contains(&status)
 }
 
-async fn send(client: &reqwest::Client, delivery: &Delivery) -> Result<u16, String> {
+async fn send(
+    client: &reqwest::Client,
+    delivery: &Delivery,
+    allow_private: bool,
+) -> Result<u16, String> {
+    // The client resolves names itself and refuses private ones; an address it never
+    // resolves, so it is checked here.
+    if targets::refuses_address_host(&delivery.url, allow_private) {
+        return Err(targets::REFUSED.to_owned());
+    }
     let body = body(&delivery.event);
     let response = client
         .post(&delivery.url)
@@ -142,11 +153,13 @@ async fn record(
 }
 
 /// A client for deliveries (it pools connections); redirects are not followed, so a
-/// receiver cannot bounce signed events elsewhere.
-pub fn new_client() -> reqwest::Client {
+/// receiver cannot bounce signed events elsewhere, and names resolve only to the addresses
+/// a delivery may reach (`targets::PublicResolver`).
+pub fn new_client(allow_private: bool) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(targets::resolver(allow_private))
         .user_agent(concat!("cdh-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_default()
@@ -154,7 +167,9 @@ pub fn new_client() -> reqwest::Client {
 
 /// A transport error in a sentence for the delivery log.
 fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+    if targets::was_refused(e) {
+        targets::REFUSED.to_owned()
+    } else if e.is_timeout() {
         format!("no answer within {} s", TIMEOUT.as_secs())
     } else if e.is_connect() {
         "could not connect to the endpoint".into()

@@ -111,6 +111,8 @@ impl TestApp {
             listen: "127.0.0.1:0".into(),
             operator_token: Some(OPERATOR.into()),
             data_dir: dir.path().join("data"),
+            // The tests' webhook receivers listen on loopback.
+            webhook_allow_private: true,
             ..Config::default()
         };
         tweak(&mut config);

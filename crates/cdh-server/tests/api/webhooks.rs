@@ -273,3 +273,93 @@ async fn retried_delivery(app: &TestApp) {
     assert_eq!(seen[0].2, seen[1].2, "the same body on both tries");
 }
 both_driven!(a_failed_delivery_is_retried_with_backoff, retried_delivery);
+
+/// With the default setting (private ranges closed), internal targets are refused when
+/// registered; one stored before the setting changed (or written straight into the store) is
+/// refused when a delivery connects, and its log says so without a word about the port.
+#[tokio::test]
+async fn webhooks_reach_public_addresses_only_by_default() {
+    let app = TestApp::start(crate::support::Backend::Sqlite, |c| {
+        c.webhook_allow_private = false;
+    })
+    .await;
+    let org = app.org("acme").await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://10.0.0.1/hook",
+        "http://[fd00::1]/hook",
+        "http://0.0.0.0/hook",
+        "http://localhost:8080/hook",
+        "http://2130706433/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+    ] {
+        let reply = app
+            .post("/v1/webhooks", &org.admin, json!({"url": url}))
+            .await
+            .expect_error(422, "invalid_field");
+        assert!(
+            reply.text.contains("public address"),
+            "{url}: {}",
+            reply.text
+        );
+    }
+    app.post(
+        "/v1/webhooks",
+        &org.admin,
+        json!({"url": "https://user:pass@8.8.8.8/hook"}),
+    )
+    .await
+    .expect_error(422, "invalid_field");
+
+    // A receiver that is really listening on loopback, and one port that is closed: both
+    // refused with the same words, so the log cannot be used to scan ports.
+    let (open, received) = receiver(vec![]).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        format!("http://127.0.0.1:{port}/hook")
+    };
+    let (hub, org_id) = {
+        let (hub, org_id) = org.id.split_once('-').unwrap();
+        (
+            hub.parse::<cdh_store::model::HubId>().unwrap(),
+            org_id.parse::<cdh_store::model::OrganizationId>().unwrap(),
+        )
+    };
+    let store = &app.handle.state.store;
+    let mut hooks = Vec::new();
+    for url in [&open, &closed] {
+        let id = store
+            .create_webhook(hub, org_id, url, "whsec_test_secret_for_refusal")
+            .await
+            .unwrap();
+        hooks.push(id);
+    }
+    let channel = app.channel(&org.admin, "line", "caac").await;
+    contact(
+        &app,
+        &org.admin,
+        &channel,
+        "u1",
+        json!({"display_name": "Ann"}),
+    )
+    .await;
+    assert_eq!(deliver(&app).await, 2, "one try per endpoint");
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "nothing reached loopback"
+    );
+    for id in hooks {
+        let log = app
+            .get(&format!("/v1/webhooks/{id}/deliveries"), &org.admin)
+            .await
+            .expect(200)
+            .body;
+        let item = &log["items"][0];
+        assert_eq!(item["outcome"], "failed", "{log}");
+        assert_eq!(item["error"], "refused: private address", "{log}");
+    }
+    app.finish().await;
+}

@@ -51,6 +51,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         operator_token: args.operator_token.clone(),
         data_dir: args.data_dir.clone(),
         metrics_listen: args.metrics_listen.clone(),
+        webhook_allow_private: args.webhook_allow_private,
         ..Config::default()
     };
     let handle = cdh_server::start(config).await?;
