@@ -72,9 +72,14 @@ impl OrgCaller {
             .any(|s| s == scope.as_str() || s == Scope::Admin.as_str())
     }
 
-    /// Who to record as the actor of a change.
+    /// Who to record as the actor of a change: the token and its organization (settings of
+    /// connected organizations are shared, so the organization is part of the record).
     pub fn actor(&self) -> String {
-        format!("token:{}", self.token_id)
+        let org = crate::wire::OrgRef {
+            hub: self.hub,
+            org: self.org,
+        };
+        format!("token:{} of {org}", self.token_id)
     }
 }
 

@@ -50,6 +50,8 @@ pub enum ErrorCode {
     ExportInProgress,
     /// The request conflicts with the current state.
     Conflict,
+    /// An organization to connect is already in a partner connection.
+    AlreadyConnected,
     /// The export file is past its retention.
     ExportExpired,
     /// Too many requests; see `Retry-After`.
@@ -84,6 +86,7 @@ impl ErrorCode {
             C::ImportInProgress => (StatusCode::CONFLICT, "import_in_progress"),
             C::ExportInProgress => (StatusCode::CONFLICT, "export_in_progress"),
             C::Conflict => (StatusCode::CONFLICT, "conflict"),
+            C::AlreadyConnected => (StatusCode::CONFLICT, "already_connected"),
             C::ExportExpired => (StatusCode::GONE, "export_expired"),
             C::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             C::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -219,6 +222,7 @@ impl From<StoreError> for ApiError {
                     Rejection::TooManyKeys => ErrorCode::TooManyKeys,
                     Rejection::UnknownField => ErrorCode::UnknownKey,
                     Rejection::DuplicateKey => ErrorCode::DuplicateKey,
+                    Rejection::AlreadyConnected => ErrorCode::AlreadyConnected,
                     other => ErrorCode::Rejected(other.code()),
                 };
                 Self::new(code, message)

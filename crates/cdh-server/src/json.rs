@@ -43,7 +43,7 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
 }
 
 /// Parses a JSON document into `T` with the contract's errors.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     if value.is_ok() {

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod console;
 pub mod error;
 pub mod json;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
 pub mod state;
@@ -52,6 +53,9 @@ pub struct Config {
     /// Let webhooks reach private addresses (loopback, RFC 1918, link-local, ...): for
     /// on-premise receivers. Off by default: a webhook reaches public addresses only.
     pub webhook_allow_private: bool,
+    /// The address browsers reach the server at (behind a proxy, the proxy's); when it is
+    /// `https://...`, console cookies are marked `Secure`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             clock: Clock::system(),
             metrics_listen: None,
             webhook_allow_private: false,
+            public_url: None,
         }
     }
 }
@@ -143,7 +148,7 @@ pub async fn start_with_store(config: Config, store: AnyStore) -> anyhow::Result
         metrics: Arc::new(metrics::Metrics::default()),
         channel_orgs: Arc::default(),
         console_key,
-        sign_in_failures: state::sign_in_failures(),
+        sign_in_guard: Arc::default(),
         config: Arc::new(config),
     };
     let (stop, stopped) = watch::channel(false);
@@ -158,11 +163,15 @@ pub async fn start_with_store(config: Config, store: AnyStore) -> anyhow::Result
     };
     let mut stopped_server = stopped;
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped_server.wait_for(|stop| *stop).await;
-            })
-            .await
+        // The client's address keys the console's sign-in back-off.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped_server.wait_for(|stop| *stop).await;
+        })
+        .await
     });
     tracing::info!(%addr, "listening");
     Ok(AppHandle {

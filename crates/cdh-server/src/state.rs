@@ -36,17 +36,8 @@ pub struct AppState {
     pub channel_orgs: Arc<Mutex<HashMap<(HubId, ChannelId), OrganizationId>>>,
     /// The key console session and CSRF cookies are signed with.
     pub console_key: axum_extra::extract::cookie::Key,
-    /// Failed console sign-ins per (hub, organization, email), to slow down guessing.
-    pub sign_in_failures: Arc<SignInFailures>,
-}
-
-/// Failed console sign-ins per account.
-pub type SignInFailures = crate::worker::rate_limit::SlidingWindow<(HubId, OrganizationId, String)>;
-
-/// The counter of failed sign-ins: 10 per account in 15 minutes.
-pub fn sign_in_failures() -> Arc<SignInFailures> {
-    use crate::worker::rate_limit::{SIGN_IN_FAILURES, SIGN_IN_WINDOW_MS, SlidingWindow};
-    Arc::new(SlidingWindow::new(SIGN_IN_FAILURES, SIGN_IN_WINDOW_MS))
+    /// Failed console sign-ins per account and address, and the password-check slots.
+    pub sign_in_guard: Arc<crate::console::guard::SignInGuard>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -17,6 +17,8 @@ mod bootstrap;
 mod console;
 #[path = "api/console_browser.rs"]
 mod console_browser;
+#[path = "api/console_sign_in.rs"]
+mod console_sign_in;
 #[path = "api/console_smoke.rs"]
 mod console_smoke;
 #[path = "api/contacts.rs"]
@@ -25,6 +27,8 @@ mod contacts;
 mod exports;
 #[path = "api/imports.rs"]
 mod imports;
+#[path = "api/organizations.rs"]
+mod organizations;
 #[path = "api/profiles.rs"]
 mod profiles;
 #[path = "api/scenarios.rs"]

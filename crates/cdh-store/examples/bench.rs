@@ -127,7 +127,10 @@ async fn main() {
         ],
         excluded: vec![],
     };
-    let task = store.start_apply(hub, &keys, "bench").await.expect("start");
+    let task = store
+        .start_apply(hub, org, &keys, "bench")
+        .await
+        .expect("start");
     let started = Instant::now();
     let done = store
         .run_apply(hub, task, &ApplyOptions::default())

@@ -58,7 +58,7 @@ async fn main() {
         excluded: Vec::new(),
     };
     let task = store
-        .start_apply(hub, &setting, "bench")
+        .start_apply(hub, org, &setting, "bench")
         .await
         .expect("apply");
     store

@@ -77,6 +77,8 @@ pub enum Resource {
     User,
     /// An identifier field.
     Field,
+    /// A partner connection.
+    Connection,
 }
 
 impl Resource {
@@ -94,6 +96,7 @@ impl Resource {
             Self::Webhook => "webhook",
             Self::User => "user",
             Self::Field => "field",
+            Self::Connection => "connection",
         }
     }
 }
@@ -125,6 +128,9 @@ pub enum Rejection {
     InvalidSecret,
     /// An export's writer failed.
     ExportWriteFailed,
+    /// An organization to connect is already in a partner connection (the server answers
+    /// 409).
+    AlreadyConnected,
 }
 
 impl Rejection {
@@ -140,6 +146,7 @@ impl Rejection {
             Self::InvalidUrl => "invalid_url",
             Self::InvalidSecret => "invalid_secret",
             Self::ExportWriteFailed => "export_write_failed",
+            Self::AlreadyConnected => "already_connected",
         }
     }
 }

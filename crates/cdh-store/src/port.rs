@@ -13,10 +13,10 @@ use cdh_core::GoldenRecord;
 
 use crate::error::StoreResult;
 use crate::model::{
-    AppliedSetting, Channel, ChannelId, ConnectionId, ConsoleUser, Contact, ContactId,
-    ContactInput, Delivery, DeliveryLog, Event, ExportRow, HubId, HubSettings, ImportOutcome,
-    ImportRow, IssuedToken, LedgerEntry, Millis, NewChannel, Organization, OrganizationId, Page,
-    PreviewId, Profile, ProfileId, Role, StoredPreview, Task, TaskId, TaskKind, TimelineEntry,
+    AppliedSetting, Channel, ChannelId, Connection, ConsoleUser, Contact, ContactId, ContactInput,
+    Delivery, DeliveryLog, Event, ExportRow, HubId, ImportOutcome, ImportRow, IssuedToken,
+    LedgerEntry, Millis, NewChannel, Organization, OrganizationId, Page, PreviewId, Profile,
+    ProfileId, RealmSettings, Role, StoredPreview, Task, TaskId, TaskKind, TimelineEntry,
     TimelineEntryId, TokenGrant, TokenId, TokenInfo, UnifySetting, Upserted, UserId,
     WebhookEndpoint, WebhookId,
 };
@@ -95,20 +95,23 @@ pub trait Setup: Send + Sync {
     async fn get_organization(&self, hub: HubId, org: OrganizationId) -> StoreResult<Organization>;
     /// A hub's organizations, oldest first.
     async fn list_organizations(&self, hub: HubId) -> StoreResult<Vec<Organization>>;
-    /// Connects organizations into one scope, recording the brand's disclosure. Contacts
-    /// already stored move into the new scope at the next apply.
+    /// Connects organizations into one realm, recording the brand's disclosure. Each goes on
+    /// unifying under its own setting until the realm's first apply, which moves every
+    /// contact of the realm into its scopes. An organization already in a connection is
+    /// `Rejected(AlreadyConnected)`.
     async fn connect_organizations(
         &self,
         hub: HubId,
         organizations: &[OrganizationId],
         disclosure_url: &str,
         actor: &str,
-    ) -> StoreResult<ConnectionId>;
-    /// Turns cross-product unification on or off (effective for stored contacts at the next
-    /// apply).
-    async fn set_cross_product(&self, hub: HubId, on: bool) -> StoreResult<()>;
-    /// The hub's scope settings: cross-product and partner connections.
-    async fn hub_settings(&self, hub: HubId) -> StoreResult<HubSettings>;
+    ) -> StoreResult<Connection>;
+    /// Turns cross-product unification of the organization's realm on or off (effective for
+    /// stored contacts at the next apply).
+    async fn set_cross_product(&self, hub: HubId, org: OrganizationId, on: bool)
+    -> StoreResult<()>;
+    /// The organization's realm: its organizations, cross-product switch and connection.
+    async fn realm_settings(&self, hub: HubId, org: OrganizationId) -> StoreResult<RealmSettings>;
     /// Creates a channel.
     async fn create_channel(&self, hub: HubId, channel: &NewChannel) -> StoreResult<ChannelId>;
     /// A channel.
@@ -213,27 +216,46 @@ pub trait Profiles: Send + Sync {
 /// Unify settings: previews, applies and their history (`ops/unification.rs`).
 #[async_trait]
 pub trait Unification: Send + Sync {
-    /// The unify setting in force (version 0, no keys, before any apply).
-    async fn unify_setting(&self, hub: HubId) -> StoreResult<AppliedSetting>;
-    /// Every applied setting, oldest first.
-    async fn unify_history(&self, hub: HubId) -> StoreResult<Vec<AppliedSetting>>;
-    /// Computes and stores what applying `setting` would do, on top of the current profiles.
-    /// Bad keys fail with `Rejected` (`TooManyKeys`, `UnknownField`, `DuplicateKey`).
+    /// The unify setting in force in the organization's realm (version 0, no keys, before
+    /// any apply).
+    async fn unify_setting(&self, hub: HubId, org: OrganizationId) -> StoreResult<AppliedSetting>;
+    /// Every setting applied in the organization's realm, oldest first.
+    async fn unify_history(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+    ) -> StoreResult<Vec<AppliedSetting>>;
+    /// Computes and stores what applying `setting` in the organization's realm would do, on
+    /// top of the current profiles. Bad keys fail with `Rejected` (`TooManyKeys`,
+    /// `UnknownField`, `DuplicateKey`).
     async fn create_preview(
         &self,
         hub: HubId,
+        org: OrganizationId,
         setting: &UnifySetting,
         suspicious_threshold: u32,
     ) -> StoreResult<StoredPreview>;
-    /// A stored preview.
-    async fn get_preview(&self, hub: HubId, id: PreviewId) -> StoreResult<StoredPreview>;
+    /// A preview of the organization's realm (another realm's is `NotFound`).
+    async fn get_preview(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        id: PreviewId,
+    ) -> StoreResult<StoredPreview>;
     /// Queues the apply of exactly the previewed setting, or fails with `PreviewStale` when
-    /// contacts changed since the preview.
-    async fn apply_preview(&self, hub: HubId, id: PreviewId, actor: &str) -> StoreResult<TaskId>;
-    /// Validates a setting and queues the task that applies it.
+    /// the realm's contacts changed since the preview.
+    async fn apply_preview(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        id: PreviewId,
+        actor: &str,
+    ) -> StoreResult<TaskId>;
+    /// Validates a setting and queues the task that applies it in the organization's realm.
     async fn start_apply(
         &self,
         hub: HubId,
+        org: OrganizationId,
         setting: &UnifySetting,
         actor: &str,
     ) -> StoreResult<TaskId>;
@@ -249,13 +271,6 @@ pub trait Unification: Send + Sync {
 /// Long-running tasks: their queue, progress and outcome (`ops/tasks.rs`).
 #[async_trait]
 pub trait Tasks: Send + Sync {
-    /// Queues a task of any kind.
-    async fn create_task(
-        &self,
-        hub: HubId,
-        kind: TaskKind,
-        params: &serde_json::Value,
-    ) -> StoreResult<TaskId>;
     /// Queues an import or export task for an organization, or fails with `TaskInProgress`
     /// when one of that kind is queued or running for it.
     async fn start_task_exclusive(
@@ -265,10 +280,24 @@ pub trait Tasks: Send + Sync {
         kind: TaskKind,
         params: &serde_json::Value,
     ) -> StoreResult<TaskId>;
-    /// A task.
+    /// A task, whoever asked for it (for the worker).
     async fn get_task(&self, hub: HubId, id: TaskId) -> StoreResult<Task>;
-    /// A hub's tasks, newest first.
-    async fn list_tasks(&self, hub: HubId) -> StoreResult<Vec<Task>>;
+    /// A task an organization may see: its own import or export, or an apply of a realm it
+    /// sees; any other is `NotFound`.
+    async fn organization_task(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        id: TaskId,
+    ) -> StoreResult<Task>;
+    /// The newest `limit` tasks of `kinds` an organization may see, newest first.
+    async fn list_tasks(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        kinds: &[TaskKind],
+        limit: u32,
+    ) -> StoreResult<Vec<Task>>;
     /// Marks a queued task running; `false` if it was not queued (someone else has it).
     async fn claim_task(&self, hub: HubId, id: TaskId) -> StoreResult<bool>;
     /// Marks a task running and records progress.
@@ -279,7 +308,7 @@ pub trait Tasks: Send + Sync {
         done: i64,
         total: i64,
     ) -> StoreResult<()>;
-    /// Ends a task with its result or error.
+    /// Ends a task with its result or error; an import task's `rows` leave its params.
     async fn finish_task(
         &self,
         hub: HubId,
@@ -322,8 +351,15 @@ pub trait Transfers: Send + Sync {
 /// The events feed and webhook deliveries (`ops/events.rs`).
 #[async_trait]
 pub trait Events: Send + Sync {
-    /// Events with a sequence number after `after`, in order.
-    async fn events_after(&self, hub: HubId, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
+    /// The events an organization sees (of its realm, and of its own from before a
+    /// connection) with a sequence number after `after`, in order.
+    async fn events_after(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
     /// Registers a webhook endpoint; it receives events appended from now on.
     async fn create_webhook(
         &self,
@@ -402,6 +438,8 @@ pub trait Access: Send + Sync {
     ) -> StoreResult<Option<(ConsoleUser, String)>>;
     /// A console user (`NotFound` when missing).
     async fn get_user(&self, hub: HubId, id: UserId) -> StoreResult<ConsoleUser>;
+    /// Ends every session of a console user (their epoch moves on); returns the new epoch.
+    async fn end_sessions(&self, hub: HubId, id: UserId) -> StoreResult<i64>;
     /// An organization's console users, by email.
     async fn list_users(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<ConsoleUser>>;
 }

@@ -32,6 +32,12 @@ pub fn scope_name(
     }
 }
 
+/// The key of the realm a scope belongs to (`o12:caac` is in `o12`): the realm whose setting
+/// rules the scope's contacts, and whose events their writes append.
+pub fn realm_of_scope(scope: &str) -> &str {
+    scope.split(':').next().unwrap_or(scope)
+}
+
 /// The unify keys of a setting; custom fields are any names that are not built in.
 pub fn parse_keys(names: &[String]) -> StoreResult<Vec<IdentifierField>> {
     let custom: Vec<String> = names

@@ -7,7 +7,7 @@ conformance!(apply_adds_merges_never_splits, apply_body);
 async fn apply_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email"]).await;
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
     let a = upsert(
         s,
         h.id,
@@ -49,7 +49,7 @@ async fn apply_body(t: TestStore) {
     assert_eq!(c.contact.profile_id, a.contact.profile_id);
     assert_ne!(b.contact.profile_id, a.contact.profile_id);
 
-    let result = apply_keys(s, h.id, &["display_email", "display_mobile"]).await;
+    let result = apply_keys(s, h.id, h.org, &["display_email", "display_mobile"]).await;
     assert_eq!(
         (
             result["merges"].as_i64(),
@@ -73,7 +73,7 @@ async fn apply_body(t: TestStore) {
     );
     assert_eq!(lineage[0].absorbed_ids, vec![b.contact.profile_id]);
     assert!(
-        s.events_after(h.id, 0, 100)
+        s.events_after(h.id, h.org, 0, 100)
             .await
             .unwrap()
             .iter()
@@ -83,7 +83,7 @@ async fn apply_body(t: TestStore) {
     crate::support::assert_invariants(s, h.id).await;
 
     // Dropping the email key splits nothing: merges are permanent.
-    let result = apply_keys(s, h.id, &["customer_id"]).await;
+    let result = apply_keys(s, h.id, h.org, &["customer_id"]).await;
     assert_eq!(result["merges"], 0);
     assert_eq!(
         s.get_contact(h.id, c.contact.id).await.unwrap().profile_id,
@@ -93,13 +93,13 @@ async fn apply_body(t: TestStore) {
         s.get_contact(h.id, d.contact.id).await.unwrap().profile_id,
         a.contact.profile_id
     );
-    let history = s.unify_history(h.id).await.unwrap();
+    let history = s.unify_history(h.id, h.org).await.unwrap();
     assert_eq!(
         history.iter().map(|v| v.version).collect::<Vec<_>>(),
         [1, 2, 3]
     );
     assert_eq!(
-        s.unify_setting(h.id).await.unwrap().setting.keys,
+        s.unify_setting(h.id, h.org).await.unwrap().setting.keys,
         ["customer_id"]
     );
 
@@ -111,7 +111,7 @@ async fn apply_body(t: TestStore) {
         excluded: vec![],
     };
     assert!(matches!(
-        s.start_apply(h.id, &too_many, "admin").await,
+        s.start_apply(h.id, h.org, &too_many, "admin").await,
         Err(cdh_store::StoreError::Invalid(_))
     ));
     t.finish(h.id).await;
@@ -125,7 +125,7 @@ async fn excluded_body(t: TestStore) {
         keys: vec!["display_mobile".into()],
         excluded: vec![("display_mobile".into(), "02-2345-6789".into())],
     };
-    let task = s.start_apply(h.id, &setting, "admin").await.unwrap();
+    let task = s.start_apply(h.id, h.org, &setting, "admin").await.unwrap();
     s.run_apply(h.id, task, &Default::default()).await.unwrap();
     let a = upsert(
         s,
@@ -185,12 +185,12 @@ async fn merged_events_body(t: TestStore) {
     )
     .await;
     upsert(s, h.id, h.email_caac, "c2", &[email]).await;
-    let before = s.events_after(h.id, 0, 10_000).await.unwrap().len();
-    let result = apply_keys(s, h.id, &["display_mobile", "display_email"]).await;
+    let before = s.events_after(h.id, h.org, 0, 10_000).await.unwrap().len();
+    let result = apply_keys(s, h.id, h.org, &["display_mobile", "display_email"]).await;
     assert_eq!(result["merges"], 7, "{result}");
     upsert(s, h.id, h.email_caac, "late", &[("display_name", "Late")]).await;
 
-    let all = s.events_after(h.id, 0, 10_000).await.unwrap();
+    let all = s.events_after(h.id, h.org, 0, 10_000).await.unwrap();
     let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=all.len() as i64).collect::<Vec<_>>(), "no gaps");
     let merged = &all[before..all.len() - 1];
@@ -231,7 +231,7 @@ async fn merged_events_body(t: TestStore) {
         let mut read = Vec::new();
         let mut cursor = 0;
         loop {
-            let batch = s.events_after(h.id, cursor, page).await.unwrap();
+            let batch = s.events_after(h.id, h.org, cursor, page).await.unwrap();
             assert!(batch.len() <= page as usize, "at most a page");
             let Some(last) = batch.last() else { break };
             cursor = last.seq;
@@ -241,7 +241,7 @@ async fn merged_events_body(t: TestStore) {
     }
     // A cursor inside the merged events starts right after it.
     let inside = merged[2].seq;
-    let next = s.events_after(h.id, inside, 2).await.unwrap();
+    let next = s.events_after(h.id, h.org, inside, 2).await.unwrap();
     assert_eq!(next, all[before + 3..before + 5].to_vec());
     t.finish(h.id).await;
 }

@@ -93,7 +93,7 @@ async fn partition(
 /// Stores `STORED` in a new hub with two unify keys.
 async fn stored_hub(s: &AnyStore) -> (Hub, Vec<(String, ContactId)>) {
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+    apply_keys(s, h.id, h.org, &["display_email", "customer_id"]).await;
     let mut contacts = Vec::new();
     for (name, fields) in STORED {
         let written = upsert(s, h.id, h.email_caac, name, fields).await;
@@ -170,7 +170,7 @@ async fn concurrent_clients_share_transactions() {
         unreachable!("a PostgreSQL store")
     };
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+    apply_keys(s, h.id, h.org, &["display_email", "customer_id"]).await;
     let clients = 16;
     let each = 20;
     let writers: Vec<_> = (0..clients)

@@ -7,7 +7,7 @@ conformance!(checker_notices_corruption, checker_body);
 async fn checker_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+    apply_keys(s, h.id, h.org, &["display_email", "customer_id"]).await;
     let a = upsert(
         s,
         h.id,

@@ -9,7 +9,7 @@ conformance!(concurrent_bridges_end_in_one_profile, concurrency_body);
 async fn concurrency_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["customer_id", "connect_id"]).await;
+    apply_keys(s, h.id, h.org, &["customer_id", "connect_id"]).await;
     for round in 0..3 {
         // Seeds: seed i holds customer k<i> and connect c<i-1>; writer i holds k<i> and c<i>,
         // so it bridges seed i and seed i+1, and only all writers together chain every seed.
@@ -82,8 +82,8 @@ async fn feed_body(t: TestStore) {
     const EACH: usize = 12;
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["customer_id"]).await;
-    let start = s.events_after(h.id, 0, 10_000).await.unwrap();
+    apply_keys(s, h.id, h.org, &["customer_id"]).await;
+    let start = s.events_after(h.id, h.org, 0, 10_000).await.unwrap();
     let mut cursor = start.last().map_or(0, |e| e.seq);
     let mut writers = Vec::new();
     for w in 0..WRITERS {
@@ -116,7 +116,7 @@ async fn feed_body(t: TestStore) {
         }
     };
     while !writers.iter().all(|w| w.is_finished()) {
-        let batch = s.events_after(h.id, cursor, 5).await.unwrap();
+        let batch = s.events_after(h.id, h.org, cursor, 5).await.unwrap();
         read(batch, &mut cursor);
         tokio::task::yield_now().await;
     }
@@ -125,7 +125,7 @@ async fn feed_body(t: TestStore) {
         written.extend(w.await.expect("writer"));
     }
     loop {
-        let batch = s.events_after(h.id, cursor, 5).await.unwrap();
+        let batch = s.events_after(h.id, h.org, cursor, 5).await.unwrap();
         if batch.is_empty() {
             break;
         }
@@ -140,7 +140,7 @@ async fn feed_body(t: TestStore) {
         assert!(mentioned.contains(&id.0), "no event for contact {id}");
     }
     // A fresh walk from the start reads the same events.
-    let again = s.events_after(h.id, 0, 10_000).await.unwrap();
+    let again = s.events_after(h.id, h.org, 0, 10_000).await.unwrap();
     assert_eq!(again.len(), start.len() + seen.len());
     assert_eq!(
         again[start.len()..]
@@ -178,8 +178,8 @@ async fn order_body(t: TestStore) {
     )
     .await;
     assert_ne!(a.contact.profile_id, b.contact.profile_id, "no keys yet");
-    apply_keys(s, h.id, &["display_email"]).await;
-    let events = s.events_after(h.id, 0, 100).await.unwrap();
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
+    let events = s.events_after(h.id, h.org, 0, 100).await.unwrap();
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>());
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
@@ -198,7 +198,7 @@ conformance!(upserts_alongside_other_writes_lose_nothing, alongside_body);
 async fn alongside_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email"]).await;
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
     let anchor = upsert(s, h.id, h.email_caac, "anchor", &[("customer_id", "k0")]).await;
     let mut writers = Vec::new();
     for w in 0..8 {
@@ -238,7 +238,7 @@ async fn alongside_body(t: TestStore) {
             .expect("note");
         notes.push(note);
         if n == 10 {
-            apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+            apply_keys(s, h.id, h.org, &["display_email", "customer_id"]).await;
         }
     }
     for w in writers {

@@ -17,6 +17,7 @@ mod migrations;
 mod name_search;
 mod previews;
 mod profiles_api;
+mod realms;
 mod unification;
 mod users;
 mod wal;

@@ -13,7 +13,7 @@ async fn upserts_go_on_when_the_server_closes_the_connections() {
     let t = TestStore::postgres().await;
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email"]).await;
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
     // Concurrent upserts open several of the pool's connections.
     let writers: Vec<_> = (0..8)
         .map(|i| {

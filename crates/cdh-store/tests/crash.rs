@@ -63,7 +63,7 @@ async fn killed_apply_is_all_or_nothing(name: &str, pause: bool) {
     let url = format!("sqlite://{}", dir.path().join("hub.sqlite").display());
     let store = AnyStore::Sqlite(SqliteStore::open(&url).await.unwrap());
     let h = hub(&store).await;
-    apply_keys(&store, h.id, &["display_email"]).await;
+    apply_keys(&store, h.id, h.org, &["display_email"]).await;
     let mut contacts = Vec::new();
     for i in 0..CONTACTS {
         // Pairs share a phone: applying the phone key merges every pair.
@@ -84,7 +84,10 @@ async fn killed_apply_is_all_or_nothing(name: &str, pause: bool) {
         keys: vec!["display_email".into(), "display_mobile".into()],
         excluded: vec![],
     };
-    let task = store.start_apply(h.id, &setting, "admin").await.unwrap();
+    let task = store
+        .start_apply(h.id, h.org, &setting, "admin")
+        .await
+        .unwrap();
     drop(store);
 
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -115,7 +118,7 @@ async fn killed_apply_is_all_or_nothing(name: &str, pause: bool) {
 
     let store = AnyStore::Sqlite(SqliteStore::open(&url).await.unwrap());
     assert_invariants(&store, h.id).await;
-    let version = store.unify_setting(h.id).await.unwrap();
+    let version = store.unify_setting(h.id, h.org).await.unwrap();
     let profiles = distinct_profiles(&store, h.id, &contacts).await;
     if version.version == 1 {
         assert_eq!(profiles, CONTACTS, "old setting but some merges landed");
@@ -139,7 +142,7 @@ async fn killed_apply_is_all_or_nothing(name: &str, pause: bool) {
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Succeeded);
-    assert_eq!(store.unify_setting(h.id).await.unwrap().version, 2);
+    assert_eq!(store.unify_setting(h.id, h.org).await.unwrap().version, 2);
     assert_eq!(
         distinct_profiles(&store, h.id, &contacts).await,
         CONTACTS / 2

@@ -12,7 +12,7 @@ conformance!(export_reads_one_snapshot, snapshot_body);
 async fn snapshot_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email"]).await;
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
     for i in 0..5 {
         let email = format!("e{i}@example.com");
         upsert(

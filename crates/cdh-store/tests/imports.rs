@@ -129,7 +129,7 @@ conformance!(import_overwrites_matched_fields_only, import_body);
 async fn import_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+    apply_keys(s, h.id, h.org, &["display_email", "customer_id"]).await;
     let a = upsert(
         s,
         h.id,
@@ -242,7 +242,7 @@ conformance!(
 async fn create_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["customer_id", "display_email"]).await;
+    apply_keys(s, h.id, h.org, &["customer_id", "display_email"]).await;
     let existing = upsert(
         s,
         h.id,
@@ -346,7 +346,7 @@ conformance!(import_of_many_rows_lands_in_batches, many_body);
 async fn many_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["customer_id"]).await;
+    apply_keys(s, h.id, h.org, &["customer_id"]).await;
     let rows: Vec<ImportRow> = (0..1200)
         .map(|i| {
             let id = format!("C{}", i % 1000);
@@ -385,7 +385,7 @@ conformance!(import_row_refused_by_the_database_fails_alone, refused_body);
 async fn refused_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["customer_id"]).await;
+    apply_keys(s, h.id, h.org, &["customer_id"]).await;
     // A trigger stands in for any write the database refuses for one row only.
     if t.schema().is_some() {
         t.raw(
@@ -444,6 +444,46 @@ async fn refused_body(t: TestStore) {
             .await
             .unwrap()
             .is_empty()
+    );
+    t.finish(h.id).await;
+}
+
+conformance!(an_imports_rows_leave_the_task_when_it_ends, rows_leave_body);
+async fn rows_leave_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    let params = serde_json::json!({
+        "import_key": "display_email",
+        "total": 1,
+        "rows": [{"row": 1, "fields": {"display_email": "ann@example.com"}}],
+    });
+    let import = s
+        .start_task_exclusive(h.id, h.org, TaskKind::Import, &params)
+        .await
+        .unwrap();
+    assert_eq!(s.get_task(h.id, import).await.unwrap().params, params);
+    s.finish_task(h.id, import, Ok(serde_json::json!({"total": 1})))
+        .await
+        .unwrap();
+    let done = s.get_task(h.id, import).await.unwrap();
+    assert_eq!(
+        done.params,
+        serde_json::json!({"import_key": "display_email", "total": 1})
+    );
+    assert!(!done.params.to_string().contains("ann@"), "{}", done.params);
+    assert_eq!(done.result, Some(serde_json::json!({"total": 1})));
+    // Another kind's params are its own business: an export keeps them.
+    let export_params = serde_json::json!({"format": "csv", "rows": 3});
+    let export = s
+        .start_task_exclusive(h.id, h.org, TaskKind::Export, &export_params)
+        .await
+        .unwrap();
+    s.finish_task(h.id, export, Ok(serde_json::json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_task(h.id, export).await.unwrap().params,
+        export_params
     );
     t.finish(h.id).await;
 }

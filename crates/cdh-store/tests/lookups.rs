@@ -3,7 +3,7 @@
 use cdh_store::Resource;
 use cdh_store::StoreError;
 use cdh_store::model::NewChannel;
-use cdh_store::model::{ChannelId, HubId, OrganizationId};
+use cdh_store::model::{ChannelId, HubId, OrganizationId, Realm};
 
 use crate::conformance;
 use crate::support::{TestStore, hub};
@@ -54,9 +54,15 @@ async fn lookups_body(t: TestStore) {
     assert_eq!(tokens[0].scopes, vec!["profiles:read".to_owned()]);
     assert!(tokens[0].revoked_at.is_some());
 
-    let settings = s.hub_settings(h.id).await.unwrap();
-    assert!(!settings.cross_product && settings.connections.is_empty());
-    s.set_cross_product(h.id, true).await.unwrap();
+    let settings = s.realm_settings(h.id, h.org).await.unwrap();
+    assert_eq!(settings.realm, Realm::Organization(h.org));
+    assert_eq!(settings.organizations, vec![h.org]);
+    assert!(!settings.cross_product && settings.connection.is_none());
+    s.set_cross_product(h.id, h.org, true).await.unwrap();
+    // Each organization has a switch of its own.
+    assert!(s.realm_settings(h.id, h.org).await.unwrap().cross_product);
+    assert!(!s.realm_settings(h.id, other).await.unwrap().cross_product);
+    s.set_cross_product(h.id, other, true).await.unwrap();
     let connection = s
         .connect_organizations(
             h.id,
@@ -66,11 +72,19 @@ async fn lookups_body(t: TestStore) {
         )
         .await
         .unwrap();
-    let settings = s.hub_settings(h.id).await.unwrap();
-    assert!(settings.cross_product);
-    assert_eq!(settings.connections.len(), 1);
-    let c = &settings.connections[0];
-    assert_eq!(c.id, connection);
+    let settings = s.realm_settings(h.id, other).await.unwrap();
+    assert_eq!(settings.realm, Realm::Connection(connection.id));
+    assert!(
+        settings.cross_product,
+        "both had it on, so the connection has"
+    );
+    let c = settings.connection.as_ref().expect("connected");
+    assert_eq!(c, &connection);
+    assert_eq!(c.unified_at, None, "not unified until the first apply");
+    assert_eq!(
+        settings.visible_realms(other),
+        vec![Realm::Organization(other), Realm::Connection(connection.id)]
+    );
     assert_eq!(c.organization_ids, {
         let mut ids = vec![h.org, other];
         ids.sort_unstable();
@@ -103,8 +117,8 @@ async fn not_found_body(t: TestStore) {
     );
     assert_eq!(s.organization_hub(OrganizationId(i64::MAX)).await, Ok(None));
     assert_eq!(
-        s.hub_settings(HubId(i64::MAX)).await,
-        Err(StoreError::NotFound(Resource::Hub))
+        s.realm_settings(HubId(i64::MAX), h.org).await,
+        Err(StoreError::NotFound(Resource::Organization))
     );
     assert!(s.list_tokens(other_hub, h.org).await.unwrap().is_empty());
     let err = s

@@ -87,7 +87,7 @@ conformance!(a_merged_profile_is_found_once, merged_body);
 async fn merged_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "display_mobile"]).await;
+    apply_keys(s, h.id, h.org, &["display_email", "display_mobile"]).await;
     let x = upsert(
         s,
         h.id,
@@ -141,7 +141,7 @@ conformance!(the_limit_holds_and_ties_go_by_profile_id, limit_body);
 async fn limit_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email"]).await;
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
     let mut anns = Vec::new();
     for i in 1..=5 {
         let u = upsert(

@@ -3,8 +3,8 @@
 
 use cdh_store::Resource;
 use cdh_store::model::PreviewId;
-use cdh_store::model::TaskStatus;
 use cdh_store::model::UnifySetting;
+use cdh_store::model::{TaskKind, TaskStatus};
 use cdh_store::{ApplyOptions, StoreError};
 
 use crate::conformance;
@@ -72,6 +72,7 @@ async fn preview_body(t: TestStore) {
     let created = s
         .create_preview(
             h.id,
+            h.org,
             &setting(
                 &["display_mobile", "display_email"],
                 &[("display_mobile", "02-2771-8866")],
@@ -122,15 +123,21 @@ async fn preview_body(t: TestStore) {
         ]
     );
     // Stored as computed.
-    assert_eq!(s.get_preview(h.id, created.id).await.unwrap(), created);
+    assert_eq!(
+        s.get_preview(h.id, h.org, created.id).await.unwrap(),
+        created
+    );
 
-    let task = s.apply_preview(h.id, created.id, "admin").await.unwrap();
+    let task = s
+        .apply_preview(h.id, h.org, created.id, "admin")
+        .await
+        .unwrap();
     let done = s
         .run_apply(h.id, task, &ApplyOptions::default())
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
-    let applied = s.unify_setting(h.id).await.unwrap();
+    let applied = s.unify_setting(h.id, h.org).await.unwrap();
     assert_eq!(
         applied.setting,
         setting(
@@ -167,7 +174,7 @@ async fn stale_body(t: TestStore) {
     )
     .await;
     let preview = s
-        .create_preview(h.id, &setting(&["display_email"], &[]), 20)
+        .create_preview(h.id, h.org, &setting(&["display_email"], &[]), 20)
         .await
         .unwrap();
     upsert(
@@ -179,7 +186,7 @@ async fn stale_body(t: TestStore) {
     )
     .await;
     let err = s
-        .apply_preview(h.id, preview.id, "admin")
+        .apply_preview(h.id, h.org, preview.id, "admin")
         .await
         .unwrap_err();
     assert_eq!(
@@ -190,21 +197,30 @@ async fn stale_body(t: TestStore) {
     );
     assert_eq!(err.code(), "preview_stale");
     // Nothing was queued.
-    assert!(s.list_tasks(h.id).await.unwrap().is_empty());
+    let kinds = [TaskKind::Apply, TaskKind::Import, TaskKind::Export];
+    assert!(
+        s.list_tasks(h.id, h.org, &kinds, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A fresh preview sees the new contact and applies.
     let fresh = s
-        .create_preview(h.id, &setting(&["display_email"], &[]), 20)
+        .create_preview(h.id, h.org, &setting(&["display_email"], &[]), 20)
         .await
         .unwrap();
     assert_eq!(fresh.report.profiles_after, 1);
     assert_ne!(fresh.fingerprint, preview.fingerprint);
-    s.apply_preview(h.id, fresh.id, "admin").await.unwrap();
+    s.apply_preview(h.id, h.org, fresh.id, "admin")
+        .await
+        .unwrap();
     assert_eq!(
-        s.get_preview(h.id, PreviewId(i64::MAX)).await,
+        s.get_preview(h.id, h.org, PreviewId(i64::MAX)).await,
         Err(StoreError::NotFound(Resource::Preview))
     );
     assert_eq!(
-        s.apply_preview(h.id, PreviewId(i64::MAX), "admin").await,
+        s.apply_preview(h.id, h.org, PreviewId(i64::MAX), "admin")
+            .await,
         Err(StoreError::NotFound(Resource::Preview))
     );
     t.finish(h.id).await;
@@ -226,6 +242,7 @@ async fn bad_keys_body(t: TestStore) {
         code(
             s.create_preview(
                 h.id,
+                h.org,
                 &setting(
                     &["line_uid", "display_email", "display_mobile", "customer_id"],
                     &[]
@@ -238,35 +255,45 @@ async fn bad_keys_body(t: TestStore) {
     );
     assert_eq!(
         code(
-            s.create_preview(h.id, &setting(&["display_email", "display_email"], &[]), 20)
-                .await
+            s.create_preview(
+                h.id,
+                h.org,
+                &setting(&["display_email", "display_email"], &[]),
+                20
+            )
+            .await
         ),
         "duplicate_key"
     );
     assert_eq!(
         code(
-            s.create_preview(h.id, &setting(&["display_emial"], &[]), 20)
+            s.create_preview(h.id, h.org, &setting(&["display_emial"], &[]), 20)
                 .await
         ),
         "unknown_field"
     );
     assert_eq!(
         code(
-            s.create_preview(h.id, &setting(&["display_email"], &[("nickname", "x")]), 20)
-                .await
+            s.create_preview(
+                h.id,
+                h.org,
+                &setting(&["display_email"], &[("nickname", "x")]),
+                20
+            )
+            .await
         ),
         "unknown_field"
     );
     // A custom field that contacts carry is a valid key.
     let custom = s
-        .create_preview(h.id, &setting(&["member_no"], &[]), 20)
+        .create_preview(h.id, h.org, &setting(&["member_no"], &[]), 20)
         .await
         .unwrap();
     assert_eq!(custom.report.profiles_after, 1);
     // Cross-product without line_uid is noted.
-    s.set_cross_product(h.id, true).await.unwrap();
+    s.set_cross_product(h.id, h.org, true).await.unwrap();
     let noted = s
-        .create_preview(h.id, &setting(&["display_email"], &[]), 20)
+        .create_preview(h.id, h.org, &setting(&["display_email"], &[]), 20)
         .await
         .unwrap();
     assert!(noted.report.notes.iter().any(|n| n.contains("line_uid")));

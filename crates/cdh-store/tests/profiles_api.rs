@@ -13,7 +13,7 @@ conformance!(list_profiles_pages_by_update_time, list_body);
 async fn list_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email"]).await;
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
     let mut profiles = Vec::new();
     for i in 0..7 {
         let email = format!("p{i}@example.com");
@@ -101,7 +101,7 @@ conformance!(patch_overrides_until_next_write, patch_body);
 async fn patch_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email"]).await;
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
     let a = upsert(
         s,
         h.id,
@@ -115,7 +115,7 @@ async fn patch_body(t: TestStore) {
     )
     .await;
     let pid = a.contact.profile_id;
-    let before = s.events_after(h.id, 0, 1000).await.unwrap().len();
+    let before = s.events_after(h.id, h.org, 0, 1000).await.unwrap().len();
     let edits: BTreeMap<String, Option<String>> = [
         ("display_name".to_owned(), Some("Amy Chen".to_owned())),
         ("gender".to_owned(), None),
@@ -132,7 +132,7 @@ async fn patch_body(t: TestStore) {
         s.get_contact(h.id, a.contact.id).await.unwrap().fields["display_name"].value,
         "Amy"
     );
-    let events = s.events_after(h.id, 0, 1000).await.unwrap();
+    let events = s.events_after(h.id, h.org, 0, 1000).await.unwrap();
     assert_eq!(events.len(), before + 1);
     let last = events.last().unwrap();
     assert_eq!(

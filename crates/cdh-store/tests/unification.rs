@@ -11,7 +11,7 @@ conformance!(create_join_merge, create_join_merge_body);
 async fn create_join_merge_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "display_mobile"]).await;
+    apply_keys(s, h.id, h.org, &["display_email", "display_mobile"]).await;
     let a = upsert(
         s,
         h.id,
@@ -75,7 +75,7 @@ async fn create_join_merge_body(t: TestStore) {
     );
     assert_eq!(lineage[0].cause.kind, "contact");
     assert_eq!(lineage[0].cause.id, d.contact.id.to_string());
-    let events = s.events_after(h.id, 0, 100).await.unwrap();
+    let events = s.events_after(h.id, h.org, 0, 100).await.unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
         kinds,
@@ -91,7 +91,10 @@ async fn create_join_merge_body(t: TestStore) {
     assert_eq!(merged["survivor_id"], pa.0);
     assert_eq!(merged["merged_ids"], serde_json::json!([pb]));
     assert_eq!(merged["key"], "display_mobile");
-    let after = s.events_after(h.id, events[2].seq, 100).await.unwrap();
+    let after = s
+        .events_after(h.id, h.org, events[2].seq, 100)
+        .await
+        .unwrap();
     assert_eq!(after.len(), 1);
     // A merged-away id resolves to the survivor and says so.
     let p = s.get_profile(h.id, pb).await.unwrap();
@@ -113,7 +116,7 @@ conformance!(survivor_is_oldest, survivor_is_oldest_body);
 async fn survivor_is_oldest_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+    apply_keys(s, h.id, h.org, &["display_email", "customer_id"]).await;
     let old = upsert(s, h.id, h.email_caac, "old", &[("customer_id", "M1")]).await;
     // The younger profile is the larger one: the survivor is still the oldest.
     let mut young = Vec::new();
@@ -164,7 +167,7 @@ conformance!(update_bridges_profiles, update_bridges_body);
 async fn update_bridges_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+    apply_keys(s, h.id, h.org, &["display_email", "customer_id"]).await;
     let x = upsert(s, h.id, h.email_caac, "x", &[("customer_id", "M7")]).await;
     let y = upsert(
         s,
@@ -209,7 +212,7 @@ conformance!(timeline_moves_with_merge, timeline_body);
 async fn timeline_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "line_uid"]).await;
+    apply_keys(s, h.id, h.org, &["display_email", "line_uid"]).await;
     let uid = "U0123456789abcdef0123456789abcdef";
     let a = upsert(s, h.id, h.line_caac, "a", &[("line_uid", uid)]).await;
     let b = upsert(
@@ -277,7 +280,13 @@ conformance!(invalid_and_blocked_never_merge, blocked_body);
 async fn blocked_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "display_mobile", "line_uid"]).await;
+    apply_keys(
+        s,
+        h.id,
+        h.org,
+        &["display_email", "display_mobile", "line_uid"],
+    )
+    .await;
     let mut profiles = Vec::new();
     for (i, (field, value)) in [
         ("display_email", "test@test.com"),
@@ -317,7 +326,7 @@ async fn scopes_body(t: TestStore) {
     let h = hub(s).await;
     let other_org = s.create_organization(h.id, "brand jp", "JP").await.unwrap();
     let other = channel(s, h.id, other_org, "email", "caac").await;
-    apply_keys(s, h.id, &["display_email"]).await;
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
     let a = upsert(
         s,
         h.id,
@@ -339,8 +348,8 @@ async fn scopes_body(t: TestStore) {
     assert_eq!(m.unification, Unification::Created);
     assert_eq!(o.unification, Unification::Created);
     // Cross-product joins CAAC and MAAC at the next apply; another organization stays apart.
-    s.set_cross_product(h.id, true).await.unwrap();
-    let result = apply_keys(s, h.id, &["display_email"]).await;
+    s.set_cross_product(h.id, h.org, true).await.unwrap();
+    let result = apply_keys(s, h.id, h.org, &["display_email"]).await;
     assert_eq!(result["merges"], 1);
     assert_eq!(
         s.get_contact(h.id, m.contact.id).await.unwrap().profile_id,
@@ -365,7 +374,7 @@ async fn scopes_body(t: TestStore) {
     )
     .await
     .unwrap();
-    apply_keys(s, h.id, &["display_email"]).await;
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
     assert_eq!(
         s.get_contact(h.id, o.contact.id).await.unwrap().profile_id,
         a.contact.profile_id
@@ -399,8 +408,9 @@ async fn tokens_body(t: TestStore) {
     assert_eq!(s.verify_token(&issued.token).await.unwrap(), None);
 
     let task = s
-        .create_task(
+        .start_task_exclusive(
             h.id,
+            h.org,
             TaskKind::Export,
             &serde_json::json!({"format": "csv"}),
         )
@@ -428,7 +438,12 @@ async fn tokens_body(t: TestStore) {
         s.get_task(HubId(h.id.0 + 1), task).await.is_err(),
         "another hub sees the task"
     );
-    assert_eq!(s.list_tasks(h.id).await.unwrap().len(), 1);
+    let listed = s
+        .list_tasks(h.id, h.org, &[TaskKind::Export], 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].organization_id, Some(h.org));
     t.finish(h.id).await;
 }
 
@@ -439,7 +454,7 @@ conformance!(text_round_trips_exactly, text_round_trips_exactly_body);
 async fn text_round_trips_exactly_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "customer_id"]).await;
+    apply_keys(s, h.id, h.org, &["display_email", "customer_id"]).await;
     let awkward = r#"O'Brien \' \\ "q" ; DROP TABLE contacts; -- $1 ? 王小明 🙂"#;
     let mut input = crate::support::input(
         h.email_caac,
@@ -459,7 +474,7 @@ async fn text_round_trips_exactly_body(t: TestStore) {
     assert_eq!(second.unification, Unification::Joined);
     assert_eq!(second.contact.profile_id, first.contact.profile_id);
 
-    let before = s.events_after(h.id, 0, 1000).await.unwrap().len();
+    let before = s.events_after(h.id, h.org, 0, 1000).await.unwrap().len();
     let with_nul = crate::support::input(h.email_caac, "nul", &[("display_name", "a\0b")]);
     let err = s.upsert_contact(h.id, &with_nul, "test").await.unwrap_err();
     assert!(
@@ -472,7 +487,10 @@ async fn text_round_trips_exactly_body(t: TestStore) {
         s.upsert_contact(h.id, &nul_tag, "test").await,
         Err(cdh_store::StoreError::Invalid(_))
     ));
-    assert_eq!(s.events_after(h.id, 0, 1000).await.unwrap().len(), before);
+    assert_eq!(
+        s.events_after(h.id, h.org, 0, 1000).await.unwrap().len(),
+        before
+    );
     t.finish(h.id).await;
 }
 
@@ -486,7 +504,7 @@ conformance!(
 async fn failed_and_cancelled_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email"]).await;
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
     let unknown_channel =
         crate::support::input(ChannelId(9_999_999), "x", &[("display_email", "a@x.io")]);
     assert!(matches!(
@@ -529,7 +547,7 @@ conformance!(
 async fn bucket_plan_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email"]).await;
+    apply_keys(s, h.id, h.org, &["display_email"]).await;
     let first = upsert(s, h.id, h.line_caac, "a", &[("display_email", "a@x.com")]).await;
     upsert(s, h.id, h.line_caac, "b", &[("display_email", "b@x.com")]).await;
     // A merge, so the hub holds a merged profile as well as live ones.
@@ -592,7 +610,7 @@ conformance!(merges_move_no_membership, no_move_body);
 async fn no_move_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, &["display_email", "display_mobile"]).await;
+    apply_keys(s, h.id, h.org, &["display_email", "display_mobile"]).await;
     let a = upsert(s, h.id, h.email_caac, "a", &[("display_email", "a@x.com")]).await;
     let b = upsert(
         s,
@@ -619,7 +637,13 @@ async fn no_move_body(t: TestStore) {
     let e = upsert(s, h.id, h.email_caac, "e", &[("customer_id", "K1")]).await;
     let f = upsert(s, h.id, h.email_caac, "f", &[("customer_id", "K1")]).await;
     assert_ne!(e.contact.profile_id, f.contact.profile_id);
-    apply_keys(s, h.id, &["display_email", "display_mobile", "customer_id"]).await;
+    apply_keys(
+        s,
+        h.id,
+        h.org,
+        &["display_email", "display_mobile", "customer_id"],
+    )
+    .await;
     let f_now = s.get_contact(h.id, f.contact.id).await.unwrap();
     assert_eq!(f_now.profile_id, e.contact.profile_id);
     let b_now = s.get_contact(h.id, b.contact.id).await.unwrap();

@@ -170,3 +170,27 @@ fn roles_parse_exactly() {
     assert_eq!(Role::Admin.as_str(), "admin");
     assert_eq!(Role::Agent.to_string(), "agent");
 }
+
+conformance!(ending_sessions_moves_the_users_epoch_on, epoch_body);
+async fn epoch_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    let ann = s
+        .create_user(h.id, h.org, "ann@example.com", HASH, Role::Admin, 1_000)
+        .await
+        .unwrap();
+    let bob = s
+        .create_user(h.id, h.org, "bob@example.com", HASH, Role::Agent, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(ann.session_epoch, 0);
+    assert_eq!(s.end_sessions(h.id, ann.id).await.unwrap(), 1);
+    assert_eq!(s.end_sessions(h.id, ann.id).await.unwrap(), 2);
+    assert_eq!(s.get_user(h.id, ann.id).await.unwrap().session_epoch, 2);
+    assert_eq!(s.get_user(h.id, bob.id).await.unwrap().session_epoch, 0);
+    assert_eq!(
+        s.end_sessions(h.id, UserId(i64::MAX)).await,
+        Err(StoreError::NotFound(Resource::User))
+    );
+    t.finish(h.id).await;
+}

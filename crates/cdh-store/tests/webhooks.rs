@@ -58,7 +58,7 @@ async fn deliver_body(t: TestStore) {
     )
     .await;
     let events = s
-        .events_after(h.id, listed[0].delivered_seq, 10)
+        .events_after(h.id, h.org, listed[0].delivered_seq, 10)
         .await
         .unwrap();
     assert_eq!(events.len(), 2);

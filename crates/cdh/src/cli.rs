@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// on-premise receivers; by default they reach public addresses only.
     #[arg(long, env = "CDH_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// The address browsers reach the server at (a proxy's, behind one); `https://...` marks
+    /// console cookies `Secure`.
+    #[arg(long, env = "CDH_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// Arguments of `cdh admin`.

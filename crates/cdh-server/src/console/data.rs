@@ -58,17 +58,9 @@ async fn data_page(
     let org = viewer.user.organization_id;
     let recent = state
         .store
-        .list_tasks(viewer.hub)
+        .list_tasks(viewer.hub, org, &[TaskKind::Import, TaskKind::Export], 10)
         .await?
         .into_iter()
-        .filter(|t| {
-            matches!(t.kind, TaskKind::Import | TaskKind::Export)
-                && t.params
-                    .get("organization_id")
-                    .and_then(serde_json::Value::as_i64)
-                    == Some(org.0)
-        })
-        .take(10)
         .map(|t| RecentTask {
             id: wire::id(t.id),
             kind: t.kind.to_string(),
@@ -110,7 +102,7 @@ pub async fn import(
             .as_ref()
             .ok_or_else(|| ApiError::invalid_field("file", "Choose a CSV file to import."))?;
         check_rate(&state, &caller)?;
-        let parsed = rows::from_csv(bytes)?;
+        let parsed = rows::read_csv(bytes.clone()).await?;
         let on_unmatched = form.field("create_unmatched").map(|_| OnUnmatched::Create);
         let params = import_params(&caller, key, on_unmatched, parsed)?;
         queue_exclusive_task(&state, &caller, TaskKind::Import, &params).await

@@ -46,8 +46,14 @@ pub async fn page(
     Query(query): Query<HubQuery>,
 ) -> Result<Response, PageError> {
     viewer.admin()?;
-    let settings = state.store.hub_settings(viewer.hub).await?;
-    let current = state.store.unify_setting(viewer.hub).await?;
+    let settings = state
+        .store
+        .realm_settings(viewer.hub, viewer.user.organization_id)
+        .await?;
+    let current = state
+        .store
+        .unify_setting(viewer.hub, viewer.user.organization_id)
+        .await?;
     let names: HashMap<OrganizationId, String> = state
         .store
         .list_organizations(viewer.hub)
@@ -73,7 +79,7 @@ pub async fn page(
         line_uid_is_key: current.setting.keys.iter().any(|k| k == "line_uid"),
         keys: current.setting.keys,
         partners: settings
-            .connections
+            .connection
             .into_iter()
             .map(|c| Partner {
                 organizations: c
@@ -107,7 +113,10 @@ pub async fn save(
 ) -> Result<Response, PageError> {
     viewer.admin()?;
     let on = form.cross_product.is_some();
-    state.store.set_cross_product(viewer.hub, on).await?;
+    state
+        .store
+        .set_cross_product(viewer.hub, viewer.user.organization_id, on)
+        .await?;
     tracing::info!(hub = %viewer.hub, on, actor = %viewer.actor(), "cross-product switched");
     let saved = if on { "on" } else { "off" };
     Ok(Redirect::to(&format!("/settings/hub?saved={saved}")).into_response())

@@ -17,6 +17,7 @@ use crate::state::AppState;
 mod contacts;
 mod data;
 pub mod forms;
+pub mod guard;
 mod hub;
 pub mod page;
 mod profile;
@@ -26,11 +27,22 @@ mod tasks;
 mod tokens;
 mod unification;
 
+/// The largest console form (a note is the longest thing typed into one).
+pub const FORM_LIMIT: usize = 64 * 1024;
+
+/// The largest sign-in form: an organization, an email and a password.
+pub const SIGN_IN_FORM_LIMIT: usize = 4 * 1024;
+
 /// The console's routes (merged beside the API's `/v1`).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(sign_in::home))
-        .route("/sign-in", get(sign_in::page).post(sign_in::submit))
+        .route(
+            "/sign-in",
+            get(sign_in::page)
+                .post(sign_in::submit)
+                .layer(DefaultBodyLimit::max(SIGN_IN_FORM_LIMIT)),
+        )
         .route("/sign-out", post(sign_in::sign_out))
         .route("/contacts", get(contacts::page))
         .route("/profiles/{id}", get(profile::page))
@@ -71,6 +83,8 @@ pub fn router() -> Router<AppState> {
             "/assets/console.js",
             get(|| asset("text/javascript", SCRIPT)),
         )
+        // Route limits above (sign-in, imports) are inner, so they win over this one.
+        .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .layer(middleware::from_fn(page::security_headers))
 }
 

@@ -120,7 +120,7 @@ pub async fn page(
         .golden_record(caller.hub, wire::parse_id(&id, "profile")?)
         .await?;
     access::visible_profile(&state, &caller, &profile).await?;
-    let setting = state.store.unify_setting(caller.hub).await?;
+    let setting = state.store.unify_setting(caller.hub, caller.org).await?;
     let timeline = state
         .store
         .timeline(

@@ -64,7 +64,11 @@ impl Viewer {
 
     /// Who to record as the actor of a change.
     pub fn actor(&self) -> String {
-        format!("user:{}", self.user.email)
+        let org = crate::wire::OrgRef {
+            hub: self.hub,
+            org: self.user.organization_id,
+        };
+        format!("user:{} of {org}", self.user.email)
     }
 
     /// Passes admins; agents get `403` with a page that says why.
@@ -90,18 +94,24 @@ impl FromRequestParts<AppState> for Viewer {
         let jar = SignedCookieJar::<Key>::from_request_parts(parts, state)
             .await
             .map_err(|_| PageError::SignIn)?;
-        let (hub, user_id, expires) = jar
+        let session = jar
             .get(SESSION_COOKIE)
             .and_then(|c| parse_session(c.value()))
             .ok_or(PageError::SignIn)?;
-        if expires <= state.now() {
+        if session.expires <= state.now() {
             return Err(PageError::SignIn);
         }
-        let user = match state.store.get_user(hub, user_id).await {
+        let user = match state.store.get_user(session.hub, session.user).await {
             Ok(user) => user,
             Err(cdh_store::StoreError::NotFound(_)) => return Err(PageError::SignIn),
             Err(e) => return Err(PageError::from(crate::ApiError::from(e))),
         };
+        // Signing out moved the user's epoch on: a cookie of an earlier one is over, even
+        // if a copy of it survived in another browser.
+        if user.session_epoch != session.epoch {
+            return Err(PageError::SignIn);
+        }
+        let hub = session.hub;
         let org = state
             .store
             .get_organization(hub, user.organization_id)
@@ -120,10 +130,13 @@ impl FromRequestParts<AppState> for Viewer {
     }
 }
 
-/// The cookie that signs `user` in until `now` + [`SESSION_HOURS`].
-pub fn session_cookie(hub: HubId, user: &ConsoleUser, now: i64) -> Cookie<'static> {
+/// The cookie that signs `user` in until `now` + [`SESSION_HOURS`], or until they sign out
+/// (which moves their session epoch on).
+pub fn session_cookie(hub: HubId, user: &ConsoleUser, now: i64, secure: bool) -> Cookie<'static> {
     let expires = now + SESSION_HOURS * 3_600_000;
-    let mut cookie = Cookie::new(SESSION_COOKIE, format!("{hub}.{}.{expires}", user.id));
+    let value = format!("{hub}.{}.{expires}.{}", user.id, user.session_epoch);
+    let mut cookie = Cookie::new(SESSION_COOKIE, value);
+    cookie.set_secure(secure);
     cookie.set_http_only(true);
     cookie.set_same_site(SameSite::Lax);
     cookie.set_path("/");
@@ -138,17 +151,38 @@ pub fn removal(name: &'static str) -> Cookie<'static> {
     cookie
 }
 
-fn parse_session(value: &str) -> Option<(HubId, UserId, i64)> {
+/// What a session cookie says (its signature already checked).
+#[derive(Debug, PartialEq, Eq)]
+struct Session {
+    hub: HubId,
+    user: UserId,
+    expires: i64,
+    epoch: i64,
+}
+
+fn parse_session(value: &str) -> Option<Session> {
     let mut parts = value.split('.');
-    let hub = parts.next()?.parse().ok()?;
-    let user = parts.next()?.parse().ok()?;
-    let expires = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some((hub, user, expires))
+    let session = Session {
+        hub: parts.next()?.parse().ok()?,
+        user: parts.next()?.parse().ok()?,
+        expires: parts.next()?.parse().ok()?,
+        epoch: parts.next()?.parse().ok()?,
+    };
+    parts.next().is_none().then_some(session)
+}
+
+/// Whether console cookies are `Secure`: when browsers reach the server over https.
+pub fn secure_cookies(state: &AppState) -> bool {
+    state
+        .config
+        .public_url
+        .as_deref()
+        .is_some_and(|url| url.trim().to_ascii_lowercase().starts_with("https://"))
 }
 
 /// The browser's CSRF value, and the jar with a new one when it had none (set it on the
 /// response that renders the form).
-pub fn ensure_csrf(jar: SignedCookieJar) -> (SignedCookieJar, String) {
+pub fn ensure_csrf(jar: SignedCookieJar, secure: bool) -> (SignedCookieJar, String) {
     if let Some(value) = jar.get(CSRF_COOKIE).map(|c| c.value().to_owned())
         && !value.is_empty()
     {
@@ -158,6 +192,7 @@ pub fn ensure_csrf(jar: SignedCookieJar) -> (SignedCookieJar, String) {
     rand::rng().fill_bytes(&mut bytes);
     let value = hex::encode(bytes);
     let mut cookie = Cookie::new(CSRF_COOKIE, value.clone());
+    cookie.set_secure(secure);
     cookie.set_http_only(true);
     cookie.set_same_site(SameSite::Strict);
     cookie.set_path("/");
@@ -203,10 +238,23 @@ mod tests {
 
     #[test]
     fn session_values_round_trip_and_reject_garbage() {
-        assert_eq!(parse_session("3.7.1000"), Some((HubId(3), UserId(7), 1000)));
+        assert_eq!(
+            parse_session("3.7.1000.2"),
+            Some(Session {
+                hub: HubId(3),
+                user: UserId(7),
+                expires: 1000,
+                epoch: 2
+            })
+        );
+        assert_eq!(
+            parse_session("3.7.1000"),
+            None,
+            "a cookie from before epochs"
+        );
         assert_eq!(parse_session("3.7"), None);
-        assert_eq!(parse_session("3.7.1000.9"), None);
-        assert_eq!(parse_session("a.7.1000"), None);
+        assert_eq!(parse_session("3.7.1000.9.1"), None);
+        assert_eq!(parse_session("a.7.1000.0"), None);
     }
 
     #[test]

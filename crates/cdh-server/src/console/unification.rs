@@ -56,9 +56,18 @@ pub async fn settings(
     viewer: Viewer,
 ) -> Result<Response, PageError> {
     viewer.admin()?;
-    let current = state.store.unify_setting(viewer.hub).await?;
-    let history = state.store.unify_history(viewer.hub).await?;
-    let hub = state.store.hub_settings(viewer.hub).await?;
+    let current = state
+        .store
+        .unify_setting(viewer.hub, viewer.user.organization_id)
+        .await?;
+    let history = state
+        .store
+        .unify_history(viewer.hub, viewer.user.organization_id)
+        .await?;
+    let hub = state
+        .store
+        .realm_settings(viewer.hub, viewer.user.organization_id)
+        .await?;
     let page = SettingsPage {
         l: Layout::new(&viewer, "unification", "Profile unification"),
         keys: labelled(&current.setting.keys),
@@ -103,7 +112,10 @@ struct EditPage {
 /// `GET /settings/unification/edit`.
 pub async fn edit(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PageError> {
     viewer.admin()?;
-    let current = state.store.unify_setting(viewer.hub).await?;
+    let current = state
+        .store
+        .unify_setting(viewer.hub, viewer.user.organization_id)
+        .await?;
     Ok(render(&edit_page(&viewer, &current.setting.keys, None)))
 }
 
@@ -169,7 +181,12 @@ pub async fn create_preview(
     };
     match state
         .store
-        .create_preview(viewer.hub, &setting, SUSPICIOUS_THRESHOLD)
+        .create_preview(
+            viewer.hub,
+            viewer.user.organization_id,
+            &setting,
+            SUSPICIOUS_THRESHOLD,
+        )
         .await
     {
         Ok(preview) => Ok(
@@ -233,7 +250,10 @@ pub async fn preview(
 ) -> Result<Response, PageError> {
     viewer.admin()?;
     let id = wire::parse_id(&id, "preview")?;
-    let p = state.store.get_preview(viewer.hub, id).await?;
+    let p = state
+        .store
+        .get_preview(viewer.hub, viewer.user.organization_id, id)
+        .await?;
     let stale = query.stale.is_some();
     let mut l = Layout::new(&viewer, "unification", "Preview");
     if stale {
@@ -334,7 +354,12 @@ pub async fn confirm(
     let preview = wire::parse_id(&id, "preview")?;
     match state
         .store
-        .apply_preview(viewer.hub, preview, &viewer.actor())
+        .apply_preview(
+            viewer.hub,
+            viewer.user.organization_id,
+            preview,
+            &viewer.actor(),
+        )
         .await
     {
         Ok(task) => {

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use crate::access;
 use crate::auth::{Principal, Scope};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::json::ApiJson;
 use crate::state::AppState;
 use crate::wire;
@@ -172,7 +172,8 @@ pub fn view(c: Contact) -> ContactView {
 #[utoipa::path(post, path = "/v1/contacts", tag = "contacts", request_body = ContactRequest,
     responses((status = 200, body = UpsertedView), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+              (status = 413, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "invalid_field, value_too_long (1,024 characters), too_many_tags (100), too_many_custom_fields (100), field_name_too_long (64), ...")))]
 async fn upsert_contact(
     State(state): State<AppState>,
     principal: Principal,
@@ -214,6 +215,11 @@ async fn upsert_contact(
             fields.insert(name.to_owned(), value);
         }
     }
+    crate::limits::check_contact(&fields, body.tags.as_deref(), body.custom_fields.as_ref())
+        .map_err(|exceeded| {
+            ApiError::new(ErrorCode::Rejected(exceeded.code), exceeded.message)
+                .with_field(&exceeded.field)
+        })?;
     let input = ContactInput {
         channel_id,
         external_id: external_id.to_owned(),

@@ -120,7 +120,10 @@ async fn events(
             "`limit` must be between 1 and 1000",
         ));
     }
-    let events = state.store.events_after(caller.hub, after, limit).await?;
+    let events = state
+        .store
+        .events_after(caller.hub, caller.org, after, limit)
+        .await?;
     let next = events.last().map_or(after, |e| e.seq);
     Ok(axum::Json(EventPage {
         items: events.into_iter().map(view).collect(),

@@ -2,12 +2,13 @@
 //! `POST /v1/partner/connections` (the operator connects organizations of one brand).
 //!
 //! Both change which contacts may merge; stored contacts move into the new scope at the
-//! next apply of a unify setting (with `cross_product` on, LINE contacts unify across
+//! next apply of a unify setting. An organization sees and changes only its own realm: its
+//! own scope, or its connection's (with `cross_product` on, LINE contacts unify across
 //! products only when `line_uid` is a key; the preview says so in its notes).
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use cdh_store::model::{HubId, HubSettings, OrganizationId};
+use cdh_store::model::{Connection, HubId, OrganizationId, RealmSettings};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -39,6 +40,9 @@ pub struct ConnectionView {
     pub actor: String,
     /// When.
     pub created_at: String,
+    /// When the connected organizations' first shared setting was applied (until then each
+    /// unifies its own contacts under its own setting).
+    pub unified_at: Option<String>,
 }
 
 /// Which contacts may merge with each other.
@@ -46,28 +50,42 @@ pub struct ConnectionView {
 pub struct ScopeView {
     /// Whether CAAC and MAAC contacts unify together.
     pub cross_product: bool,
-    /// Partner connections between organizations of the brand.
+    /// The organizations whose contacts unify together: the caller's alone, or every
+    /// organization of its partner connection.
+    pub organization_ids: Vec<String>,
+    /// The partner connection the caller's organization is in (none, or one).
     pub connections: Vec<ConnectionView>,
 }
 
-/// The scope as answered.
-pub fn scope_view(settings: HubSettings, hub: HubId) -> ScopeView {
+/// A connection as answered.
+pub fn connection_view(c: Connection, hub: HubId) -> ConnectionView {
+    ConnectionView {
+        id: wire::id(c.id),
+        organization_ids: c
+            .organization_ids
+            .into_iter()
+            .map(|org| OrgRef { hub, org }.to_string())
+            .collect(),
+        disclosure_url: c.disclosure_url,
+        actor: c.actor,
+        created_at: wire::time(c.at),
+        unified_at: c.unified_at.map(wire::time),
+    }
+}
+
+/// The scope of an organization's realm as answered: nothing about organizations outside it.
+pub fn scope_view(settings: RealmSettings, hub: HubId) -> ScopeView {
     ScopeView {
         cross_product: settings.cross_product,
+        organization_ids: settings
+            .organizations
+            .iter()
+            .map(|&org| OrgRef { hub, org }.to_string())
+            .collect(),
         connections: settings
-            .connections
+            .connection
             .into_iter()
-            .map(|c| ConnectionView {
-                id: wire::id(c.id),
-                organization_ids: c
-                    .organization_ids
-                    .into_iter()
-                    .map(|org| OrgRef { hub, org }.to_string())
-                    .collect(),
-                disclosure_url: c.disclosure_url,
-                actor: c.actor,
-                created_at: wire::time(c.at),
-            })
+            .map(|c| connection_view(c, hub))
             .collect(),
     }
 }
@@ -89,7 +107,7 @@ async fn get_hub(
     principal: Principal,
 ) -> ApiResult<axum::Json<ScopeView>> {
     let caller = principal.org(Scope::ProfilesRead)?;
-    let settings = state.store.hub_settings(caller.hub).await?;
+    let settings = state.store.realm_settings(caller.hub, caller.org).await?;
     Ok(axum::Json(scope_view(settings, caller.hub)))
 }
 
@@ -105,9 +123,9 @@ async fn put_hub(
     let caller = principal.org(Scope::Admin)?;
     state
         .store
-        .set_cross_product(caller.hub, body.cross_product)
+        .set_cross_product(caller.hub, caller.org, body.cross_product)
         .await?;
-    let settings = state.store.hub_settings(caller.hub).await?;
+    let settings = state.store.realm_settings(caller.hub, caller.org).await?;
     Ok(axum::Json(scope_view(settings, caller.hub)))
 }
 
@@ -125,20 +143,16 @@ pub struct ConnectionRequest {
 /// partner), recording the brand's disclosure.
 #[utoipa::path(post, path = "/v1/partner/connections", tag = "hub", request_body = ConnectionRequest,
     responses((status = 201, body = ConnectionView), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+              (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "already_connected"),
+              (status = 422, body = ErrorBody)))]
 async fn connect(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(body): ApiJson<ConnectionRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<ConnectionView>)> {
     principal.operator()?;
-    let url = body.disclosure_url.trim();
-    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 12 {
-        return Err(ApiError::invalid_field(
-            "disclosure_url",
-            "`disclosure_url` must be the http(s) address of the brand's public disclosure",
-        ));
-    }
+    let url = disclosure_url(&body.disclosure_url)?;
     let mut orgs = Vec::with_capacity(body.organization_ids.len());
     for id in &body.organization_ids {
         let org = OrgRef::parse(id).map_err(|_| {
@@ -170,16 +184,44 @@ async fn connect(
     }
     let ids: Vec<OrganizationId> = orgs.iter().map(|o| o.org).collect();
     let actor = principal.actor();
-    let id = state
+    let connection = state
         .store
-        .connect_organizations(hub, &ids, url, &actor)
+        .connect_organizations(hub, &ids, &url, &actor)
         .await
         .map_err(|e| ApiError::from(e).with_field("organization_ids"))?;
-    let settings = state.store.hub_settings(hub).await?;
-    let view = scope_view(settings, hub)
-        .connections
-        .into_iter()
-        .find(|c| c.id == wire::id(id))
-        .ok_or_else(|| ApiError::internal("a connection just made is not listed"))?;
-    Ok((StatusCode::CREATED, axum::Json(view)))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(connection_view(connection, hub)),
+    ))
+}
+
+/// At most this many characters in a disclosure address.
+const MAX_DISCLOSURE_URL: usize = 2048;
+
+/// The disclosure address, if it is an absolute http(s) URL with a host.
+fn disclosure_url(given: &str) -> ApiResult<String> {
+    let refuse = || {
+        ApiError::invalid_field(
+            "disclosure_url",
+            "`disclosure_url` must be the absolute http(s) address (with a host) of the brand's \
+             public disclosure",
+        )
+    };
+    let given = given.trim();
+    if given.len() > MAX_DISCLOSURE_URL || crate::limits::has_hidden_chars(given) {
+        return Err(refuse());
+    }
+    // `https:///x` would parse with `x` as its host: the host must follow `//` at once.
+    let host_follows = given
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.starts_with('/') && !rest.starts_with('\\'));
+    if !host_follows {
+        return Err(refuse());
+    }
+    let url = url::Url::parse(given).map_err(|_| refuse())?;
+    let has_host = url.host_str().is_some_and(|h| !h.is_empty());
+    if !matches!(url.scheme(), "http" | "https") || !has_host || !url.username().is_empty() {
+        return Err(refuse());
+    }
+    Ok(url.to_string())
 }

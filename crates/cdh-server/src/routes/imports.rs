@@ -6,7 +6,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use cdh_store::model::{FailedRow, ImportOutcome, TaskKind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -73,17 +73,19 @@ pub enum OnUnmatched {
     Create,
 }
 
-/// A JSON import.
+/// A JSON import. Each profile is kept as its text in the body and read into a typed row
+/// one at a time, so a large import never exists as a tree of JSON values.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ImportRequest {
+pub struct ImportRequest<'a> {
     /// The field rows are matched by.
     pub import_key: ImportKey,
     /// At most 10,000 profiles: objects of fields (`display_name`, `display_email`,
     /// `display_mobile`, `line_uid`, `customer_id`, `connect_id`, `gender`, `birthday`, ...),
     /// `tags` and `custom_fields`. A field left out stays unchanged; `null` clears it.
     #[schema(value_type = Vec<Object>)]
-    pub profiles: Vec<Value>,
+    #[serde(borrow)]
+    pub profiles: Vec<&'a serde_json::value::RawValue>,
     /// What to do with rows that match no contact (default `report`).
     #[serde(default)]
     pub on_unmatched: Option<OnUnmatched>,
@@ -143,7 +145,7 @@ pub struct FailedRowView {
         (status = 403, description = "The token lacks `profiles:write`", body = ErrorBody),
         (status = 409, description = "An import is already in progress (`import_in_progress`)", body = ErrorBody),
         (status = 413, description = "More than 10,000 profiles (`batch_too_large`) or too big a body", body = ErrorBody),
-        (status = 422, description = "A bad `import_key`, an unknown field, or malformed CSV (`invalid_csv`)", body = ErrorBody),
+        (status = 422, description = "A bad `import_key`, an unknown field, malformed CSV (`invalid_csv`), more than 116 CSV columns (`too_many_columns`) or a custom field name over 64 characters (`field_name_too_long`). A row with a value over 1,024 characters, more than 100 tags or more than 100 custom fields fails alone (`value_too_long`, `too_many_tags`, `too_many_custom_fields`)", body = ErrorBody),
         (status = 429, description = "More than 15 imports a minute (`rate_limited`, see `Retry-After`)", body = ErrorBody),
     ))]
 async fn create_import(
@@ -168,26 +170,36 @@ async fn create_import(
             )
         }
     })?;
-    let (key, on_unmatched, parsed) = if is_csv(&headers) {
-        let key = query.import_key.ok_or_else(|| {
+    let csv_key = if is_csv(&headers) {
+        Some(query.import_key.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::MissingField,
                 "a CSV import names its key in the query: ?import_key=customer_id",
             )
             .with_details(json!({ "field": "import_key" }))
-        })?;
-        (key, query.on_unmatched, rows::from_csv(&body)?)
+        })?)
     } else {
-        let request: ImportRequest = parse_json(&body)?;
-        if request.profiles.len() > MAX_ROWS {
-            return Err(rows::batch_too_large(request.profiles.len()));
-        }
-        (
-            request.import_key,
-            request.on_unmatched.or(query.on_unmatched),
-            rows::from_json(request.profiles),
-        )
+        None
     };
+    // Reading up to 32 MiB is CPU work: it runs off the async workers, so other requests
+    // (and `/healthz`) are answered meanwhile.
+    let query_unmatched = query.on_unmatched;
+    let (key, on_unmatched, parsed) = tokio::task::spawn_blocking(move || match csv_key {
+        Some(key) => Ok((key, query_unmatched, rows::from_csv(&body)?)),
+        None => {
+            let request: ImportRequest<'_> = parse_json(&body)?;
+            if request.profiles.len() > MAX_ROWS {
+                return Err(rows::batch_too_large(request.profiles.len()));
+            }
+            Ok((
+                request.import_key,
+                request.on_unmatched.or(query_unmatched),
+                rows::from_json(&request.profiles),
+            ))
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the import could not be read: {e}")))??;
     let params = import_params(caller, key, on_unmatched, parsed)?;
     queue_exclusive(&state, caller, TaskKind::Import, &params).await
 }

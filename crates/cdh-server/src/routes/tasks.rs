@@ -153,17 +153,18 @@ pub async fn load_task(
 ) -> ApiResult<(HubId, Task)> {
     let what = kind.map_or("task", StoredKind::as_str);
     let id = wire::parse_id(id, what)?;
-    let task = match state.store.get_task(caller.hub, id).await {
+    // The store decides what an organization may see: its own imports and exports, and
+    // the applies of its realm.
+    let task = match state
+        .store
+        .organization_task(caller.hub, caller.org, id)
+        .await
+    {
         Ok(task) => task,
         Err(cdh_store::StoreError::NotFound(_)) => return Err(ApiError::not_found(what)),
         Err(e) => return Err(e.into()),
     };
-    // Imports and exports belong to an organization; an apply belongs to the whole hub.
-    let owner = task
-        .params
-        .get("organization_id")
-        .and_then(serde_json::Value::as_i64);
-    if owner.is_some_and(|org| org != caller.org.0) || kind.is_some_and(|k| k != task.kind) {
+    if kind.is_some_and(|k| k != task.kind) {
         return Err(ApiError::not_found(what));
     }
     Ok((caller.hub, task))

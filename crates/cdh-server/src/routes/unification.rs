@@ -93,9 +93,9 @@ async fn get_unification(
     principal: Principal,
 ) -> ApiResult<axum::Json<UnificationView>> {
     let caller = principal.org(Scope::ProfilesRead)?;
-    let current = state.store.unify_setting(caller.hub).await?;
-    let history = state.store.unify_history(caller.hub).await?;
-    let settings = state.store.hub_settings(caller.hub).await?;
+    let current = state.store.unify_setting(caller.hub, caller.org).await?;
+    let history = state.store.unify_history(caller.hub, caller.org).await?;
+    let settings = state.store.realm_settings(caller.hub, caller.org).await?;
     Ok(axum::Json(UnificationView {
         keys: current.setting.keys,
         excluded_values: excluded(current.setting.excluded),
@@ -302,6 +302,7 @@ async fn create_preview(
         .store
         .create_preview(
             caller.hub,
+            caller.org,
             &setting,
             body.suspicious_threshold.unwrap_or(20),
         )
@@ -341,7 +342,7 @@ async fn apply(
     let preview = wire::parse_id(&body.preview_id, "preview")?;
     let task = state
         .store
-        .apply_preview(caller.hub, preview, &caller.actor())
+        .apply_preview(caller.hub, caller.org, preview, &caller.actor())
         .await?;
     state.worker.notify();
     Ok((

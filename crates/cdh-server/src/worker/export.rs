@@ -188,7 +188,11 @@ impl RowWriter {
     fn write(&mut self, row: &ExportRow) -> std::io::Result<()> {
         match self {
             Self::Csv(w) => w
-                .write_record(csv_record(row))
+                .write_record(
+                    csv_record(row)
+                        .iter()
+                        .map(|cell| neutralised(cell).into_owned()),
+                )
                 .map_err(std::io::Error::other),
             Self::Jsonl(w) => {
                 serde_json::to_writer(&mut *w, &json_record(row))?;
@@ -206,6 +210,17 @@ impl RowWriter {
         };
         out.flush()?;
         out.get_ref().sync_all()
+    }
+}
+
+/// A cell a spreadsheet will not read as a formula: one that starts with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return gets a leading `'`, as OWASP recommends against CSV injection
+/// (a spreadsheet shows the value as text, without the quote). JSON Lines exports are not
+/// changed: no spreadsheet opens them.
+pub fn neutralised(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+        _ => cell.into(),
     }
 }
 
@@ -278,4 +293,26 @@ fn json_record(row: &ExportRow) -> serde_json::Value {
         "created_at": wire::time(p.created_at),
         "updated_at": wire::time(p.updated_at),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neutralised;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_others_kept() {
+        for formula in [
+            "=HYPERLINK(\"http://x.example\")",
+            "+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(A1:A9)",
+            "\t=1",
+            "\r=1",
+        ] {
+            assert_eq!(neutralised(formula), format!("'{formula}"));
+        }
+        for plain in ["", "Amy", "a=b", "'quoted", " =1", "886912345678"] {
+            assert_eq!(neutralised(plain), plain);
+        }
+    }
 }

@@ -1,5 +1,4 @@
-//! Sliding-window limits kept in memory: import requests (15 a minute per organization) and
-//! failed console sign-ins (10 per 15 minutes per account).
+//! Sliding-window limits kept in memory: import requests (15 a minute per organization).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -9,12 +8,6 @@ use cdh_store::model::{HubId, Millis, OrganizationId};
 
 /// Import requests allowed per organization per minute.
 pub const IMPORT_REQUESTS_PER_MINUTE: usize = 15;
-
-/// Failed sign-ins allowed per account before it must wait.
-pub const SIGN_IN_FAILURES: usize = 10;
-
-/// The window failed sign-ins are counted over.
-pub const SIGN_IN_WINDOW_MS: Millis = 15 * 60_000;
 
 /// Counts events per key over the last `window_ms`. Kept in memory: a restart forgets the
 /// counts, which errs on the side of letting a caller in.
@@ -57,30 +50,6 @@ impl<K: Hash + Eq> SlidingWindow<K> {
         Ok(())
     }
 
-    /// The seconds `key` must wait at `now`, without counting anything.
-    pub fn blocked(&self, key: &K, now: Millis) -> Option<u64> {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let times = seen.get_mut(key)?;
-        self.expire(times, now);
-        self.wait(times, now)
-    }
-
-    /// Counts an event at `now` whether or not the limit is reached.
-    pub fn record(&self, key: K, now: Millis) {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let times = seen.entry(key).or_default();
-        self.expire(times, now);
-        times.push_back(now);
-    }
-
-    /// Forgets `key` (a successful sign-in clears its failures).
-    pub fn clear(&self, key: &K) {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
-    }
-
     fn expire(&self, times: &mut VecDeque<Millis>, now: Millis) {
         while times.front().is_some_and(|t| *t <= now - self.window_ms) {
             times.pop_front();
@@ -121,23 +90,5 @@ mod tests {
         assert_eq!(limiter.check((HubId(1), OrganizationId(2)), 20_500), Ok(()));
         assert_eq!(limiter.check((HubId(1), OrganizationId(1)), 61_000), Ok(()));
         assert_eq!(limiter.check((HubId(1), OrganizationId(1)), 61_001), Err(1));
-    }
-
-    #[test]
-    fn recorded_failures_block_until_the_window_passes_or_a_clear() {
-        let failures = SlidingWindow::new(2, 10_000);
-        assert_eq!(failures.blocked(&"ann", 0), None);
-        failures.record("ann", 0);
-        failures.record("ann", 1_000);
-        assert_eq!(failures.blocked(&"ann", 2_000), Some(8));
-        assert_eq!(failures.blocked(&"bea", 2_000), None);
-        assert_eq!(
-            failures.blocked(&"ann", 10_001),
-            None,
-            "the first left the window"
-        );
-        failures.record("ann", 10_002);
-        failures.clear(&"ann");
-        assert_eq!(failures.blocked(&"ann", 10_003), None);
     }
 }

@@ -118,3 +118,62 @@ async fn contacts(app: &TestApp) {
     .expect_error(404, "not_found");
 }
 both_manual!(contacts_upsert_read_and_annotate, contacts);
+
+async fn limits(app: &TestApp) {
+    let org = app.org("brand").await;
+    let line = app.channel(&org.admin, "line", "caac").await;
+    let long = "x".repeat(1025);
+    let many_tags: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
+    let many_fields: serde_json::Map<String, serde_json::Value> =
+        (0..101).map(|i| (format!("f{i}"), json!("v"))).collect();
+    for (fields, code, field) in [
+        (
+            json!({"display_name": long}),
+            "value_too_long",
+            "display_name",
+        ),
+        (json!({"tags": many_tags}), "too_many_tags", "tags"),
+        (
+            json!({"custom_fields": many_fields}),
+            "too_many_custom_fields",
+            "custom_fields",
+        ),
+        (
+            json!({"custom_fields": {"n".repeat(65): "v"}}),
+            "field_name_too_long",
+            "custom_fields",
+        ),
+        (
+            json!({"custom_fields": {"tier": long}}),
+            "value_too_long",
+            "custom_fields.tier",
+        ),
+    ] {
+        let reply = app.contact(&org.admin, &line, "u1", fields).await;
+        assert_eq!(
+            reply.body["error"]["details"]["field"], field,
+            "{}",
+            reply.text
+        );
+        assert!(
+            !reply.text.contains("xxxx"),
+            "the value is not echoed: {}",
+            reply.text
+        );
+        reply.expect_error(422, code);
+    }
+    // Nothing was written by the refused requests; the limit itself passes.
+    app.get("/v1/profiles", &org.admin).await.expect(200).body["items"]
+        .as_array()
+        .map(|items| assert!(items.is_empty()))
+        .unwrap();
+    app.contact(
+        &org.admin,
+        &line,
+        "u1",
+        json!({"display_name": "x".repeat(1024)}),
+    )
+    .await
+    .expect(200);
+}
+both_manual!(contact_writes_are_held_to_limits, limits);

@@ -240,3 +240,67 @@ async fn updated_since(app: &TestApp) {
     assert_eq!(done["rows"], 0, "{done}");
 }
 both_driven!(an_export_can_take_only_recent_profiles, updated_since);
+
+async fn formula_cells(app: &TestApp) {
+    let org = app.org("acme").await;
+    let channel = app.channel(&org.admin, "line", "caac").await;
+    let names = [
+        "=HYPERLINK(\"http://evil.example\",\"x\")",
+        "+cmd|' /C calc'!A0",
+        "-1+2",
+        "@SUM(A1:A2)",
+        "Plain = name",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        contact(
+            app,
+            &org.admin,
+            &channel,
+            &format!("u{i}"),
+            json!({"display_name": name}),
+        )
+        .await;
+    }
+    for format in ["csv", "jsonl"] {
+        let task = app
+            .post("/v1/exports", &org.admin, json!({"format": format}))
+            .await
+            .expect(202)
+            .str("task_id");
+        run_tasks(app).await;
+        let (status, _, body) =
+            download(app, &format!("/v1/exports/{task}/download"), &org.admin).await;
+        assert_eq!(status, 200, "{body}");
+        let mut got: Vec<String> = if format == "csv" {
+            let mut reader = csv::Reader::from_reader(body.as_bytes());
+            let at = reader
+                .headers()
+                .unwrap()
+                .iter()
+                .position(|h| h == "display_name")
+                .unwrap();
+            reader
+                .records()
+                .map(|r| r.unwrap()[at].to_owned())
+                .collect()
+        } else {
+            body.lines()
+                .map(|l| {
+                    let v: Value = serde_json::from_str(l).unwrap();
+                    v["fields"]["display_name"].as_str().unwrap().to_owned()
+                })
+                .collect()
+        };
+        got.sort();
+        let mut want: Vec<String> = names
+            .iter()
+            .map(|n| match (format, n.as_bytes()[0]) {
+                ("csv", b'=' | b'+' | b'-' | b'@') => format!("'{n}"),
+                _ => (*n).to_owned(),
+            })
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{format}");
+    }
+}
+both_driven!(csv_exports_neutralise_formula_cells, formula_cells);

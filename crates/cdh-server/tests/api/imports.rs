@@ -353,3 +353,64 @@ async fn rate_limit(app: &TestApp) {
     app.post("/v1/imports", &org.admin, body).await.expect(422);
 }
 both_driven!(imports_are_limited_to_15_a_minute, rate_limit);
+
+async fn caps(app: &TestApp) {
+    let org = app.org("acme").await;
+    let channel = app.channel(&org.admin, "line", "caac").await;
+    contact(
+        app,
+        &org.admin,
+        &channel,
+        "u1",
+        json!({"customer_id": "c1"}),
+    )
+    .await;
+    // A header of 200,000 columns is refused whole, after one linear look at it.
+    let header: Vec<String> = (0..200_000)
+        .map(|i| format!("custom_fields.f{i}"))
+        .collect();
+    let csv = format!("customer_id,{}\nc1\n", header.join(","));
+    post_csv(app, "?import_key=customer_id", &org.admin, &csv)
+        .await
+        .expect_error(422, "too_many_columns");
+    // Rows past a limit fail alone, with their codes and without their values; the rest land.
+    let outcome = import_and_wait(
+        app,
+        &org.admin,
+        json!({"import_key": "customer_id", "profiles": [
+            {"customer_id": "c1", "display_name": "Ann"},
+            {"customer_id": "c2", "display_name": "y".repeat(1025)},
+            {"customer_id": "c3", "tags": (0..101).map(|i| i.to_string()).collect::<Vec<_>>()},
+        ]}),
+    )
+    .await;
+    assert_eq!(outcome["matched"], 1, "{outcome}");
+    let codes: Vec<(u64, &str)> = outcome["failed_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["row"].as_u64().unwrap(), f["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(codes, [(2, "value_too_long"), (3, "too_many_tags")]);
+    assert!(!outcome.to_string().contains("yyyy"), "{outcome}");
+    // The finished task keeps no row.
+    let task = outcome["id"]
+        .as_str()
+        .or(outcome["task_id"].as_str())
+        .unwrap();
+    let hub: cdh_store::model::HubId = org.id.split('-').next().unwrap().parse().unwrap();
+    let stored = app
+        .handle
+        .state
+        .store
+        .get_task(hub, task.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(stored.params.get("rows").is_none(), "{}", stored.params);
+    assert!(
+        !stored.params.to_string().contains("Ann"),
+        "{}",
+        stored.params
+    );
+}
+both_driven!(imports_are_held_to_caps_and_keep_no_rows, caps);

@@ -17,10 +17,10 @@ use crate::support::TestApp;
 use crate::tasks::contact;
 
 /// What a receiver got: (signature header, idempotency key, body).
-type Received = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+pub type Received = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
 
 /// A receiver on port 0 that answers `answers[i]` to its i-th request (200 after the list).
-async fn receiver(answers: Vec<u16>) -> (String, Received) {
+pub async fn receiver(answers: Vec<u16>) -> (String, Received) {
     let received: Received = Arc::default();
     let state = (received.clone(), Arc::new(answers));
     let app = axum::Router::new()
@@ -60,7 +60,7 @@ fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn deliver(app: &TestApp) -> usize {
+pub async fn deliver(app: &TestApp) -> usize {
     let state = &app.handle.state;
     state
         .worker

@@ -88,6 +88,8 @@ pub struct ConsoleUser {
     pub role: Role,
     /// Creation time.
     pub created_at: Millis,
+    /// Sessions opened in an earlier epoch are over (signing out moves it on).
+    pub session_epoch: i64,
 }
 
 /// A webhook endpoint.

@@ -23,7 +23,7 @@ pub use contacts::{
     Contact, ContactInput, FieldValue, InvalidField, TimelineEntry, Unification, Upserted,
 };
 pub use profiles::{Cause, Event, LedgerEntry, Page, Profile, ProfileMember};
-pub use setup::{Channel, Connection, HubSettings, NewChannel, Organization};
+pub use setup::{Channel, Connection, NewChannel, Organization, Realm, RealmSettings};
 pub use tasks::{ExportRow, FailedRow, ImportOutcome, ImportRow, Task, TaskKind, TaskStatus};
 pub use unification::{
     AppliedSetting, ChainLink, PreviewConflict, PreviewProfile, PreviewReport, PreviewSample,

@@ -1,4 +1,4 @@
-//! Organizations, channels and the hub's scope settings.
+//! Organizations, channels, partner connections and realms (who unifies with whom).
 
 use serde::{Deserialize, Serialize};
 
@@ -51,15 +51,84 @@ pub struct Connection {
     pub actor: String,
     /// When.
     pub at: Millis,
+    /// When the connected organizations' first shared setting was applied: until then each
+    /// goes on unifying its own contacts under its own setting.
+    pub unified_at: Option<Millis>,
 }
 
-/// The hub's unification scope settings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HubSettings {
-    /// Whether MAAC and CAAC contacts unify together.
+/// Where one unify setting rules: an organization on its own, or every organization a
+/// partner connection joined. Each realm has its own setting and history, cross-product
+/// switch, previews, applies and events; an organization sees its own realm and, once
+/// connected, its connection's (and the events of its own realm from before).
+///
+/// A realm's key (`o<organization>` or `g<connection>`) is also how its contacts' scopes
+/// begin (`rules::scope_name`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Realm {
+    /// An organization that no partner connected.
+    Organization(OrganizationId),
+    /// The organizations of a partner connection.
+    Connection(ConnectionId),
+}
+
+impl Realm {
+    /// The key stored with settings, previews, tasks and events.
+    pub fn key(self) -> String {
+        self.to_string()
+    }
+
+    /// The realm of a contact's scope (`o12:caac` is in `o12`).
+    pub fn of_scope(scope: &str) -> Option<Self> {
+        Self::parse(scope.split(':').next().unwrap_or_default())
+    }
+
+    /// A realm's key (`o12`, `g34`), exactly.
+    pub fn parse(key: &str) -> Option<Self> {
+        let (kind, id) = key.split_at_checked(1)?;
+        let id: i64 = id.parse().ok().filter(|id: &i64| *id >= 0)?;
+        if id.to_string().len() != key.len() - 1 {
+            return None;
+        }
+        match kind {
+            "o" => Some(Self::Organization(OrganizationId(id))),
+            "g" => Some(Self::Connection(ConnectionId(id))),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Realm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Organization(org) => write!(f, "o{org}"),
+            Self::Connection(connection) => write!(f, "g{connection}"),
+        }
+    }
+}
+
+/// An organization's realm and its scope settings, as the organization may see them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealmSettings {
+    /// The realm the organization's settings, previews and applies belong to.
+    pub realm: Realm,
+    /// The organizations of the realm (the organization alone, or its connection's).
+    pub organizations: Vec<OrganizationId>,
+    /// Whether MAAC and CAAC contacts of the realm unify together.
     pub cross_product: bool,
-    /// Partner connections, oldest first.
-    pub connections: Vec<Connection>,
+    /// The partner connection the organization is in, if any.
+    pub connection: Option<Connection>,
+}
+
+impl RealmSettings {
+    /// The realms whose events the organization sees: its own, and its connection's.
+    pub fn visible_realms(&self, org: OrganizationId) -> Vec<Realm> {
+        let own = Realm::Organization(org);
+        if self.realm == own {
+            vec![own]
+        } else {
+            vec![own, self.realm]
+        }
+    }
 }
 
 /// A channel to create.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::profiles::Profile;
-use super::{Millis, TaskId};
+use super::{Millis, OrganizationId, Realm, TaskId};
 
 /// What a task does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,6 +113,10 @@ pub struct Task {
     pub started_at: Option<Millis>,
     /// End time.
     pub finished_at: Option<Millis>,
+    /// The organization that asked for it.
+    pub organization_id: Option<OrganizationId>,
+    /// The realm an apply works on (`None` for imports and exports).
+    pub realm: Option<Realm>,
 }
 
 /// One row of an import: `fields` absent stay unchanged, `None` clears.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{ContactId, Millis, PreviewId};
 
 /// A unify setting: the keys and the values excluded from merging.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UnifySetting {
     /// 0 (nothing merges) to 3 identifier field names.
     pub keys: Vec<String>,

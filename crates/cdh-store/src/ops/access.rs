@@ -41,9 +41,10 @@ struct UserRow {
     email: String,
     role: String,
     created_at: i64,
+    session_epoch: i64,
 }
 
-const USER_COLUMNS: &str = "id, organization_id, email, role, created_at";
+const USER_COLUMNS: &str = "id, organization_id, email, role, created_at, session_epoch";
 
 impl UserRow {
     fn into_user(self) -> StoreResult<ConsoleUser> {
@@ -59,6 +60,7 @@ impl UserRow {
             email: self.email,
             role,
             created_at: self.created_at,
+            session_epoch: self.session_epoch,
         })
     }
 }
@@ -240,6 +242,7 @@ impl<B: Adapter> Access for B {
             email: email.to_owned(),
             role,
             created_at: now,
+            session_epoch: 0,
         })
     }
 
@@ -278,6 +281,23 @@ impl<B: Adapter> Access for B {
         )
         .await?;
         row.into_user()
+    }
+
+    async fn end_sessions(&self, hub: HubId, id: UserId) -> StoreResult<i64> {
+        let mut tx = self.begin_write().await?;
+        let epoch: (i64,) = fetch_one::<B, _>(
+            &mut tx,
+            query(
+                "UPDATE console_users SET session_epoch = session_epoch + 1 \
+                 WHERE hub_id = $1 AND id = $2 RETURNING session_epoch",
+            )
+            .bind(hub)
+            .bind(id),
+            Resource::User,
+        )
+        .await?;
+        B::commit(tx).await?;
+        Ok(epoch.0)
     }
 
     async fn list_users(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<ConsoleUser>> {

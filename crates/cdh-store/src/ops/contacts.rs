@@ -21,6 +21,7 @@ impl<B: Adapter> Contacts for B {
         input: &ContactInput,
         actor: &str,
     ) -> StoreResult<Upserted> {
+        let _open = self.apply_gates().enter(hub).await;
         self.upsert(hub, input, actor).await
     }
 

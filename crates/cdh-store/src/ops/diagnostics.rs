@@ -2,13 +2,14 @@
 //! (the rules themselves are in `plan::check`), and the plans the database picks for the hot
 //! reads.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 
 use crate::error::StoreResult;
-use crate::model::{ContactId, HubId, OrganizationId};
+use crate::model::{ContactId, HubId, OrganizationId, UnifySetting};
 use crate::ops::name_search::first_step_sql;
-use crate::ops::setup::load_setting;
-use crate::plan::check::{CheckInput, broken_invariants};
+use crate::plan::check::{CheckInput, RealmCheck, broken_invariants};
 use crate::port::Diagnostics;
 use crate::sql::text::{explain, profile_of_contact_sql};
 use crate::sql::{Adapter, query};
@@ -60,21 +61,33 @@ impl<B: Adapter> Diagnostics for B {
             .bind(hub),
         )
         .await?;
-        let setting = load_setting::<B>(&mut tx, hub).await?;
-        let history: Vec<(String,)> = B::fetch_all(
+        // Every realm's settings, oldest first: the last is in force.
+        let settings: Vec<(String, String, String)> = B::fetch_all(
             &mut tx,
-            query("SELECT keys FROM unify_settings WHERE hub_id = $1").bind(hub),
+            query(
+                "SELECT realm, keys, excluded FROM unify_settings WHERE hub_id = $1 \
+                 ORDER BY realm, version",
+            )
+            .bind(hub),
         )
         .await?;
         B::commit(tx).await?;
+        let mut realms: HashMap<String, RealmCheck> = HashMap::new();
+        for (realm, keys, excluded) in settings {
+            let check = realms.entry(realm).or_default();
+            check.setting = UnifySetting {
+                keys: serde_json::from_str(&keys)?,
+                excluded: serde_json::from_str(&excluded)?,
+            };
+            check.history.push(keys);
+        }
         broken_invariants(&CheckInput {
             contacts,
             memberships,
             profiles,
             identifiers,
             ledger,
-            setting,
-            history: history.into_iter().map(|(keys,)| keys).collect(),
+            realms,
         })
     }
 

@@ -1,14 +1,17 @@
 //! [`Events`] for every backend: the events feed and webhook endpoints with their
-//! deliveries. Each endpoint walks the hub's events with its own cursor, one event at a time,
-//! so events arrive in order and a failing endpoint holds back only itself.
+//! deliveries. Each endpoint walks the events of its organization's realms (its own, and its
+//! connection's) with its own cursor, one event at a time, so events arrive in order and a
+//! failing endpoint holds back only itself.
 
 use async_trait::async_trait;
 
 use crate::error::{Rejection, Resource, StoreError, StoreResult};
 use crate::model::{
-    Delivery, DeliveryLog, Event, HubId, Millis, OrganizationId, WebhookEndpoint, WebhookId,
+    ConnectionId, Delivery, DeliveryLog, Event, HubId, Millis, OrganizationId, Realm,
+    WebhookEndpoint, WebhookId,
 };
 use crate::ops::feed::numbered_events;
+use crate::ops::realms::load_realm;
 use crate::ops::setup::ensure_organization;
 use crate::port::Events;
 use crate::sql::{Adapter, fetch_one, query};
@@ -16,15 +19,30 @@ use crate::sql::{Adapter, fetch_one, query};
 /// The longest URL and secret accepted.
 const MAX_WEBHOOK_TEXT: usize = 2048;
 
-/// A webhook endpoint due for a try, as read across hubs.
+/// A webhook endpoint due for a try, as read across hubs, with its hub's last event number
+/// and its organization's connection.
 #[derive(sqlx::FromRow)]
 struct DueRow {
     hub_id: HubId,
     id: WebhookId,
+    organization_id: OrganizationId,
     url: String,
     secret: String,
     delivered_seq: i64,
     attempt: i64,
+    hub_event_seq: i64,
+    connection_id: Option<ConnectionId>,
+}
+
+impl DueRow {
+    /// The realms whose events the endpoint's organization receives.
+    fn realms(&self) -> Vec<Realm> {
+        let own = Realm::Organization(self.organization_id);
+        match self.connection_id {
+            Some(connection) => vec![own, Realm::Connection(connection)],
+            None => vec![own],
+        }
+    }
 }
 
 /// A recorded delivery try.
@@ -40,9 +58,21 @@ struct DeliveryRow {
 
 #[async_trait]
 impl<B: Adapter> Events for B {
-    async fn events_after(&self, hub: HubId, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+    async fn events_after(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        let realms = {
+            let mut conn = self.acquire().await?;
+            load_realm::<B>(&mut conn, hub, org)
+                .await?
+                .visible_realms(org)
+        };
         self.sequence_events(Some(hub)).await?;
-        numbered_events(self, hub, after, limit).await
+        numbered_events(self, hub, &realms, after, limit).await
     }
 
     async fn create_webhook(
@@ -149,8 +179,12 @@ impl<B: Adapter> Events for B {
             B::fetch_all(
                 &mut conn,
                 query(
-                    "SELECT w.hub_id, w.id, w.url, w.secret, w.delivered_seq, w.attempt \
+                    "SELECT w.hub_id, w.id, w.organization_id, w.url, w.secret, \
+                     w.delivered_seq, w.attempt, h.event_seq AS hub_event_seq, \
+                     cm.connection_id AS connection_id \
                      FROM webhook_endpoints w JOIN hubs h ON h.hub_id = w.hub_id \
+                     LEFT JOIN connection_members cm \
+                       ON cm.hub_id = w.hub_id AND cm.organization_id = w.organization_id \
                      WHERE w.next_attempt_at <= $1 AND h.event_seq > w.delivered_seq \
                      ORDER BY w.next_attempt_at, w.hub_id, w.id LIMIT $2",
                 )
@@ -161,8 +195,13 @@ impl<B: Adapter> Events for B {
         };
         let mut deliveries = Vec::with_capacity(due.len());
         for row in due {
-            let next = numbered_events(self, row.hub_id, row.delivered_seq, 1).await?;
+            let next =
+                numbered_events(self, row.hub_id, &row.realms(), row.delivered_seq, 1).await?;
             let Some(event) = next.into_iter().next() else {
+                // Every event up to the hub's last number read above is of realms the
+                // organization does not see: move past them, or the endpoint stays due and
+                // crowds out the others.
+                skip_unseen_events::<B>(self, &row).await?;
                 continue;
             };
             deliveries.push(Delivery {
@@ -281,4 +320,23 @@ impl<B: Adapter> Events for B {
             })
             .collect())
     }
+}
+
+/// Moves an endpoint's cursor to its hub's last event number read with it, unless a try was
+/// recorded meanwhile.
+async fn skip_unseen_events<B: Adapter>(store: &B, row: &DueRow) -> StoreResult<()> {
+    let mut tx = store.begin_write().await?;
+    B::execute(
+        &mut tx,
+        query(
+            "UPDATE webhook_endpoints SET delivered_seq = $3 \
+             WHERE hub_id = $1 AND id = $2 AND delivered_seq = $4",
+        )
+        .bind(row.hub_id)
+        .bind(row.id)
+        .bind(row.hub_event_seq)
+        .bind(row.delivered_seq),
+    )
+    .await?;
+    B::commit(tx).await
 }

@@ -3,38 +3,52 @@
 
 use crate::error::{StoreError, StoreResult};
 use crate::merged_range::{MERGED_RANGE_KIND, MergedRange};
-use crate::model::{Event, HubId, Millis, ProfileId};
+use crate::model::{Event, HubId, Millis, ProfileId, Realm};
 use crate::ops::profiles::{LEDGER_COLUMNS, LedgerRow};
 use crate::plan::unify::{NewEvent, merged_event};
 use crate::sql::batch::queue_events;
 use crate::sql::{Adapter, WriteBatch, query};
 
-/// Appends events at `at`, numbering them after the hub's last one.
+/// Appends events of `realm` at `at`, numbering them after the hub's last one.
 pub(crate) async fn append_events<B: Adapter>(
     conn: &mut B::Conn,
     hub: HubId,
+    realm: &str,
     events: &[NewEvent],
     at: Millis,
 ) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let first = take_event_numbers::<B>(conn, hub, events.len()).await?;
+    let first = take_event_numbers::<B>(conn, hub, realm, events.len()).await?;
     let mut batch = WriteBatch::default();
-    queue_events(&mut batch, hub, first, events, at);
+    queue_events(&mut batch, hub, realm, first, events, at);
     B::run_batch(conn, batch).await
 }
 
-/// Takes `n` event numbers after the hub's last one; returns the first. Runs last in a
-/// transaction: the hub row it updates is held to commit, so numbers follow commit order.
-/// Events of upserts committed before and still pending are numbered first, so they come
-/// before these.
+/// Takes `n` event numbers after the hub's last one for events of `realm`; returns the first.
+/// Runs last in a transaction: the hub row it updates is held to commit, so numbers follow
+/// commit order. Events of upserts committed before and still pending are numbered first, so
+/// they come before these. The realm's count of numbered events grows by `n`
+/// (`Dialect::REALM_WRITTEN`).
 pub(crate) async fn take_event_numbers<B: Adapter>(
     conn: &mut B::Conn,
     hub: HubId,
+    realm: &str,
     n: usize,
 ) -> StoreResult<i64> {
     B::move_pending_events(conn, hub).await?;
+    B::execute(
+        conn,
+        query(
+            "UPDATE realms SET numbered_events = numbered_events + $3 \
+             WHERE hub_id = $1 AND realm = $2",
+        )
+        .bind(hub)
+        .bind(realm)
+        .bind(n as i64),
+    )
+    .await?;
     let (last,): (i64,) = crate::sql::fetch_one::<B, _>(
         conn,
         query("UPDATE hubs SET event_seq = event_seq + $2 WHERE hub_id = $1 RETURNING event_seq")
@@ -56,29 +70,40 @@ struct EventRow {
     payload: String,
 }
 
-/// Events already numbered, after `after`, at most `limit`; a row of kind
-/// `MERGED_RANGE_KIND` is expanded into its `profile.merged` events. Pending events are not
-/// seen: number them first (`EventNumbers::sequence_events`).
+/// Events of `realms` already numbered, after `after`, in order, at most `limit`; a row of
+/// kind `MERGED_RANGE_KIND` is expanded into its `profile.merged` events. Pending events are
+/// not seen: number them first (`EventNumbers::sequence_events`).
+///
+/// Each realm's rows are read by its index, at most `limit` of them, and merged in order:
+/// since every row is at least one event, the first `limit` events of the merge are the
+/// first `limit` of all the realms' events.
 pub(crate) async fn numbered_events<B: Adapter>(
     store: &B,
     hub: HubId,
+    realms: &[Realm],
     after: i64,
     limit: u32,
 ) -> StoreResult<Vec<Event>> {
     let limit = i64::from(limit.clamp(1, 10_000));
     let mut conn = store.acquire().await?;
-    let rows: Vec<EventRow> = B::fetch_all(
-        &mut conn,
-        query(
-            "SELECT seq, at, kind, profile_id, payload FROM events \
-             WHERE hub_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    let mut rows: Vec<EventRow> = Vec::new();
+    for realm in realms {
+        let of_realm: Vec<EventRow> = B::fetch_all(
+            &mut conn,
+            query(
+                "SELECT seq, at, kind, profile_id, payload FROM events \
+                 WHERE hub_id = $1 AND realm = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+            )
+            .bind(hub)
+            .bind(realm.key())
+            .bind(after)
+            .bind(limit),
         )
-        .bind(hub)
-        .bind(after)
-        .bind(limit),
-    )
-    .await?;
-    let mut events = Vec::with_capacity(rows.len());
+        .await?;
+        rows.extend(of_realm);
+    }
+    rows.sort_unstable_by_key(|row| row.seq);
+    let mut events = Vec::with_capacity(rows.len().min(limit as usize));
     for row in rows {
         let room = limit - events.len() as i64;
         if room <= 0 {

@@ -11,6 +11,7 @@ use crate::model::{
 };
 use crate::port::ProfileRecord;
 use crate::rules::parse_keys;
+use crate::sql::text::realm_keys_sql;
 use crate::sql::{Adapter, Dialect, query};
 
 /// A profile's own row, resolved to its survivor, and the hub's current unify keys.
@@ -67,12 +68,13 @@ struct GoldenRow {
 /// The statement behind `golden_many`: `asked` is a query (or `VALUES` list) of profile ids,
 /// with the hub bound as `$1` and its own parameters from `$2`. Four parts in one
 /// `UNION ALL`, padded to the same columns (see `GoldenRow`): (0) each asked id with its live
-/// profile's row and the hub's unify keys; (1) the live profiles' members with their contacts
+/// profile's row and the unify keys of its realm; (1) the live profiles' members with their contacts
 /// and channels; (2) their identifiers; (3) the manual edits of each live profile and of the
 /// profiles merged into it (two index searches: an `OR` of both would walk every profile of
 /// the hub). One statement is one snapshot on both backends and one round trip.
 pub(crate) fn golden_sql<D: Dialect>(asked: &str) -> String {
     let j = D::ORDERED_JOIN;
+    let keys = realm_keys_sql("h.oldest_contact");
     format!(
         "WITH asked(asked_id) AS ({asked}), \
          heads AS (SELECT a.asked_id, l.id AS live_id, l.oldest_contact, \
@@ -85,8 +87,7 @@ pub(crate) fn golden_sql<D: Dialect>(asked: &str) -> String {
            {j} profiles b ON b.hub_id = $1 AND b.merged_into = v.live_id) \
          SELECT CAST(0 AS BIGINT) AS part, h.asked_id AS profile_id, h.live_id AS int1, \
            h.oldest_contact AS int2, h.created_at AS int3, h.updated_at AS int4, \
-           (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 \
-            ORDER BY s.version DESC LIMIT 1) AS text1, \
+           {keys} AS text1, \
            CAST(NULL AS TEXT) AS text2, CAST(NULL AS TEXT) AS text3, \
            CAST(NULL AS TEXT) AS text4 FROM heads h \
          UNION ALL \

@@ -103,7 +103,7 @@ pub(crate) fn check_import_row<'a>(
             };
             Err(fail(
                 Rejection::InvalidImportKey.code(),
-                format!("{} `{raw}` cannot be matched on ({reason})", key.name()),
+                format!("the row's {} cannot be matched on ({reason})", key.name()),
             ))
         }
     }

@@ -25,6 +25,7 @@ pub(crate) mod golden;
 pub(crate) mod import;
 pub(crate) mod name_search;
 pub(crate) mod profiles;
+pub(crate) mod realms;
 pub(crate) mod setup;
 pub(crate) mod tasks;
 pub(crate) mod transfers;

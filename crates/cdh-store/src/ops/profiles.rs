@@ -17,8 +17,8 @@ use crate::ops::setup::ensure_organization;
 use crate::ops::upsert::lock_profiles;
 use crate::plan::unify::NewEvent;
 use crate::port::{ProfileRecord, Profiles};
-use crate::rules::normalizer;
-use crate::sql::text::{buckets_of, org_profiles_sql, to_live_profile};
+use crate::rules::{normalizer, realm_of_scope};
+use crate::sql::text::{buckets_of, org_profiles_sql, realm_keys_sql, to_live_profile};
 use crate::sql::{Adapter, fetch_one, query};
 
 /// The most profiles one page lists.
@@ -270,9 +270,23 @@ impl<B: Adapter> Profiles for B {
                 .bind(now),
         )
         .await?;
+        // The profile's events go to the realm its contacts unify in.
+        let (scope,): (String,) = fetch_one::<B, _>(
+            &mut tx,
+            query(
+                "SELECT c.scope FROM profiles p JOIN contacts c \
+                 ON c.hub_id = p.hub_id AND c.id = p.oldest_contact \
+                 WHERE p.hub_id = $1 AND p.id = $2",
+            )
+            .bind(hub)
+            .bind(live),
+            Resource::Profile,
+        )
+        .await?;
         crate::ops::feed::append_events::<B>(
             &mut tx,
             hub,
+            realm_of_scope(&scope),
             &[NewEvent {
                 kind: "profile.updated",
                 profile_id: live,
@@ -311,7 +325,7 @@ pub(crate) async fn resolve_profile<B: Adapter>(
     })
 }
 
-/// A profile's own row and the hub's unify keys: one statement when the id is live, two when
+/// A profile's own row and its realm's unify keys: one statement when the id is live, two when
 /// it was merged away.
 async fn load_profile_head<B: Adapter>(
     conn: &mut B::Conn,
@@ -320,12 +334,11 @@ async fn load_profile_head<B: Adapter>(
 ) -> StoreResult<ProfileHead> {
     type HeadRow = (Option<ProfileId>, ContactId, i64, i64, Option<String>);
     let row_of = |id: ProfileId| {
-        query(
-            "SELECT merged_into, oldest_contact, created_at, updated_at, \
-             (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 \
-              ORDER BY s.version DESC LIMIT 1) \
+        query(format!(
+            "SELECT merged_into, oldest_contact, created_at, updated_at, {} \
              FROM profiles WHERE hub_id = $1 AND id = $2",
-        )
+            realm_keys_sql("profiles.oldest_contact")
+        ))
         .bind(hub)
         .bind(id)
     };

@@ -1,23 +1,16 @@
-//! [`Setup`] for every backend: hubs, organizations, partner connections and channels.
+//! [`Setup`] for every backend: hubs, organizations, partner connections, realms' scope
+//! settings and channels.
 
 use async_trait::async_trait;
 
-use crate::error::{Resource, StoreError, StoreResult};
+use crate::error::{Rejection, Resource, StoreError, StoreResult};
 use crate::model::{
-    AppliedSetting, Channel, ChannelId, Connection, ConnectionId, HubId, HubSettings, NewChannel,
-    Organization, OrganizationId, UnifySetting,
+    AppliedSetting, Channel, ChannelId, Connection, ConnectionId, HubId, NewChannel, Organization,
+    OrganizationId, Realm, RealmSettings, UnifySetting,
 };
+use crate::ops::realms::{ensure_realm_row, ensure_unconnected, load_connection, load_realm};
 use crate::port::Setup;
 use crate::sql::{Adapter, fetch_one, query};
-
-/// A partner connection as stored (its organizations are rows of `connection_members`).
-#[derive(sqlx::FromRow)]
-struct ConnectionRow {
-    id: ConnectionId,
-    disclosure_url: String,
-    actor: String,
-    created_at: i64,
-}
 
 const ORGANIZATION_COLUMNS: &str = "id, hub_id, name, default_region, created_at";
 
@@ -69,6 +62,7 @@ impl<B: Adapter> Setup for B {
             .bind(self.clock().now()),
         )
         .await?;
+        ensure_realm_row::<B>(&mut tx, hub, Realm::Organization(id), false).await?;
         B::commit(tx).await?;
         Ok(id)
     }
@@ -125,11 +119,16 @@ impl<B: Adapter> Setup for B {
         orgs: &[OrganizationId],
         url: &str,
         actor: &str,
-    ) -> StoreResult<ConnectionId> {
+    ) -> StoreResult<Connection> {
         if url.trim().is_empty() {
             return Err(StoreError::Invalid("a disclosure URL is required".into()));
         }
         let mut tx = self.begin_write().await?;
+        let mut all_cross_product = true;
+        for org in orgs {
+            all_cross_product &= load_realm::<B>(&mut tx, hub, *org).await?.cross_product;
+        }
+        ensure_unconnected::<B>(&mut tx, hub, orgs).await?;
         let id = ConnectionId(B::next_id(&mut tx, hub).await?);
         B::execute(
             &mut tx,
@@ -155,73 +154,48 @@ impl<B: Adapter> Setup for B {
                 .bind(id)
                 .bind(*org),
             )
-            .await?;
+            .await
+            // Two connections made at once: the unique index on the organization decides.
+            .map_err(|e| match e {
+                StoreError::Backend { .. } => StoreError::rejected(
+                    Rejection::AlreadyConnected,
+                    format!("organization {org} is already in a partner connection"),
+                ),
+                other => other,
+            })?;
         }
+        // The connection's realm switches cross-product on only if every organization had.
+        ensure_realm_row::<B>(&mut tx, hub, Realm::Connection(id), all_cross_product).await?;
+        let connection = load_connection::<B>(&mut tx, hub, id).await?;
         B::commit(tx).await?;
-        Ok(id)
+        Ok(connection)
     }
 
-    async fn set_cross_product(&self, hub: HubId, on: bool) -> StoreResult<()> {
+    async fn set_cross_product(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        on: bool,
+    ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let n = B::execute(
+        let realm = load_realm::<B>(&mut tx, hub, org).await?.realm;
+        ensure_realm_row::<B>(&mut tx, hub, realm, on).await?;
+        B::execute(
             &mut tx,
-            query("UPDATE hubs SET cross_product = $2 WHERE hub_id = $1")
+            query("UPDATE realms SET cross_product = $3 WHERE hub_id = $1 AND realm = $2")
                 .bind(hub)
+                .bind(realm.key())
                 .bind(i64::from(on)),
         )
         .await?;
-        B::commit(tx).await?;
-        if n == 0 {
-            Err(StoreError::NotFound(Resource::Hub))
-        } else {
-            Ok(())
-        }
+        B::commit(tx).await
     }
 
-    async fn hub_settings(&self, hub: HubId) -> StoreResult<HubSettings> {
+    async fn realm_settings(&self, hub: HubId, org: OrganizationId) -> StoreResult<RealmSettings> {
         let mut tx = self.begin_snapshot().await?;
-        let (cross,): (i64,) = fetch_one::<B, _>(
-            &mut tx,
-            query("SELECT cross_product FROM hubs WHERE hub_id = $1").bind(hub),
-            Resource::Hub,
-        )
-        .await?;
-        let connections: Vec<ConnectionRow> = B::fetch_all(
-            &mut tx,
-            query(
-                "SELECT id, disclosure_url, actor, created_at FROM partner_connections \
-                 WHERE hub_id = $1 ORDER BY id",
-            )
-            .bind(hub),
-        )
-        .await?;
-        let members: Vec<(ConnectionId, OrganizationId)> = B::fetch_all(
-            &mut tx,
-            query(
-                "SELECT connection_id, organization_id FROM connection_members \
-                 WHERE hub_id = $1 ORDER BY connection_id, organization_id",
-            )
-            .bind(hub),
-        )
-        .await?;
+        let settings = load_realm::<B>(&mut tx, hub, org).await?;
         B::commit(tx).await?;
-        Ok(HubSettings {
-            cross_product: cross != 0,
-            connections: connections
-                .into_iter()
-                .map(|c| Connection {
-                    id: c.id,
-                    organization_ids: members
-                        .iter()
-                        .filter(|m| m.0 == c.id)
-                        .map(|m| m.1)
-                        .collect(),
-                    disclosure_url: c.disclosure_url,
-                    actor: c.actor,
-                    at: c.created_at,
-                })
-                .collect(),
-        })
+        Ok(settings)
     }
 
     async fn create_channel(&self, hub: HubId, channel: &NewChannel) -> StoreResult<ChannelId> {
@@ -335,18 +309,20 @@ impl SettingRow {
 
 const SETTING_COLUMNS: &str = "version, keys, excluded, actor, applied_at";
 
-/// The unify setting in force: version 0 with no keys before any apply.
+/// The unify setting in force in a realm: version 0 with no keys before any apply.
 pub(crate) async fn load_setting<B: Adapter>(
     conn: &mut B::Conn,
     hub: HubId,
+    realm: Realm,
 ) -> StoreResult<AppliedSetting> {
     let row: Option<SettingRow> = B::fetch_optional(
         conn,
         query(format!(
             "SELECT {SETTING_COLUMNS} FROM unify_settings \
-             WHERE hub_id = $1 ORDER BY version DESC LIMIT 1"
+             WHERE hub_id = $1 AND realm = $2 ORDER BY version DESC LIMIT 1"
         ))
-        .bind(hub),
+        .bind(hub)
+        .bind(realm.key()),
     )
     .await?;
     match row {
@@ -363,17 +339,20 @@ pub(crate) async fn load_setting<B: Adapter>(
     }
 }
 
-/// Every applied setting of the hub, oldest first.
+/// Every applied setting of a realm, oldest first.
 pub(crate) async fn load_history<B: Adapter>(
     conn: &mut B::Conn,
     hub: HubId,
+    realm: Realm,
 ) -> StoreResult<Vec<AppliedSetting>> {
     let rows: Vec<SettingRow> = B::fetch_all(
         conn,
         query(format!(
-            "SELECT {SETTING_COLUMNS} FROM unify_settings WHERE hub_id = $1 ORDER BY version"
+            "SELECT {SETTING_COLUMNS} FROM unify_settings WHERE hub_id = $1 AND realm = $2 \
+             ORDER BY version"
         ))
-        .bind(hub),
+        .bind(hub)
+        .bind(realm.key()),
     )
     .await?;
     rows.into_iter().map(SettingRow::into_setting).collect()

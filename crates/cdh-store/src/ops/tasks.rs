@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 
 use crate::error::{Resource, StoreError, StoreResult};
-use crate::model::{HubId, Millis, OrganizationId, Task, TaskId, TaskKind, TaskStatus};
+use crate::model::{HubId, Millis, OrganizationId, Realm, Task, TaskId, TaskKind, TaskStatus};
+use crate::ops::realms::load_realm;
 use crate::ops::setup::ensure_organization;
 use crate::port::Tasks;
 use crate::sql::text::{FINISH_TASK_SQL, TASK_PROGRESS_SQL};
@@ -25,10 +26,12 @@ struct TaskRow {
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    organization_id: Option<OrganizationId>,
+    realm: Option<String>,
 }
 
-const TASK_COLUMNS: &str =
-    "id, kind, status, done, total, params, result, error, created_at, started_at, finished_at";
+const TASK_COLUMNS: &str = "id, kind, status, done, total, params, result, error, created_at, \
+     started_at, finished_at, organization_id, realm";
 
 impl TaskRow {
     fn into_task(self) -> StoreResult<Task> {
@@ -52,6 +55,11 @@ impl TaskRow {
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            organization_id: self.organization_id,
+            realm: match self.realm.as_deref() {
+                None => None,
+                Some(key) => Some(Realm::parse(key).ok_or_else(|| corrupt("realm", key))?),
+            },
         })
     }
 }
@@ -66,31 +74,6 @@ struct HubTaskRow {
 
 #[async_trait]
 impl<B: Adapter> Tasks for B {
-    async fn create_task(
-        &self,
-        hub: HubId,
-        kind: TaskKind,
-        params: &serde_json::Value,
-    ) -> StoreResult<TaskId> {
-        let mut tx = self.begin_write().await?;
-        let id = TaskId(B::next_id(&mut tx, hub).await?);
-        B::execute(
-            &mut tx,
-            query(
-                "INSERT INTO tasks (hub_id, id, kind, status, done, total, params, created_at) \
-                 VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5)",
-            )
-            .bind(hub)
-            .bind(id)
-            .bind(kind.as_str())
-            .bind(params.to_string())
-            .bind(self.clock().now()),
-        )
-        .await?;
-        B::commit(tx).await?;
-        Ok(id)
-    }
-
     async fn start_task_exclusive(
         &self,
         hub: HubId,
@@ -155,17 +138,84 @@ impl<B: Adapter> Tasks for B {
         row.into_task()
     }
 
-    async fn list_tasks(&self, hub: HubId) -> StoreResult<Vec<Task>> {
+    async fn organization_task(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        id: TaskId,
+    ) -> StoreResult<Task> {
         let mut conn = self.acquire().await?;
-        let rows: Vec<TaskRow> = B::fetch_all(
+        let realms = load_realm::<B>(&mut conn, hub, org)
+            .await?
+            .visible_realms(org);
+        let row: TaskRow = fetch_one::<B, _>(
             &mut conn,
             query(format!(
-                "SELECT {TASK_COLUMNS} FROM tasks WHERE hub_id = $1 ORDER BY id DESC"
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE hub_id = $1 AND id = $2"
             ))
-            .bind(hub),
+            .bind(hub)
+            .bind(id),
+            Resource::Task,
         )
         .await?;
-        rows.into_iter().map(TaskRow::into_task).collect()
+        let task = row.into_task()?;
+        if is_visible(&task, org, &realms) {
+            Ok(task)
+        } else {
+            Err(StoreError::NotFound(Resource::Task))
+        }
+    }
+
+    async fn list_tasks(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        kinds: &[TaskKind],
+        limit: u32,
+    ) -> StoreResult<Vec<Task>> {
+        let mut conn = self.acquire().await?;
+        let realms = load_realm::<B>(&mut conn, hub, org)
+            .await?
+            .visible_realms(org);
+        let limit = i64::from(limit.clamp(1, 1000));
+        // By the organization, then by its realms, each newest first and at most `limit`; the
+        // merge keeps the newest `limit` of both.
+        let mut rows: Vec<TaskRow> = B::fetch_all(
+            &mut conn,
+            query(format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE hub_id = $1 AND organization_id = $2 \
+                 ORDER BY id DESC LIMIT $3"
+            ))
+            .bind(hub)
+            .bind(org)
+            .bind(limit),
+        )
+        .await?;
+        for realm in &realms {
+            let of_realm: Vec<TaskRow> = B::fetch_all(
+                &mut conn,
+                query(format!(
+                    "SELECT {TASK_COLUMNS} FROM tasks WHERE hub_id = $1 AND realm = $2 \
+                     ORDER BY id DESC LIMIT $3"
+                ))
+                .bind(hub)
+                .bind(realm.key())
+                .bind(limit),
+            )
+            .await?;
+            rows.extend(of_realm);
+        }
+        rows.sort_unstable_by_key(|row| std::cmp::Reverse(row.id));
+        rows.dedup_by_key(|row| row.id);
+        let mut tasks = Vec::new();
+        for row in rows {
+            let task = row.into_task()?;
+            if kinds.contains(&task.kind) && is_visible(&task, org, &realms) {
+                tasks.push(task);
+            }
+        }
+        tasks.truncate(limit as usize);
+        Ok(tasks)
     }
 
     async fn claim_task(&self, hub: HubId, id: TaskId) -> StoreResult<bool> {
@@ -227,6 +277,17 @@ impl<B: Adapter> Tasks for B {
         if n == 0 {
             return Err(StoreError::NotFound(Resource::Task));
         }
+        // An import's rows are its customers' values: they were kept only to run it.
+        B::execute(
+            &mut tx,
+            query(format!(
+                "UPDATE tasks SET params = {} WHERE hub_id = $1 AND id = $2 AND kind = 'import'",
+                B::PARAMS_WITHOUT_ROWS
+            ))
+            .bind(hub)
+            .bind(id),
+        )
+        .await?;
         B::commit(tx).await
     }
 
@@ -244,6 +305,15 @@ impl<B: Adapter> Tasks for B {
         rows.into_iter()
             .map(|row| Ok((row.hub_id, row.task.into_task()?)))
             .collect()
+    }
+}
+
+/// Whether an organization may see a task: its own import or export, or an apply of a realm
+/// it sees.
+fn is_visible(task: &Task, org: OrganizationId, realms: &[Realm]) -> bool {
+    match task.kind {
+        TaskKind::Apply => task.realm.is_some_and(|r| realms.contains(&r)),
+        TaskKind::Import | TaskKind::Export => task.organization_id == Some(org),
     }
 }
 

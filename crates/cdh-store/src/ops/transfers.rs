@@ -86,6 +86,7 @@ impl<B: Adapter> Transfers for B {
         let mut done = outcome.failed_rows.len() as i64;
         let mut state = ImportState::default();
         for batch in ready.chunks(IMPORT_BATCH) {
+            let _open = self.apply_gates().enter(hub).await;
             let mut tx = self.begin_write().await?;
             let values: Vec<&str> = batch.iter().map(|r| r.key_value.as_str()).collect();
             // Rows of this batch see what earlier rows of it created; a batch that fails is

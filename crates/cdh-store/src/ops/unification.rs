@@ -1,5 +1,6 @@
-//! [`Unification`] for every backend: the setting in force and its history, previews stored
-//! with a fingerprint of the hub, and applies run as tasks.
+//! [`Unification`] for every backend: a realm's setting in force and its history, previews
+//! stored with a fingerprint of the realm, and applies run as tasks. Every operation starts
+//! from the caller's organization and works on its realm only (`ops::realms`).
 //!
 //! An apply runs in three phases: read a snapshot and plan it (`plan::apply`); stage the
 //! plan's rows in batches, with progress on the task; then one transaction checks nothing was
@@ -8,7 +9,7 @@
 //! stages and swaps its own way ([`crate::sql::ApplyWrites`]:
 //! start, stage and swap).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,10 +17,14 @@ use cdh_core::IdentifierField;
 
 use crate::error::{Rejection, Resource, StoreError, StoreResult};
 use crate::model::{
-    AppliedSetting, HubId, PreviewId, StoredPreview, Task, TaskId, TaskKind, UnifySetting,
+    AppliedSetting, ChannelId, ContactId, HubId, OrganizationId, PreviewId, ProfileId, Realm,
+    RealmSettings, StoredPreview, Task, TaskId, TaskKind, UnifySetting,
 };
+use crate::ops::realms::{covered_realms, load_realm, realm_written, settings_of_realm};
 use crate::ops::setup::{load_history, load_setting};
-use crate::plan::apply::{ApplyInput, ApplyPlan, plan_apply};
+use crate::plan::apply::{
+    ApplyInput, ApplyPlan, ScopedChannelRow, plan_apply, realm_channels, retain_realm_contacts,
+};
 use crate::plan::preview::{PreviewInput, preview_report};
 use crate::port::{ApplyOptions, Tasks, Unification};
 use crate::rules::{normalizer, parse_keys};
@@ -31,63 +36,38 @@ const MAX_APPLY_ATTEMPTS: u32 = 5;
 
 #[async_trait]
 impl<B: Adapter> Unification for B {
-    async fn unify_setting(&self, hub: HubId) -> StoreResult<AppliedSetting> {
+    async fn unify_setting(&self, hub: HubId, org: OrganizationId) -> StoreResult<AppliedSetting> {
         let mut conn = self.acquire().await?;
-        load_setting::<B>(&mut conn, hub).await
+        let realm = load_realm::<B>(&mut conn, hub, org).await?.realm;
+        load_setting::<B>(&mut conn, hub, realm).await
     }
 
-    async fn unify_history(&self, hub: HubId) -> StoreResult<Vec<AppliedSetting>> {
+    async fn unify_history(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+    ) -> StoreResult<Vec<AppliedSetting>> {
         let mut conn = self.acquire().await?;
-        load_history::<B>(&mut conn, hub).await
+        let realm = load_realm::<B>(&mut conn, hub, org).await?.realm;
+        load_history::<B>(&mut conn, hub, realm).await
     }
 
     async fn create_preview(
         &self,
         hub: HubId,
+        org: OrganizationId,
         setting: &UnifySetting,
         suspicious_threshold: u32,
     ) -> StoreResult<StoredPreview> {
         let mut tx = self.begin_snapshot().await?;
-        let fingerprint = hub_fingerprint::<B>(&mut tx, hub).await?;
-        check_preview_setting::<B>(&mut tx, hub, setting).await?;
+        let realm = load_realm::<B>(&mut tx, hub, org).await?;
+        let fingerprint = realm_fingerprint::<B>(&mut tx, hub, &realm).await?;
+        check_preview_setting::<B>(&mut tx, hub, &realm.organizations, setting).await?;
         let setting = UnifySetting {
             keys: setting.keys.iter().map(|k| k.trim().to_owned()).collect(),
             excluded: setting.excluded.clone(),
         };
-        let (cross,): (i64,) = fetch_one::<B, _>(
-            &mut tx,
-            query("SELECT cross_product FROM hubs WHERE hub_id = $1").bind(hub),
-            Resource::Hub,
-        )
-        .await?;
-        let input = PreviewInput {
-            cross_product: cross != 0,
-            channels: B::fetch_all(&mut tx, query(CHANNEL_SCOPES_SQL).bind(hub)).await?,
-            contacts: B::fetch_all(
-                &mut tx,
-                query("SELECT id, channel_id FROM contacts WHERE hub_id = $1 ORDER BY id")
-                    .bind(hub),
-            )
-            .await?,
-            identifiers: B::fetch_all(
-                &mut tx,
-                query(
-                    "SELECT contact_id, field, value FROM identifiers WHERE hub_id = $1 \
-                     ORDER BY contact_id",
-                )
-                .bind(hub),
-            )
-            .await?,
-            members: B::fetch_all(
-                &mut tx,
-                query(format!(
-                    "SELECT m.contact_id, p.id FROM memberships m {} WHERE m.hub_id = $1",
-                    to_live_profile::<B>()
-                ))
-                .bind(hub),
-            )
-            .await?,
-        };
+        let input = read_preview_input::<B>(&mut tx, hub, &realm).await?;
         B::commit(tx).await?;
         let report = preview_report(&setting, suspicious_threshold, input)?;
 
@@ -98,7 +78,7 @@ impl<B: Adapter> Unification for B {
             &mut tx,
             query(
                 "INSERT INTO unify_previews (hub_id, id, keys, excluded, report, fingerprint, \
-                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 created_at, realm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(hub)
             .bind(id)
@@ -106,7 +86,8 @@ impl<B: Adapter> Unification for B {
             .bind(serde_json::to_string(&setting.excluded)?)
             .bind(serde_json::to_string(&report)?)
             .bind(fingerprint.as_str())
-            .bind(created_at),
+            .bind(created_at)
+            .bind(realm.realm.key()),
         )
         .await?;
         B::commit(tx).await?;
@@ -120,15 +101,28 @@ impl<B: Adapter> Unification for B {
         })
     }
 
-    async fn get_preview(&self, hub: HubId, id: PreviewId) -> StoreResult<StoredPreview> {
+    async fn get_preview(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        id: PreviewId,
+    ) -> StoreResult<StoredPreview> {
         let mut conn = self.acquire().await?;
-        load_preview::<B>(&mut conn, hub, id).await
+        let realm = load_realm::<B>(&mut conn, hub, org).await?.realm;
+        load_preview::<B>(&mut conn, hub, realm, id).await
     }
 
-    async fn apply_preview(&self, hub: HubId, id: PreviewId, actor: &str) -> StoreResult<TaskId> {
+    async fn apply_preview(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        id: PreviewId,
+        actor: &str,
+    ) -> StoreResult<TaskId> {
         let mut tx = self.begin_write().await?;
-        let preview = load_preview::<B>(&mut tx, hub, id).await?;
-        let now = hub_fingerprint::<B>(&mut tx, hub).await?;
+        let realm = load_realm::<B>(&mut tx, hub, org).await?;
+        let preview = load_preview::<B>(&mut tx, hub, realm.realm, id).await?;
+        let now = realm_fingerprint::<B>(&mut tx, hub, &realm).await?;
         B::commit(tx).await?;
         if now != preview.fingerprint {
             return Err(StoreError::PreviewStale { preview_id: id });
@@ -137,12 +131,13 @@ impl<B: Adapter> Unification for B {
             keys: preview.keys,
             excluded: preview.excluded,
         };
-        self.start_apply(hub, &setting, actor).await
+        self.start_apply(hub, org, &setting, actor).await
     }
 
     async fn start_apply(
         &self,
         hub: HubId,
+        org: OrganizationId,
         setting: &UnifySetting,
         actor: &str,
     ) -> StoreResult<TaskId> {
@@ -153,7 +148,26 @@ impl<B: Adapter> Unification for B {
             "excluded": setting.excluded,
             "actor": actor,
         });
-        self.create_task(hub, TaskKind::Apply, &params).await
+        let mut tx = self.begin_write().await?;
+        let realm = load_realm::<B>(&mut tx, hub, org).await?.realm;
+        let id = TaskId(B::next_id(&mut tx, hub).await?);
+        B::execute(
+            &mut tx,
+            query(
+                "INSERT INTO tasks (hub_id, id, kind, status, done, total, params, created_at, \
+                 organization_id, realm) VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5, $6, $7)",
+            )
+            .bind(hub)
+            .bind(id)
+            .bind(TaskKind::Apply.as_str())
+            .bind(params.to_string())
+            .bind(self.clock().now())
+            .bind(org)
+            .bind(realm.key()),
+        )
+        .await?;
+        B::commit(tx).await?;
+        Ok(id)
     }
 
     async fn run_apply(
@@ -178,7 +192,22 @@ impl<B: Adapter> Unification for B {
         let actor = task.params["actor"].as_str().unwrap_or_default().to_owned();
         let mut attempt = 0;
         let outcome = loop {
-            match apply_attempt(self, hub, task_id, &setting, &actor, options).await {
+            let realm = match task.realm {
+                Some(realm) => realm,
+                None => {
+                    break Err(StoreError::Invalid(format!(
+                        "apply task {task_id} names no realm (queued before realms)"
+                    )));
+                }
+            };
+            // The last try holds the hub's contact writes off, so that a hub written to
+            // without pause still gets its apply (`sql::gates`).
+            let _closed = if attempt == MAX_APPLY_ATTEMPTS {
+                Some(self.apply_gates().close(hub).await)
+            } else {
+                None
+            };
+            match apply_attempt(self, hub, task_id, realm, &setting, &actor, options).await {
                 Err(StoreError::Conflict(_) | StoreError::Contention { .. })
                     if attempt < MAX_APPLY_ATTEMPTS =>
                 {
@@ -199,11 +228,12 @@ async fn apply_attempt<B: Adapter>(
     store: &B,
     hub: HubId,
     task_id: TaskId,
+    realm: Realm,
     setting: &UnifySetting,
     actor: &str,
     options: &ApplyOptions,
 ) -> StoreResult<()> {
-    let plan = Arc::new(read_and_plan(store, hub, setting).await?);
+    let plan = Arc::new(read_and_plan(store, hub, realm, setting).await?);
     let rows = plan.n_rows();
     store
         .update_task_progress(hub, task_id, 0, rows as i64)
@@ -221,37 +251,40 @@ async fn apply_attempt<B: Adapter>(
     store.swap_in(hub, task_id, setting, actor, &plan).await
 }
 
-/// Reads one snapshot of the hub and plans the apply of `setting` over it.
+/// Reads one snapshot of the realm's contacts and plans the apply of `setting` over it.
 async fn read_and_plan<B: Adapter>(
     store: &B,
     hub: HubId,
+    realm: Realm,
     setting: &UnifySetting,
 ) -> StoreResult<ApplyPlan> {
     let keys = parse_keys(&setting.keys)?;
     let mut tx = store.begin_snapshot().await?;
-    let (marker, cross): (i64, i64) = fetch_one::<B, _>(
-        &mut tx,
-        query(format!(
-            "SELECT {}, h.cross_product FROM hubs h WHERE h.hub_id = $1",
-            B::WRITTEN_EVENTS
-        ))
-        .bind(hub),
-        Resource::Hub,
-    )
-    .await?;
-    let channels = B::fetch_all(&mut tx, query(CHANNEL_SCOPES_SQL).bind(hub)).await?;
+    let realm = settings_of_realm::<B>(&mut tx, hub, realm).await?;
+    let covered = covered_realms(&realm);
+    let marker = realm_written::<B>(&mut tx, hub, &covered).await?;
+    let all_channels: Vec<ScopedChannelRow> =
+        B::fetch_all(&mut tx, query(CHANNEL_SCOPES_SQL).bind(hub)).await?;
+    let n_channels = all_channels.len();
+    let channels = realm_channels(all_channels, realm.realm, &realm.organizations);
     let mut key_names: Vec<&str> = keys.iter().map(IdentifierField::name).collect();
     // Up to three keys; the rest are padded with a name no field has.
     key_names.resize(3, "");
-    let (contacts, key_values) = store
+    let (mut contacts, mut key_values) = store
         .read_contacts_and_keys(&mut tx, hub, [key_names[0], key_names[1], key_names[2]])
         .await?;
     B::commit(tx).await?;
+    // A hub of one organization (the common case) has nothing to leave out.
+    if channels.len() < n_channels {
+        retain_realm_contacts(&mut contacts, &mut key_values, &channels);
+    }
     plan_apply(
         setting,
         ApplyInput {
+            realm: realm.realm,
+            covered,
             marker,
-            cross_product: cross != 0,
+            cross_product: realm.cross_product,
             channels,
             contacts,
             key_values,
@@ -259,30 +292,76 @@ async fn read_and_plan<B: Adapter>(
     )
 }
 
-/// The state of the hub a preview depends on: every contact write appends an event, an apply
-/// bumps the setting version, and scope changes show in cross-product and connections.
-async fn hub_fingerprint<B: Adapter>(conn: &mut B::Conn, hub: HubId) -> StoreResult<String> {
-    let (events, cross, connected, version): (i64, i64, i64, i64) = fetch_one::<B, _>(
-        conn,
-        query(format!(
-            "SELECT {}, h.cross_product, \
-             (SELECT COUNT(*) FROM connection_members cm WHERE cm.hub_id = h.hub_id), \
-             (SELECT COALESCE(MAX(version), 0) FROM unify_settings u WHERE u.hub_id = h.hub_id) \
-             FROM hubs h WHERE h.hub_id = $1",
-            B::WRITTEN_EVENTS
-        ))
-        .bind(hub),
-        Resource::Hub,
+/// What a preview of the realm reads: its channels, contacts, identifiers and profiles.
+async fn read_preview_input<B: Adapter>(
+    tx: &mut B::Conn,
+    hub: HubId,
+    realm: &RealmSettings,
+) -> StoreResult<PreviewInput> {
+    let all_channels: Vec<ScopedChannelRow> =
+        B::fetch_all(tx, query(CHANNEL_SCOPES_SQL).bind(hub)).await?;
+    let channels = realm_channels(all_channels, realm.realm, &realm.organizations);
+    let channel_ids: HashSet<ChannelId> = channels.iter().map(|c| c.id).collect();
+    let mut contacts: Vec<(ContactId, ChannelId)> = B::fetch_all(
+        tx,
+        query("SELECT id, channel_id FROM contacts WHERE hub_id = $1 ORDER BY id").bind(hub),
     )
     .await?;
-    Ok(format!("e{events}.c{cross}.m{connected}.v{version}"))
+    contacts.retain(|(_, channel)| channel_ids.contains(channel));
+    let contact_ids: HashSet<ContactId> = contacts.iter().map(|(id, _)| *id).collect();
+    let mut identifiers: Vec<(ContactId, String, String)> = B::fetch_all(
+        tx,
+        query(
+            "SELECT contact_id, field, value FROM identifiers WHERE hub_id = $1 \
+             ORDER BY contact_id",
+        )
+        .bind(hub),
+    )
+    .await?;
+    identifiers.retain(|(contact, _, _)| contact_ids.contains(contact));
+    let mut members: Vec<(ContactId, ProfileId)> = B::fetch_all(
+        tx,
+        query(format!(
+            "SELECT m.contact_id, p.id FROM memberships m {} WHERE m.hub_id = $1",
+            to_live_profile::<B>()
+        ))
+        .bind(hub),
+    )
+    .await?;
+    members.retain(|(contact, _)| contact_ids.contains(contact));
+    Ok(PreviewInput {
+        cross_product: realm.cross_product,
+        channels,
+        contacts,
+        identifiers,
+        members,
+    })
+}
+
+/// The state of the realm a preview depends on: every contact write of the realm (or of its
+/// organizations' own realms) appends an event, an apply bumps the setting version, and
+/// scope changes show in cross-product and the realm's organizations.
+async fn realm_fingerprint<B: Adapter>(
+    conn: &mut B::Conn,
+    hub: HubId,
+    realm: &RealmSettings,
+) -> StoreResult<String> {
+    let written = realm_written::<B>(conn, hub, &covered_realms(realm)).await?;
+    let version = load_setting::<B>(conn, hub, realm.realm).await?.version;
+    Ok(format!(
+        "e{written}.c{}.m{}.v{version}",
+        i64::from(realm.cross_product),
+        realm.organizations.len()
+    ))
 }
 
 /// Checks a setting's keys with stable codes: at most 3, no duplicates, each a built-in
-/// identifier or a custom field some contact of the hub carries.
+/// identifier or a custom field some contact of the realm's organizations carries (another
+/// organization's fields are not even named in the answer).
 async fn check_preview_setting<B: Adapter>(
     conn: &mut B::Conn,
     hub: HubId,
+    organizations: &[OrganizationId],
     setting: &UnifySetting,
 ) -> StoreResult<()> {
     if setting.keys.len() > 3 {
@@ -317,16 +396,28 @@ async fn check_preview_setting<B: Adapter>(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         let carried = valid_name && {
-            let found: Option<(i64,)> = B::fetch_optional(
-                conn,
-                query(
-                    "SELECT id FROM contacts WHERE hub_id = $1 AND custom_fields LIKE $2 LIMIT 1",
+            let mut found = false;
+            for org in organizations {
+                let row: Option<(i64,)> = B::fetch_optional(
+                    conn,
+                    query(format!(
+                        "SELECT c.id FROM channels ch {} contacts c \
+                         ON c.hub_id = ch.hub_id AND c.channel_id = ch.id \
+                         WHERE ch.hub_id = $1 AND ch.organization_id = $2 \
+                           AND c.custom_fields LIKE $3 LIMIT 1",
+                        B::ORDERED_JOIN
+                    ))
+                    .bind(hub)
+                    .bind(*org)
+                    .bind(format!("%\"{name}\":%")),
                 )
-                .bind(hub)
-                .bind(format!("%\"{name}\":%")),
-            )
-            .await?;
-            found.is_some()
+                .await?;
+                if row.is_some() {
+                    found = true;
+                    break;
+                }
+            }
+            found
         };
         if !carried {
             let valid: Vec<&str> = cdh_core::field::BUILT_IN_FIELDS
@@ -356,19 +447,22 @@ struct PreviewRow {
     created_at: i64,
 }
 
+/// A preview of the realm; another realm's is `NotFound`.
 async fn load_preview<B: Adapter>(
     conn: &mut B::Conn,
     hub: HubId,
+    realm: Realm,
     id: PreviewId,
 ) -> StoreResult<StoredPreview> {
     let row: PreviewRow = fetch_one::<B, _>(
         conn,
         query(
             "SELECT keys, excluded, report, fingerprint, created_at FROM unify_previews \
-             WHERE hub_id = $1 AND id = $2",
+             WHERE hub_id = $1 AND id = $2 AND realm = $3",
         )
         .bind(hub)
-        .bind(id),
+        .bind(id)
+        .bind(realm.key()),
         Resource::Preview,
     )
     .await?;

@@ -18,7 +18,7 @@ use crate::plan::unify::{
     ProfileRow, TieRow, TiedProfiles, ids_needed, one_writer_rows, plan_unification,
     split_tie_rows, tie_list, upserted,
 };
-use crate::rules::contact_lock_key;
+use crate::rules::{contact_lock_key, realm_of_scope};
 use crate::sql::batch::placeholders;
 use crate::sql::text::{profile_of_contact_sql, tie_query_sql, upsert_context_sql};
 use crate::sql::{Adapter, Query, UpsertCounters, query};
@@ -168,6 +168,7 @@ pub(crate) async fn upsert_locked<B: Adapter>(
     B::finish_upsert(
         conn,
         hub,
+        realm_of_scope(&plan.scope),
         std::mem::take(&mut plan.batch),
         UpsertCounters {
             next_free_id: plan.ids.next,

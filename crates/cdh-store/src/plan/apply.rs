@@ -1,4 +1,5 @@
-//! What applying a unify setting does, decided without IO from one snapshot of the hub.
+//! What applying a unify setting does, decided without IO from one snapshot of a realm's
+//! contacts.
 //!
 //! The contacts are resolved with the core on top of the stored partition (merges are
 //! permanent): each resolved profile that holds more than one stored profile is a merge into
@@ -6,13 +7,15 @@
 //! scope changes) and the ledger rows its swap writes; `ops::apply` reads the snapshot, and
 //! each adapter writes the plan (`sqlite::apply_write`, `postgres::apply`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 
 use cdh_core::{IdentifierField, KeyGraph, Normalizer, Partition, Slot, UnionFind, resolve};
 
 use crate::error::{Resource, StoreError, StoreResult};
-use crate::model::{ChannelId, ConnectionId, ContactId, OrganizationId, ProfileId, UnifySetting};
+use crate::model::{
+    ChannelId, ConnectionId, ContactId, OrganizationId, ProfileId, Realm, UnifySetting,
+};
 use crate::rules::{is_excluded, normalizer, parse_keys, scope_name};
 
 /// A channel with what decides its contacts' scope (`sql::text::CHANNEL_SCOPES_SQL`).
@@ -91,10 +94,14 @@ where
     }
 }
 
-/// One snapshot of the hub, as the apply reads it.
+/// One snapshot of a realm's contacts, as the apply reads it.
 #[derive(Debug)]
 pub(crate) struct ApplyInput {
-    /// The hub's written events when the snapshot was read (see `Dialect::WRITTEN_EVENTS`).
+    /// The realm applied to.
+    pub realm: Realm,
+    /// The realms whose writes make the apply stale (`ops::realms::covered_realms`).
+    pub covered: Vec<Realm>,
+    /// Their written events when the snapshot was read (see `Dialect::REALM_WRITTEN`).
     pub marker: i64,
     pub cross_product: bool,
     pub channels: Vec<ScopedChannelRow>,
@@ -132,7 +139,11 @@ pub(crate) struct PlannedMerge {
 /// What the resolution decided.
 #[derive(Debug)]
 pub(crate) struct ApplyPlan {
-    /// The snapshot's marker: the swap checks nothing was written since.
+    /// The realm applied to: its setting and its events get the swap's rows.
+    pub realm: Realm,
+    /// The realms whose writes make the plan stale.
+    pub covered: Vec<Realm>,
+    /// The snapshot's marker over `covered`: the swap checks nothing was written since.
     pub marker: i64,
     /// Contacts whose scope changes, by contact id.
     pub staged: Vec<StagedRow>,
@@ -150,6 +161,43 @@ pub(crate) struct ApplyPlan {
 struct StoredProfile {
     id: ProfileId,
     oldest: ContactId,
+}
+
+/// The channels of a realm's organizations (`organizations`), each with the connection its
+/// contacts unify in under the realm: the realm's own for a connection (the apply moves every
+/// contact there), none for an organization on its own.
+pub(crate) fn realm_channels(
+    channels: Vec<ScopedChannelRow>,
+    realm: Realm,
+    organizations: &[OrganizationId],
+) -> Vec<ScopedChannelRow> {
+    let connection = match realm {
+        Realm::Connection(id) => Some(id),
+        Realm::Organization(_) => None,
+    };
+    channels
+        .into_iter()
+        .filter(|c| organizations.contains(&c.organization_id))
+        .map(|c| ScopedChannelRow {
+            connection_id: connection,
+            ..c
+        })
+        .collect()
+}
+
+/// Keeps the contacts of `channels` and their key values (both lists in contact order).
+pub(crate) fn retain_realm_contacts(
+    contacts: &mut Vec<ContactProfileRow>,
+    key_values: &mut Vec<KeyValuesRow>,
+    channels: &[ScopedChannelRow],
+) {
+    let ids: HashSet<ChannelId> = channels.iter().map(|c| c.id).collect();
+    contacts.retain(|c| ids.contains(&c.channel_id));
+    let mut kept = contacts.iter().map(|c| c.contact_id).peekable();
+    key_values.retain(|row| {
+        while kept.next_if(|id| *id < row.contact_id).is_some() {}
+        kept.peek() == Some(&row.contact_id)
+    });
 }
 
 /// The plan for applying `setting` over the snapshot `input`.
@@ -301,6 +349,8 @@ pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResu
         });
     }
     Ok(ApplyPlan {
+        realm: input.realm,
+        covered: input.covered,
         marker: input.marker,
         staged,
         profile_changes,
@@ -442,6 +492,8 @@ mod tests {
     #[test]
     fn profiles_sharing_a_value_merge_into_the_oldest() {
         let input = ApplyInput {
+            realm: Realm::Organization(OrganizationId(1)),
+            covered: vec![Realm::Organization(OrganizationId(1))],
             marker: 9,
             cross_product: false,
             channels: vec![channel(1, "caac")],
@@ -486,6 +538,8 @@ mod tests {
         let mut maac = contact(11, 2, 101);
         maac.scope = "o1:maac".into();
         let input = ApplyInput {
+            realm: Realm::Organization(OrganizationId(1)),
+            covered: vec![Realm::Organization(OrganizationId(1))],
             marker: 0,
             cross_product: true,
             channels: vec![channel(1, "caac"), channel(2, "maac")],
@@ -501,10 +555,46 @@ mod tests {
     }
 
     #[test]
+    fn a_realm_keeps_its_organizations_contacts_and_their_key_values() {
+        let mut other = channel(2, "caac");
+        other.organization_id = OrganizationId(2);
+        let channels = realm_channels(
+            vec![channel(1, "caac"), other],
+            Realm::Connection(ConnectionId(7)),
+            &[OrganizationId(1)],
+        );
+        assert_eq!(channels.len(), 1);
+        assert_eq!(channels[0].connection_id, Some(ConnectionId(7)));
+        let mut contacts = vec![
+            contact(10, 1, 100),
+            contact(11, 2, 101),
+            contact(12, 1, 102),
+        ];
+        let mut keys = vec![
+            email(10, "a@x.io"),
+            email(11, "b@x.io"),
+            email(12, "c@x.io"),
+        ];
+        retain_realm_contacts(&mut contacts, &mut keys, &channels);
+        let ids: Vec<i64> = contacts.iter().map(|c| c.contact_id.0).collect();
+        assert_eq!(ids, [10, 12]);
+        let ids: Vec<i64> = keys.iter().map(|k| k.contact_id.0).collect();
+        assert_eq!(ids, [10, 12]);
+        let alone = realm_channels(
+            vec![channel(1, "caac")],
+            Realm::Organization(OrganizationId(1)),
+            &[OrganizationId(1)],
+        );
+        assert_eq!(alone[0].connection_id, None);
+    }
+
+    #[test]
     fn a_contact_without_a_profile_is_corrupt() {
         let mut lost = contact(10, 1, 100);
         lost.profile_id = None;
         let input = ApplyInput {
+            realm: Realm::Organization(OrganizationId(1)),
+            covered: vec![Realm::Organization(OrganizationId(1))],
             marker: 0,
             cross_product: false,
             channels: vec![channel(1, "caac")],

@@ -7,8 +7,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use cdh_core::{IdentifierField, KeyGraph, Normalizer, Partition, Slot, UnionFind, resolve};
 
 use crate::error::StoreResult;
-use crate::model::{AppliedSetting, ContactId, ProfileId};
-use crate::rules::{is_excluded, normalizer, parse_keys};
+use crate::model::{ContactId, ProfileId, UnifySetting};
+use crate::rules::{is_excluded, normalizer, parse_keys, realm_of_scope};
 
 /// A contact as the checker reads it: its scope and its organization's region.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -49,10 +49,54 @@ pub(crate) struct CheckInput {
     pub identifiers: Vec<CheckedIdentifier>,
     /// `(survivor, absorbed ids as JSON)`, in ledger order.
     pub ledger: Vec<(ProfileId, String)>,
-    /// The setting in force.
-    pub setting: AppliedSetting,
-    /// The keys of every setting applied, as JSON lists.
+    /// Each realm's settings, by realm key.
+    pub realms: HashMap<String, RealmCheck>,
+}
+
+/// What the checker needs of a realm's settings.
+#[derive(Debug, Default)]
+pub(crate) struct RealmCheck {
+    /// The setting in force (no keys before any apply).
+    pub setting: UnifySetting,
+    /// The keys of every setting applied in the realm, as JSON lists.
     pub history: Vec<String>,
+}
+
+/// A realm's keys in force, normaliser per region, and every field its settings ever used.
+struct RealmRules {
+    keys: Vec<IdentifierField>,
+    setting: UnifySetting,
+    normalizers: HashMap<String, Normalizer>,
+    fields: Vec<IdentifierField>,
+}
+
+impl RealmRules {
+    fn of(check: &RealmCheck) -> StoreResult<Self> {
+        let keys = parse_keys(&check.setting.keys)?;
+        let mut fields = keys.clone();
+        for names in &check.history {
+            let names: Vec<String> = serde_json::from_str(names)?;
+            for f in parse_keys(&names)? {
+                if !fields.contains(&f) {
+                    fields.push(f);
+                }
+            }
+        }
+        Ok(Self {
+            keys,
+            setting: check.setting.clone(),
+            normalizers: HashMap::new(),
+            fields,
+        })
+    }
+
+    fn excluded(&mut self, region: &str, field: &str, value: &str) -> StoreResult<bool> {
+        if !self.normalizers.contains_key(region) {
+            self.normalizers
+                .insert(region.to_owned(), normalizer(region, &self.setting)?);
+        }
+        Ok(is_excluded(&self.normalizers[region], field, value))
+    }
 }
 
 /// Every broken invariant of the snapshot, described.
@@ -125,28 +169,32 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
         }
     }
 
-    // Every unify-key value maps to exactly one profile within a scope.
-    let keys = parse_keys(&input.setting.setting.keys)?;
+    // Every unify-key value maps to exactly one profile within a scope, under the keys of
+    // the realm the scope is in.
     let regions: HashMap<ContactId, &str> = input
         .contacts
         .iter()
         .map(|c| (c.id, c.region.as_str()))
         .collect();
-    let mut normalizers: HashMap<&str, Normalizer> = HashMap::new();
-    for region in regions.values() {
-        if !normalizers.contains_key(region) {
-            normalizers.insert(region, normalizer(region, &input.setting.setting)?);
+    let no_setting = RealmCheck::default();
+    let mut rules: HashMap<&str, RealmRules> = HashMap::new();
+    for contact in &input.contacts {
+        let realm = realm_of_scope(&contact.scope);
+        if !rules.contains_key(realm) {
+            let check = input.realms.get(realm).unwrap_or(&no_setting);
+            rules.insert(realm, RealmRules::of(check)?);
         }
     }
-    let excluded = |contact: &ContactId, field: &str, value: &str| {
-        regions
-            .get(contact)
-            .is_some_and(|r| is_excluded(&normalizers[r], field, value))
-    };
     let mut owners: HashMap<(&str, &str, &str), BTreeSet<i64>> = HashMap::new();
     for i in &input.identifiers {
-        if keys.iter().any(|k| k.name() == i.field)
-            && !excluded(&i.contact_id, &i.field, &i.value)
+        let (Some(region), Some(realm)) = (
+            regions.get(&i.contact_id),
+            rules.get_mut(realm_of_scope(&i.scope)),
+        ) else {
+            continue;
+        };
+        if realm.keys.iter().any(|k| k.name() == i.field)
+            && !realm.excluded(region, &i.field, &i.value)?
             && let Some(p) = profile_of.get(&i.contact_id)
         {
             owners
@@ -183,14 +231,14 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
     }
 
     // Membership equals the core's resolution from scratch over the stored identifiers, on
-    // top of the merges the ledger records. Keys of earlier settings count too: the joins
-    // they made are permanent.
-    let mut fields: Vec<IdentifierField> = keys.clone();
-    for names in &input.history {
-        let names: Vec<String> = serde_json::from_str(names)?;
-        for f in parse_keys(&names)? {
-            if !fields.contains(&f) {
-                fields.push(f);
+    // top of the merges the ledger records. Keys of a realm's earlier settings count too: the
+    // joins they made are permanent. Scopes never span realms, so one graph holds them all,
+    // each contact carrying the values of its realm's fields only.
+    let mut fields: Vec<IdentifierField> = Vec::new();
+    for realm in rules.values() {
+        for f in &realm.fields {
+            if !fields.contains(f) {
+                fields.push(f.clone());
             }
         }
     }
@@ -214,10 +262,14 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
     for contact in &input.contacts {
         let next = scope_ids.len() as u32;
         let scope_id = *scope_ids.entry(contact.scope.as_str()).or_insert(next);
+        let realm = rules
+            .get_mut(realm_of_scope(&contact.scope))
+            .expect("every contact's realm has its rules");
         let mut values = Vec::new();
         while let Some(i) = ids.next_if(|i| i.contact_id == contact.id) {
-            if let Some(slot) = fields.iter().position(|f| f.name() == i.field)
-                && !excluded(&contact.id, &i.field, &i.value)
+            if realm.fields.iter().any(|f| f.name() == i.field)
+                && !realm.excluded(&contact.region, &i.field, &i.value)?
+                && let Some(slot) = fields.iter().position(|f| f.name() == i.field)
             {
                 values.push((slot as u8, i.value.as_str()));
             }
@@ -263,7 +315,6 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::UnifySetting;
 
     fn profile(id: i64, count: i64, merged_into: Option<i64>) -> CheckedProfile {
         CheckedProfile {
@@ -296,16 +347,16 @@ mod tests {
                 .into_iter()
                 .map(|(survivor, absorbed)| (ProfileId(survivor), absorbed))
                 .collect(),
-            setting: AppliedSetting {
-                version: 1,
-                setting: UnifySetting {
-                    keys: vec!["display_email".into()],
-                    excluded: Vec::new(),
+            realms: HashMap::from([(
+                "o1".to_owned(),
+                RealmCheck {
+                    setting: UnifySetting {
+                        keys: vec!["display_email".into()],
+                        excluded: Vec::new(),
+                    },
+                    history: vec![r#"["display_email"]"#.into()],
                 },
-                actor: "admin".into(),
-                applied_at: 0,
-            },
-            history: vec![r#"["display_email"]"#.into()],
+            )]),
         }
     }
 

@@ -10,15 +10,18 @@ use std::sync::Arc;
 use super::{PgStore, lock_hub_exclusive};
 use crate::error::{StoreError, StoreResult};
 use crate::merged_range::{MERGED_RANGE_KIND, MergedRange};
-use crate::model::{HubId, Millis, ProfileId, TaskId, UnifySetting};
+use crate::model::{HubId, Millis, ProfileId, Realm, TaskId, UnifySetting};
 use crate::ops::feed::take_event_numbers;
+use crate::ops::realms::realm_written;
 use crate::ops::setup::load_setting;
 use crate::ops::tasks::finish_task;
 use crate::plan::apply::{ApplyPlan, ProfileChange, StagedRow};
 use crate::plan::apply::{ContactProfileRow, KeyValuesRow};
 use crate::sql::text::{APPLY_CONTACTS_SQL, APPLY_KEYS_SQL};
-use crate::sql::text::{INSERT_SETTING_SQL, STAGED_DONE_SQL, swap_staged_sql};
-use crate::sql::{ApplyWrites, Backend, Dialect, query};
+use crate::sql::text::{
+    INSERT_SETTING_SQL, STAGED_DONE_SQL, UNIFY_CONNECTION_SQL, swap_staged_sql,
+};
+use crate::sql::{ApplyWrites, Backend, query};
 
 type Conn = sqlx::PgConnection;
 
@@ -111,13 +114,7 @@ impl ApplyWrites for PgStore {
         let mut tx = store.begin_write().await?;
         let conn: &mut Conn = &mut tx;
         lock_hub_exclusive(conn, hub).await?;
-        let (marker,): (i64,) = sqlx::query_as(&format!(
-            "SELECT {} FROM hubs h WHERE h.hub_id = $1",
-            PgStore::WRITTEN_EVENTS
-        ))
-        .bind(hub)
-        .fetch_one(&mut *conn)
-        .await?;
+        let marker = realm_written::<PgStore>(conn, hub, &plan.covered).await?;
         if marker != plan.marker {
             return Err(StoreError::Conflict(
                 "contacts changed while the apply was computed".into(),
@@ -131,7 +128,10 @@ impl ApplyWrites for PgStore {
                 .await?;
         }
         let now = store.clock().now();
-        let version = load_setting::<PgStore>(conn, hub).await?.version + 1;
+        let version = load_setting::<PgStore>(conn, hub, plan.realm)
+            .await?
+            .version
+            + 1;
         let cause_id = version.to_string();
         let ledger: Vec<_> = plan.merge_records().collect();
         let seqs = PgStore::next_ids(conn, hub, ledger.len()).await?;
@@ -145,8 +145,17 @@ impl ApplyWrites for PgStore {
             .bind(actor.to_owned())
             .bind(task_id)
             .bind(now)
+            .bind(plan.realm.key())
             .execute(&mut *conn)
             .await?;
+        if let Realm::Connection(connection) = plan.realm {
+            sqlx::query(UNIFY_CONNECTION_SQL)
+                .bind(hub)
+                .bind(connection)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+        }
         sqlx::query("DELETE FROM apply_staging WHERE hub_id = $1 AND task_id = $2")
             .bind(hub)
             .bind(task_id)
@@ -160,7 +169,7 @@ impl ApplyWrites for PgStore {
         if finished == 0 {
             return Err(StoreError::NotFound(crate::error::Resource::Task));
         }
-        append_merged_range(conn, hub, &seqs[..ledger.len()], now).await?;
+        append_merged_range(conn, hub, &plan.realm.key(), &seqs[..ledger.len()], now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -303,25 +312,27 @@ async fn insert_setting_ledger(
 async fn append_merged_range(
     conn: &mut Conn,
     hub: HubId,
+    realm: &str,
     ledger_seqs: &[i64],
     at: Millis,
 ) -> StoreResult<()> {
     if ledger_seqs.is_empty() {
         return Ok(());
     }
-    let first = take_event_numbers::<PgStore>(conn, hub, ledger_seqs.len()).await?;
+    let first = take_event_numbers::<PgStore>(conn, hub, realm, ledger_seqs.len()).await?;
     let range = MergedRange::new(first, ledger_seqs)
         .ok_or_else(|| StoreError::Corrupt("ledger ids out of order".into()))?;
     let last = first + ledger_seqs.len() as i64 - 1;
     sqlx::query(
-        "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) \
-         VALUES ($1, $2, $3, $4, 0, $5)",
+        "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload, realm) \
+         VALUES ($1, $2, $3, $4, 0, $5, $6)",
     )
     .bind(hub)
     .bind(last)
     .bind(at)
     .bind(MERGED_RANGE_KIND)
     .bind(serde_json::to_string(&range)?)
+    .bind(realm)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -31,9 +31,10 @@ use crate::model::{ContactInput, HubId, Upserted};
 use crate::ops::upsert::{take_ids, with_retries};
 use crate::plan::contact::{ContactPlan, UpsertContext, plan_contact, reject_nul};
 use crate::plan::unify::{
-    Settled, ids_needed, one_writer_rows, plan_unification, tie_list, tied_rows, upserted,
+    NewEvent, Settled, ids_needed, one_writer_rows, plan_unification, tie_list, tied_rows, upserted,
 };
-use crate::rules::contact_lock_key;
+use crate::rules::{contact_lock_key, realm_of_scope};
+use crate::sql::gates::ApplyGates;
 use crate::sql::{Backend, Dialect};
 
 /// How many workers run the upserts callers hand over: one per core here, at least two, at
@@ -217,6 +218,7 @@ pub(super) fn start_upsert_workers(
     pool: &sqlx::PgPool,
     batched: &Arc<AtomicU64>,
     clock: &Clock,
+    apply_gates: &Arc<ApplyGates>,
 ) -> UpsertWorkers {
     let (queue, receiver) = mpsc::unbounded_channel();
     let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
@@ -226,6 +228,7 @@ pub(super) fn start_upsert_workers(
             workers: None,
             batched: batched.clone(),
             clock: clock.clone(),
+            apply_gates: apply_gates.clone(),
         };
         tokio::spawn(upsert_worker(store, receiver.clone()));
     }
@@ -346,7 +349,8 @@ async fn batch_in(
     let ties = lock_values_and_tie_batch(conn, hub, &plans).await?;
     let mut profiles = HashSet::new();
     let mut writes = Vec::new();
-    let mut events = Vec::new();
+    // Events in runs of one realm (the batch's upserts may be of several organizations).
+    let mut events: Vec<(String, Vec<NewEvent>)> = Vec::new();
     let mut done = Vec::new();
     for ((i, mut plan), rows) in plans.into_iter().zip(ties) {
         let key_values: Vec<&(String, String)> = plan.key_values.iter().collect();
@@ -367,13 +371,17 @@ async fn batch_in(
         let settled: Settled =
             plan_unification(hub, &mut plan, locked, &ties, fresh_ids, &requests[i].actor)?;
         writes.push(std::mem::take(&mut plan.batch));
-        events.extend(settled.events.iter().cloned());
+        let realm = realm_of_scope(&plan.scope);
+        match events.last_mut() {
+            Some((last, run)) if last == realm => run.extend(settled.events.iter().cloned()),
+            _ => events.push((realm.to_owned(), settled.events.clone())),
+        }
         done.push((i, plan, settled));
     }
 
     let mut sql = grouped_writes(&writes)?;
-    if !events.is_empty() {
-        super::events::events_statement_into(&mut sql, hub, &events, now)?;
+    for (realm, run) in events.iter().filter(|(_, run)| !run.is_empty()) {
+        super::events::events_statement_into(&mut sql, hub, realm, run, now)?;
     }
     sql.push_str("COMMIT;\n");
     sqlx::Executor::execute(&mut *conn, sql.as_str()).await?;

@@ -10,8 +10,9 @@
 //! is read (`sequence_events`), on every poll of the webhook deliverer (which keeps the table
 //! small when no one reads the feed), when a webhook is created, and before any other writer
 //! numbers events (an apply, a profile edit), so events of earlier upserts come first. Stale
-//! checks count `Dialect::WRITTEN_EVENTS`, numbered plus pending, which moving events leaves
-//! unchanged.
+//! checks count `Dialect::REALM_WRITTEN`, a realm's numbered events plus its pending ones,
+//! which moving events leaves unchanged (the move adds what it numbers to
+//! `realms.numbered_events`).
 
 use super::PgStore;
 use super::upsert::text_literal_into;
@@ -20,23 +21,25 @@ use crate::model::{HubId, Millis};
 use crate::plan::unify::NewEvent;
 use crate::sql::EventNumbers;
 
-/// One statement that queues the events, written at `at`, in `pending_events`. They take no
+/// One statement that queues the events of `realm`, written at `at`, in `pending_events`. They take no
 /// number from the hub row: that row, updated by every writer and held to commit, made
 /// concurrent upserts commit one at a time. Ids come from `cdh_ids` in the order listed, so
 /// one upsert's events keep their order.
 pub(super) fn events_statement_into(
     out: &mut String,
     hub: HubId,
+    realm: &str,
     events: &[NewEvent],
     at: Millis,
 ) -> StoreResult<()> {
     use std::fmt::Write;
     let _ = write!(
         out,
-        "INSERT INTO pending_events (hub_id, id, at, kind, profile_id, payload) \
-         SELECT {hub}, nextval('cdh_ids'), {at}, v.kind, v.profile_id, v.payload \
-         FROM (VALUES "
+        "INSERT INTO pending_events (hub_id, id, at, kind, profile_id, payload, realm) \
+         SELECT {hub}, nextval('cdh_ids'), {at}, v.kind, v.profile_id, v.payload, "
     );
+    text_literal_into(out, realm)?;
+    out.push_str(" FROM (VALUES ");
     for (i, event) in events.iter().enumerate() {
         let _ = write!(out, "{}({}, ", if i > 0 { ", " } else { "" }, i + 1);
         text_literal_into(out, event.kind)?;
@@ -63,13 +66,17 @@ impl EventNumbers for PgStore {
             .await?;
         sqlx::query(
             "WITH moved AS (DELETE FROM pending_events WHERE hub_id = $1 \
-               RETURNING id, at, kind, profile_id, payload), \
+               RETURNING id, at, kind, profile_id, payload, realm), \
              counted AS (SELECT count(*) AS n FROM moved), \
              h AS (UPDATE hubs SET event_seq = event_seq + counted.n FROM counted \
-               WHERE hub_id = $1 AND counted.n > 0 RETURNING event_seq, counted.n) \
-             INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) \
+               WHERE hub_id = $1 AND counted.n > 0 RETURNING event_seq, counted.n), \
+             per_realm AS (INSERT INTO realms (hub_id, realm, cross_product, numbered_events) \
+               SELECT $1, realm, 0, count(*) FROM moved GROUP BY realm \
+               ON CONFLICT (hub_id, realm) DO UPDATE \
+               SET numbered_events = realms.numbered_events + EXCLUDED.numbered_events) \
+             INSERT INTO events (hub_id, seq, at, kind, profile_id, payload, realm) \
              SELECT $1, h.event_seq - h.n + row_number() OVER (ORDER BY m.id), \
-               m.at, m.kind, m.profile_id, m.payload \
+               m.at, m.kind, m.profile_id, m.payload, m.realm \
              FROM moved m, h",
         )
         .bind(hub)

@@ -38,6 +38,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::clock::Clock;
 use crate::error::{StoreError, StoreResult};
 use crate::model::HubId;
+use crate::sql::gates::ApplyGates;
 use crate::sql::{Backend, Dialect, Query, Row, WriteBatch, exec};
 
 use batch::UpsertWorkers;
@@ -52,6 +53,7 @@ pub struct PgStore {
     /// How many upserts committed in a transaction shared with others.
     batched: Arc<AtomicU64>,
     clock: Clock,
+    apply_gates: Arc<ApplyGates>,
 }
 
 /// The pool's size.
@@ -129,12 +131,19 @@ impl PgStore {
             .await
             .map_err(unavailable)?;
         let batched = Arc::new(AtomicU64::new(0));
-        let workers = Some(batch::start_upsert_workers(&pool, &batched, &clock));
+        let apply_gates = Arc::new(ApplyGates::default());
+        let workers = Some(batch::start_upsert_workers(
+            &pool,
+            &batched,
+            &clock,
+            &apply_gates,
+        ));
         Ok(Self {
             pool,
             workers,
             batched,
             clock,
+            apply_gates,
         })
     }
 
@@ -235,11 +244,14 @@ impl Dialect for PgStore {
     /// `cdh_ids` steps by `ID_BLOCK_LEN` (migration 0002), so one `nextval` is a block of ids.
     const ID_BLOCK_SQL: &'static str = "nextval('cdh_ids')";
     const ID_BLOCK_LEN: i64 = 8;
-    /// Numbered events and pending ones: moving pending events into the feed leaves the sum
-    /// unchanged, and every contact write adds to it (see `events`).
-    const WRITTEN_EVENTS: &'static str = "(h.event_seq + (SELECT COUNT(*) FROM pending_events pe \
-         WHERE pe.hub_id = h.hub_id))";
+    /// The realm's numbered events (counted as they are numbered, `realms.numbered_events`)
+    /// and its pending ones: numbering moves one from the second to the first and leaves the
+    /// sum unchanged; every contact write adds to it (see `events`).
+    const REALM_WRITTEN: &'static str = "(COALESCE((SELECT r.numbered_events FROM realms r \
+         WHERE r.hub_id = $1 AND r.realm = '{realm}'), 0) + (SELECT COUNT(*) FROM pending_events pe \
+         WHERE pe.hub_id = $1 AND pe.realm = '{realm}'))";
     const EXPLAIN: &'static str = "EXPLAIN";
+    const PARAMS_WITHOUT_ROWS: &'static str = "(params::jsonb - 'rows')::text";
     const NAME_KEY: &'static str =
         "lower(trim(c.fields::jsonb -> 'display_name' ->> 'value') COLLATE \"C\")";
 }
@@ -251,6 +263,10 @@ impl Backend for PgStore {
 
     fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    fn apply_gates(&self) -> &ApplyGates {
+        &self.apply_gates
     }
 
     async fn acquire(&self) -> StoreResult<Self::Pooled> {

@@ -118,6 +118,7 @@ impl Upserts for PgStore {
     async fn finish_upsert(
         conn: &mut sqlx::PgConnection,
         hub: HubId,
+        realm: &str,
         batch: WriteBatch,
         counters: UpsertCounters,
         events: &[NewEvent],
@@ -129,7 +130,7 @@ impl Upserts for PgStore {
             sql.push_str(";\n");
         }
         if !events.is_empty() {
-            super::events::events_statement_into(&mut sql, hub, events, counters.at)?;
+            super::events::events_statement_into(&mut sql, hub, realm, events, counters.at)?;
         }
         if commit {
             sql.push_str("COMMIT;\n");

@@ -124,18 +124,20 @@ pub(crate) fn rows_per_statement(cols: usize) -> usize {
     (30_000 / cols).min(1000)
 }
 
-/// Queues events numbered from `first` (numbers the caller took from the hub row), written
-/// at `at`.
+/// Queues events of `realm` numbered from `first` (numbers the caller took from the hub row),
+/// written at `at`.
 pub(crate) fn queue_events(
     batch: &mut WriteBatch,
     hub: HubId,
+    realm: &str,
     first: i64,
     events: &[NewEvent],
     at: Millis,
 ) {
-    for (n, chunk) in events.chunks(rows_per_statement(6)).enumerate() {
-        let offset = first + (n * rows_per_statement(6)) as i64;
-        let mut args = Vec::with_capacity(chunk.len() * 6);
+    const COLUMNS: usize = 7;
+    for (n, chunk) in events.chunks(rows_per_statement(COLUMNS)).enumerate() {
+        let offset = first + (n * rows_per_statement(COLUMNS)) as i64;
+        let mut args = Vec::with_capacity(chunk.len() * COLUMNS);
         for (i, event) in chunk.iter().enumerate() {
             args.extend([
                 Arg::from(hub),
@@ -144,12 +146,13 @@ pub(crate) fn queue_events(
                 Arg::from(event.kind),
                 Arg::from(event.profile_id),
                 Arg::from(event.payload.to_string()),
+                Arg::from(realm),
             ]);
         }
         batch.push(
             format!(
-                "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) VALUES {}",
-                numbered_values_list(chunk.len(), 6)
+                "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload, realm) VALUES {}",
+                numbered_values_list(chunk.len(), COLUMNS)
             ),
             args,
         );

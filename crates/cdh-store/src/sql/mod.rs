@@ -18,6 +18,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod exec;
+pub(crate) mod gates;
 pub(crate) mod text;
 
 use std::borrow::Cow;
@@ -48,11 +49,16 @@ pub(crate) trait Dialect {
     const ID_BLOCK_SQL: &'static str;
     /// How many ids one `ID_BLOCK_SQL` hands out.
     const ID_BLOCK_LEN: i64;
-    /// An expression over `hubs h`: the events the hub has had written, numbered or not.
-    /// Every contact write changes it, so an apply and a preview can tell they went stale.
-    const WRITTEN_EVENTS: &'static str;
+    /// An expression over the hub `$1` that every contact write in the realm `{realm}` (a
+    /// placeholder the caller replaces with a realm's key) changes, and nothing else does: an
+    /// apply and a preview of a realm can tell from it that they went stale, and writes of
+    /// other realms leave them be (`ops::realms::realm_written_sql`).
+    const REALM_WRITTEN: &'static str;
     /// The prefix that makes the database describe its plan instead of running a statement.
     const EXPLAIN: &'static str;
+    /// The task's `params` text without its `rows` member (personal data an import carries
+    /// only until it ends).
+    const PARAMS_WITHOUT_ROWS: &'static str;
     /// A contact's name key exactly as the `contacts_by_name` index holds it (migration 0006).
     const NAME_KEY: &'static str;
 }
@@ -68,6 +74,8 @@ pub(crate) trait Backend: Dialect + Clone + Send + Sync + 'static {
 
     /// The clock every stored time comes from.
     fn clock(&self) -> &Clock;
+    /// The hubs' gates an apply's last try closes to hold contact writes off (`gates`).
+    fn apply_gates(&self) -> &gates::ApplyGates;
 
     /// A connection of the read pool, outside any explicit transaction.
     fn acquire(&self) -> impl Future<Output = StoreResult<Self::Pooled>> + Send;
@@ -141,11 +149,12 @@ pub(crate) trait Upserts: Backend {
         value_locks: Vec<i64>,
         own: bool,
     ) -> impl Future<Output = StoreResult<TiedProfiles>> + Send;
-    /// Ends an upsert: its queued writes, the hub's counters, its events, and with `commit`
-    /// the commit of the upsert's own transaction.
+    /// Ends an upsert: its queued writes, the hub's counters, its events (of `realm`), and
+    /// with `commit` the commit of the upsert's own transaction.
     fn finish_upsert(
         conn: &mut Self::Conn,
         hub: HubId,
+        realm: &str,
         batch: WriteBatch,
         counters: UpsertCounters,
         events: &[NewEvent],

@@ -77,15 +77,21 @@ pub(crate) fn tie_query_sql<D: Dialect>(n: usize, own: bool) -> String {
 /// The upsert's first read, over the hub (`$1`), the channel (`$2`) and the contact's
 /// external id (`$3`): one `plan::contact::ContextRow` (its columns in that struct's order),
 /// none when the channel is not the hub's.
+///
+/// The channel's organization unifies in its own realm, or in its connection's once that
+/// connection's first apply has moved its contacts there (`unified_at`); the setting and the
+/// cross-product switch are that realm's.
 pub(crate) fn upsert_context_sql<D: Dialect>() -> String {
+    let realm = "CASE WHEN pc.id IS NULL THEN 'o' || ch.organization_id ELSE 'g' || pc.id END";
     format!(
         "SELECT ch.organization_id AS organization_id, ch.channel_type AS channel_type, \
-         ch.product AS product, o.default_region AS region, cm.connection_id AS connection_id, \
-         h.cross_product AS cross_product, {} AS first_id, \
-         (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 ORDER BY s.version DESC LIMIT 1) \
-           AS setting_keys, \
-         (SELECT s.excluded FROM unify_settings s WHERE s.hub_id = $1 ORDER BY s.version DESC LIMIT 1) \
-           AS setting_excluded, \
+         ch.product AS product, o.default_region AS region, pc.id AS connection_id, \
+         COALESCE((SELECT r.cross_product FROM realms r WHERE r.hub_id = $1 AND r.realm = {realm}), 0) \
+           AS cross_product, {} AS first_id, \
+         (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 AND s.realm = {realm} \
+          ORDER BY s.version DESC LIMIT 1) AS setting_keys, \
+         (SELECT s.excluded FROM unify_settings s WHERE s.hub_id = $1 AND s.realm = {realm} \
+          ORDER BY s.version DESC LIMIT 1) AS setting_excluded, \
          c.id AS contact_id, c.fields AS fields, c.tags AS tags, \
          c.custom_fields AS custom_fields, c.created_at AS created_at, h.event_seq AS event_seq \
          FROM channels ch \
@@ -93,6 +99,8 @@ pub(crate) fn upsert_context_sql<D: Dialect>() -> String {
          JOIN hubs h ON h.hub_id = ch.hub_id \
          LEFT JOIN connection_members cm \
            ON cm.hub_id = ch.hub_id AND cm.organization_id = ch.organization_id \
+         LEFT JOIN partner_connections pc \
+           ON pc.hub_id = cm.hub_id AND pc.id = cm.connection_id AND pc.unified_at IS NOT NULL \
          LEFT JOIN contacts c \
            ON c.hub_id = ch.hub_id AND c.channel_id = ch.id AND c.external_id = $3 \
          WHERE ch.hub_id = $1 AND ch.id = $2",
@@ -153,9 +161,26 @@ pub(crate) fn swap_staged_sql(staging: &str, (table, column, key): (&str, &str, 
 pub(crate) const STAGED_DONE_SQL: &str =
     "UPDATE tasks SET status = 'running', done = $3 WHERE hub_id = $1 AND id = $2";
 
-/// The unify-settings row an apply adds (`$1` hub .. `$7` applied at).
+/// The unify keys in force (as stored, a JSON list) in the realm of contact `{contact}` (an
+/// SQL expression over the hub `$1`): the realm its scope begins with (`rules::realm_of_scope`).
+/// A realm's settings are few, so matching the scope's prefix costs little.
+pub(crate) fn realm_keys_sql(contact: &str) -> String {
+    format!(
+        "(SELECT s.keys FROM contacts rc, unify_settings s \
+          WHERE rc.hub_id = $1 AND rc.id = {contact} AND s.hub_id = $1 \
+            AND (s.realm = rc.scope OR rc.scope LIKE s.realm || ':%') \
+          ORDER BY s.version DESC LIMIT 1)"
+    )
+}
+
+/// The unify-settings row an apply adds (`$1` hub .. `$7` applied at, `$8` the realm).
 pub(crate) const INSERT_SETTING_SQL: &str = "INSERT INTO unify_settings (hub_id, version, keys, \
-     excluded, actor, task_id, applied_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     excluded, actor, task_id, applied_at, realm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Marks connection `$2` of hub `$1` unified at `$3` by its realm's first apply: from then on
+/// its organizations' contacts unify in its scopes.
+pub(crate) const UNIFY_CONNECTION_SQL: &str = "UPDATE partner_connections SET unified_at = $3 \
+     WHERE hub_id = $1 AND id = $2 AND unified_at IS NULL";
 
 /// Ends task `$2` of hub `$1` with status `$3`, result `$4` or error `$5`, at `$6`.
 pub(crate) const FINISH_TASK_SQL: &str = "UPDATE tasks SET status = $3, result = $4, error = $5, \

@@ -17,10 +17,13 @@ use super::writer::{execute, in_transaction};
 use super::{AUTOCHECKPOINT_PAGES, GatedTransaction, SqliteStore, bulk_read};
 use crate::error::{Resource, StoreError, StoreResult};
 use crate::merged_range::{MERGED_RANGE_KIND, MergedRange};
-use crate::model::{HubId, Millis, TaskId, TaskStatus, UnifySetting};
+use crate::model::{HubId, Millis, Realm, TaskId, TaskStatus, UnifySetting};
+use crate::ops::realms::realm_written_sql;
 use crate::plan::apply::{ApplyPlan, ContactProfileRow, KeyValuesRow};
-use crate::sql::text::{FINISH_TASK_SQL, INSERT_SETTING_SQL, STAGED_DONE_SQL, swap_staged_sql};
-use crate::sql::{ApplyWrites, Arg, Backend, Dialect};
+use crate::sql::text::{
+    FINISH_TASK_SQL, INSERT_SETTING_SQL, STAGED_DONE_SQL, UNIFY_CONNECTION_SQL, swap_staged_sql,
+};
+use crate::sql::{ApplyWrites, Arg, Backend};
 
 /// The staged rows: temporary tables of the writer connection, which every staged batch and
 /// the swap run on, for contacts' new scopes and for profile changes. Staged rows are scratch
@@ -194,19 +197,24 @@ fn swap(
     plan: &ApplyPlan,
     now: Millis,
 ) -> StoreResult<()> {
-    let (marker, next_id): (i64, i64) = conn
+    // `?1` is the hub in the shared expression's `$1`.
+    let marker: i64 = conn
         .prepare_cached(&format!(
-            "SELECT {}, h.next_id FROM hubs h WHERE h.hub_id = ?1",
-            SqliteStore::WRITTEN_EVENTS
+            "SELECT {}",
+            realm_written_sql::<SqliteStore>(&plan.covered).replace('$', "?")
         ))?
-        .query_row(params![hub], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .ok_or(StoreError::NotFound(Resource::Hub))?;
+        .query_row(params![hub], |r| r.get(0))?;
     if marker != plan.marker {
         return Err(StoreError::Conflict(
             "contacts changed while the apply was computed".into(),
         ));
     }
+    let (event_seq_before, next_id): (i64, i64) = conn
+        .prepare_cached("SELECT h.event_seq, h.next_id FROM hubs h WHERE h.hub_id = ?1")?
+        .query_row(params![hub], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or(StoreError::NotFound(Resource::Hub))?;
+    let realm = plan.realm.key();
     let hub_and_task = [Arg::from(hub), Arg::from(task)];
     for columns in plan.staged_columns() {
         execute(conn, &swap_staged_sql(STAGING, columns), &hub_and_task)?;
@@ -214,9 +222,10 @@ fn swap(
     swap_profiles(conn, hub, task, now)?;
     let version: i64 = conn
         .prepare_cached(
-            "SELECT coalesce(max(version), 0) + 1 FROM unify_settings WHERE hub_id = ?1",
+            "SELECT coalesce(max(version), 0) + 1 FROM unify_settings \
+             WHERE hub_id = ?1 AND realm = ?2",
         )?
-        .query_row(params![hub], |r| r.get(0))?;
+        .query_row(params![hub, realm], |r| r.get(0))?;
     let cause_id = version.to_string();
     let mut ledger = conn.prepare_cached(
         "INSERT INTO merge_ledger (hub_id, seq, at, survivor_id, absorbed_ids, key_field, \
@@ -242,18 +251,25 @@ fn swap(
     // Each ledger row is also a `profile.merged` event: one events row stands for all of
     // them, and the feed expands it (`MERGED_RANGE_KIND`).
     let merged = seq - first_seq;
-    let event_seq = marker + merged;
+    let event_seq = event_seq_before + merged;
     if merged > 0 {
         let range = serde_json::to_string(&MergedRange {
-            first: marker + 1,
+            first: event_seq_before + 1,
             ledger_seq: first_seq,
             runs: Vec::new(),
         })?;
         conn.prepare_cached(
-            "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload) \
-             VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+            "INSERT INTO events (hub_id, seq, at, kind, profile_id, payload, realm) \
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
         )?
-        .execute(params![hub, event_seq, now, MERGED_RANGE_KIND, range])?;
+        .execute(params![
+            hub,
+            event_seq,
+            now,
+            MERGED_RANGE_KIND,
+            range,
+            realm
+        ])?;
     }
     conn.prepare_cached("UPDATE hubs SET next_id = ?2, event_seq = ?3 WHERE hub_id = ?1")?
         .execute(params![hub, seq, event_seq])?;
@@ -268,8 +284,16 @@ fn swap(
             actor.into(),
             task.into(),
             now.into(),
+            realm.as_str().into(),
         ],
     )?;
+    if let Realm::Connection(connection) = plan.realm {
+        execute(
+            conn,
+            UNIFY_CONNECTION_SQL,
+            &[hub.into(), connection.into(), now.into()],
+        )?;
+    }
     clear_staging(conn, hub, task)?;
     // `?n` is SQLite's explicitly numbered parameter, so the shared statement's `$n` keep
     // their numbers, and `result` and `error` can be bound as text and NULL.

@@ -51,6 +51,7 @@ use crate::error::{Resource, StoreError, StoreResult};
 use crate::model::HubId;
 use crate::plan::unify::NewEvent;
 use crate::sql::batch::{for_each_placeholder, queue_events};
+use crate::sql::gates::ApplyGates;
 use crate::sql::{
     Arg, Backend, Dialect, EventNumbers, Query, Row, UpsertCounters, WriteBatch, exec,
 };
@@ -73,6 +74,7 @@ pub struct SqliteStore {
     /// The database file, for the apply's reads over connections of their own.
     path: std::path::PathBuf,
     clock: Clock,
+    apply_gates: Arc<ApplyGates>,
     /// Dropped with the last clone of the store, which stops the background checkpointer.
     _alive: Arc<()>,
 }
@@ -161,6 +163,7 @@ impl SqliteStore {
             writer_connection,
             path: filename,
             clock,
+            apply_gates: Arc::default(),
             _alive: alive,
         })
     }
@@ -209,9 +212,12 @@ impl Dialect for SqliteStore {
     /// it back when it ends (`finish_batch`).
     const ID_BLOCK_SQL: &'static str = "h.next_id";
     const ID_BLOCK_LEN: i64 = i64::MAX;
-    /// With one writer, every event is numbered as it is written, and nothing is pending.
-    const WRITTEN_EVENTS: &'static str = "h.event_seq";
+    /// With one writer, every event is numbered as it is written, and nothing is pending: the
+    /// realm's last event number changes with every write of the realm.
+    const REALM_WRITTEN: &'static str = "COALESCE((SELECT MAX(e.seq) FROM events e \
+         WHERE e.hub_id = $1 AND e.realm = '{realm}'), 0)";
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN";
+    const PARAMS_WITHOUT_ROWS: &'static str = "json_remove(params, '$.rows')";
     const NAME_KEY: &'static str = "lower(trim(json_extract(c.fields, '$.display_name.value')))";
 }
 
@@ -222,6 +228,10 @@ impl Backend for SqliteStore {
 
     fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    fn apply_gates(&self) -> &ApplyGates {
+        &self.apply_gates
     }
 
     async fn acquire(&self) -> StoreResult<Self::Pooled> {
@@ -350,6 +360,7 @@ impl EventNumbers for SqliteStore {
 /// The queued writes of an upsert followed by its ends (see `finish_upsert`).
 fn finish_batch(
     hub: HubId,
+    realm: &str,
     mut batch: WriteBatch,
     counters: UpsertCounters,
     events: &[NewEvent],
@@ -364,7 +375,14 @@ fn finish_batch(
             (events.len() as i64).into(),
         ],
     );
-    queue_events(&mut batch, hub, counters.event_seq + 1, events, counters.at);
+    queue_events(
+        &mut batch,
+        hub,
+        realm,
+        counters.event_seq + 1,
+        events,
+        counters.at,
+    );
     if commit {
         batch.push("COMMIT", Vec::new());
     }

@@ -41,6 +41,7 @@ use crate::plan::unify::{
     NewEvent, ProfileRow, TieRow, TiedProfiles, ids_needed, one_writer_rows, plan_unification,
     split_tie_rows, tie_list, upserted,
 };
+use crate::rules::realm_of_scope;
 use crate::sql::text::{tie_query_sql, upsert_context_sql};
 use crate::sql::{Arg, Backend, Dialect, UpsertCounters, Upserts, WriteBatch};
 
@@ -134,12 +135,17 @@ impl Upserts for SqliteStore {
     async fn finish_upsert(
         conn: &mut sqlx::SqliteConnection,
         hub: HubId,
+        realm: &str,
         batch: WriteBatch,
         counters: UpsertCounters,
         events: &[NewEvent],
         commit: bool,
     ) -> StoreResult<()> {
-        Self::run_batch(conn, finish_batch(hub, batch, counters, events, commit)).await
+        Self::run_batch(
+            conn,
+            finish_batch(hub, realm, batch, counters, events, commit),
+        )
+        .await
     }
 
     /// One writer runs upserts one at a time, so nothing is gained by batching them: each
@@ -265,6 +271,7 @@ fn upsert_in_transaction(
     };
     let batch = finish_batch(
         hub,
+        realm_of_scope(&plan.scope),
         std::mem::take(&mut plan.batch),
         counters,
         &settled.events,

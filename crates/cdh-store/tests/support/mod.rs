@@ -198,14 +198,20 @@ pub async fn channel(
         .expect("channel")
 }
 
-/// Applies unify keys and waits for the task; panics unless it succeeds.
-pub async fn apply_keys(store: &AnyStore, hub: HubId, keys: &[&str]) -> serde_json::Value {
+/// Applies unify keys in the organization's realm and waits for the task; panics unless it
+/// succeeds.
+pub async fn apply_keys(
+    store: &AnyStore,
+    hub: HubId,
+    org: OrganizationId,
+    keys: &[&str],
+) -> serde_json::Value {
     let setting = UnifySetting {
         keys: keys.iter().map(|k| (*k).to_owned()).collect(),
         excluded: Vec::new(),
     };
     let task = store
-        .start_apply(hub, &setting, "admin")
+        .start_apply(hub, org, &setting, "admin")
         .await
         .expect("start apply");
     let task = store

@@ -52,6 +52,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         metrics_listen: args.metrics_listen.clone(),
         webhook_allow_private: args.webhook_allow_private,
+        public_url: args.public_url.clone(),
         ..Config::default()
     };
     let handle = cdh_server::start(config).await?;

@@ -3,12 +3,14 @@
 //! failed row with its number; the rest go on. Rows are numbered from 1 in the order given
 //! (for CSV, the header is not a row).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use cdh_store::model::{FailedRow, ImportRow};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::limits::{self, MAX_COLUMNS};
 
 /// Profile and identifier fields an import row may carry, besides `tags` and `custom_fields`.
 pub const IMPORT_FIELDS: [&str; 9] = [
@@ -44,7 +46,19 @@ impl ParsedRows {
         self.rows.len() + self.rejected.len()
     }
 
+    /// Keeps a row read, or sets it aside with its reason; a row past a limit is set aside
+    /// too (`value_too_long`, `too_many_custom_fields`, ...).
     fn push(&mut self, row: Result<ImportRow, FailedRow>) {
+        let row = row.and_then(|row| {
+            match limits::check_contact(
+                &row.fields,
+                row.tags.as_deref(),
+                row.custom_fields.as_ref(),
+            ) {
+                Ok(()) => Ok(row),
+                Err(exceeded) => Err(failed(row.row, exceeded.code, &exceeded.message)),
+            }
+        });
         match row {
             Ok(row) => self.rows.push(row),
             Err(failed) => self.rejected.push(failed),
@@ -61,12 +75,17 @@ pub fn batch_too_large(n: usize) -> ApiError {
     .with_details(json!({ "limit": MAX_ROWS, "rows": n }))
 }
 
-/// Reads the `profiles` array of a JSON import: a field left out stays unchanged, `null`
-/// clears it.
-pub fn from_json(profiles: Vec<Value>) -> ParsedRows {
+/// Reads the `profiles` array of a JSON import, one profile at a time: a field left out
+/// stays unchanged, `null` clears it.
+pub fn from_json(profiles: &[&RawValue]) -> ParsedRows {
     let mut parsed = ParsedRows::default();
-    for (i, profile) in profiles.into_iter().enumerate() {
-        parsed.push(json_row(i + 1, profile));
+    parsed.rows.reserve(profiles.len());
+    for (i, profile) in profiles.iter().enumerate() {
+        // The body was JSON as a whole, so each profile's text is too.
+        let row = serde_json::from_str(profile.get())
+            .map_err(|_| failed(i + 1, "invalid_row", "a profile must be a JSON object"))
+            .and_then(|value| json_row(i + 1, value));
+        parsed.push(row);
     }
     parsed
 }
@@ -154,8 +173,15 @@ fn json_custom_fields(row: usize, value: Value) -> Result<BTreeMap<String, Strin
         .collect()
 }
 
+/// [`from_csv`] off the async workers (reading megabytes is CPU work).
+pub async fn read_csv(body: axum::body::Bytes) -> Result<ParsedRows, ApiError> {
+    tokio::task::spawn_blocking(move || from_csv(&body))
+        .await
+        .map_err(|e| ApiError::internal(format!("the import could not be read: {e}")))?
+}
+
 /// What a CSV column holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Column {
     Field(String),
     Tags,
@@ -180,6 +206,16 @@ pub fn from_csv(body: &[u8]) -> Result<ParsedRows, ApiError> {
             "the CSV has no header row naming the fields",
         ));
     }
+    if header.len() > MAX_COLUMNS {
+        return Err(ApiError::new(
+            ErrorCode::Rejected("too_many_columns"),
+            format!(
+                "line 1: a CSV import has at most {MAX_COLUMNS} columns ({} given)",
+                header.len()
+            ),
+        )
+        .with_details(json!({ "line": 1, "limit": MAX_COLUMNS, "columns": header.len() })));
+    }
     let columns = header
         .iter()
         .map(|name| {
@@ -187,6 +223,13 @@ pub fn from_csv(body: &[u8]) -> Result<ParsedRows, ApiError> {
                 Ok(Column::Tags)
             } else if let Some(custom) = name.strip_prefix(CUSTOM_PREFIX).filter(|c| !c.is_empty())
             {
+                limits::check_field_name(custom).map_err(|exceeded| {
+                    ApiError::new(
+                        ErrorCode::Rejected(exceeded.code),
+                        format!("line 1: {}", exceeded.message),
+                    )
+                    .with_details(json!({ "line": 1, "field": "custom_fields" }))
+                })?;
                 Ok(Column::Custom(custom.to_owned()))
             } else if IMPORT_FIELDS.contains(&name) {
                 Ok(Column::Field(name.to_owned()))
@@ -199,8 +242,9 @@ pub fn from_csv(body: &[u8]) -> Result<ParsedRows, ApiError> {
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = HashSet::with_capacity(columns.len());
     for (i, column) in columns.iter().enumerate() {
-        if columns[..i].contains(column) {
+        if !seen.insert(column) {
             return Err(invalid_csv(
                 1,
                 &format!("column `{}` appears twice", &header[i]),
@@ -296,6 +340,15 @@ fn unknown_field(row: usize, name: &str) -> FailedRow {
 mod tests {
     use super::*;
 
+    fn from_json(values: Vec<Value>) -> ParsedRows {
+        let texts: Vec<Box<RawValue>> = values
+            .iter()
+            .map(|v| RawValue::from_string(v.to_string()).unwrap())
+            .collect();
+        let raws: Vec<&RawValue> = texts.iter().map(AsRef::as_ref).collect();
+        super::from_json(&raws)
+    }
+
     #[test]
     fn json_rows_keep_absent_and_null_apart() {
         let parsed = from_json(vec![
@@ -362,5 +415,27 @@ mod tests {
         assert_eq!(e.details["field"], "nmae");
         let e = from_csv(b"customer_id\nc1\n\xff\xfe\n").unwrap_err();
         assert_eq!(e.details["line"], 3);
+        let e = from_csv(b"customer_id,display_name,customer_id\nc1,Ann,c2\n").unwrap_err();
+        assert!(e.message.contains("appears twice"), "{}", e.message);
+    }
+
+    #[test]
+    fn csv_limits_refuse_the_file_or_the_row() {
+        let wide: Vec<String> = (0..=MAX_COLUMNS)
+            .map(|i| format!("custom_fields.f{i}"))
+            .collect();
+        let e = from_csv(format!("{}\n", wide.join(",")).as_bytes()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Rejected("too_many_columns"));
+        let long_name = format!("customer_id,custom_fields.{}\nc1,v\n", "n".repeat(65));
+        let e = from_csv(long_name.as_bytes()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Rejected("field_name_too_long"));
+        let long_value = format!(
+            "customer_id,display_name\nc1,{}\nc2,Bob\n",
+            "x".repeat(limits::MAX_VALUE_CHARS + 1)
+        );
+        let parsed = from_csv(long_value.as_bytes()).unwrap();
+        assert_eq!(parsed.rows.len(), 1);
+        assert_eq!(parsed.rejected[0].row, 1);
+        assert_eq!(parsed.rejected[0].code, "value_too_long");
     }
 }
