@@ -59,6 +59,9 @@ impl Email {
 fn write_email(raw: &str, out: &mut String) -> Result<(), InvalidReason> {
     out.clear();
     let s = raw.trim();
+    if has_hidden_chars(s) {
+        return Err(InvalidReason::HiddenCharacters);
+    }
     let Some((local, domain)) = s.split_once('@') else {
         return Err(InvalidReason::NotAnEmail);
     };
@@ -95,6 +98,27 @@ fn write_email(raw: &str, out: &mut String) -> Result<(), InvalidReason> {
     Ok(())
 }
 
+/// Whether a text holds control characters, or invisible formatting characters that make it
+/// read as something it is not: bidirectional marks, embeddings, overrides and isolates
+/// (U+202E before a phone number shows it reversed), zero-width characters and the BOM.
+pub fn has_hidden_chars(text: &str) -> bool {
+    // Printable ASCII, by far the common case, is settled by one pass over the bytes.
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return false;
+    }
+    text.chars().any(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061c}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{feff}'
+            )
+    })
+}
+
 /// Why a value can't be used to merge although it is not empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum InvalidReason {
@@ -106,6 +130,8 @@ pub enum InvalidReason {
     InvalidPhone,
     /// Not a plausible email address.
     NotAnEmail,
+    /// Holds control or invisible formatting characters ([`has_hidden_chars`]).
+    HiddenCharacters,
 }
 
 impl InvalidReason {
@@ -116,6 +142,7 @@ impl InvalidReason {
             Self::NotAPhone => "not_a_phone",
             Self::InvalidPhone => "invalid_phone",
             Self::NotAnEmail => "not_an_email",
+            Self::HiddenCharacters => "hidden_characters",
         }
     }
 }
@@ -127,6 +154,7 @@ impl fmt::Display for InvalidReason {
             Self::NotAPhone => "not a phone number",
             Self::InvalidPhone => "not a valid phone number for its region",
             Self::NotAnEmail => "not an email address",
+            Self::HiddenCharacters => "holds control or invisible formatting characters",
         })
     }
 }
@@ -190,6 +218,9 @@ impl Normalizer {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Outcome::Empty;
+        }
+        if has_hidden_chars(trimmed) {
+            return Outcome::Invalid(InvalidReason::HiddenCharacters);
         }
         if let Some(reason) = Blocklist::built_in_raw(trimmed) {
             return Outcome::Blocked(reason);

@@ -201,3 +201,32 @@ fn normalize_into_clears_the_buffer_on_failure() {
     );
     assert!(out.is_empty());
 }
+
+#[test]
+fn hidden_characters_make_any_value_invalid() {
+    let uid = "U4af4980629a1b2c3d4e5f60718293a4b";
+    for (field, raw) in [
+        (DisplayMobile, "\u{202e}0912345678"),
+        (DisplayMobile, "0912\u{200b}345678"),
+        (DisplayEmail, "ann\u{202e}@example.com"),
+        (DisplayEmail, "ann@exam\u{2066}ple.com"),
+        (CustomerId, "c1\u{0}"),
+        (CustomerId, "c\n1"),
+        (ConnectId, "\u{feff}k1"),
+        (LineUid, &format!("{uid}\u{200f}")),
+    ] {
+        assert_eq!(
+            norm(field, raw),
+            Err(Outcome::Invalid(InvalidReason::HiddenCharacters)),
+            "{raw:?}"
+        );
+    }
+    assert_eq!(
+        Email::parse("ann\u{202e}@example.com"),
+        Err(InvalidReason::HiddenCharacters)
+    );
+    // Surrounding spaces and tabs are trimmed, not hidden; letters of any script are fine.
+    assert_eq!(norm(CustomerId, "\tc1 "), Ok("c1".to_owned()));
+    assert_eq!(norm(CustomerId, "會員-1"), Ok("會員-1".to_owned()));
+    assert_eq!(InvalidReason::HiddenCharacters.code(), "hidden_characters");
+}

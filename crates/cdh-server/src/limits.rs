@@ -15,14 +15,7 @@ pub const MAX_TAGS: usize = 100;
 /// Columns in a CSV import: every profile field, `tags`, and the custom fields.
 pub const MAX_COLUMNS: usize = 16 + MAX_CUSTOM_FIELDS;
 
-/// Whether a text holds control or bidirectional-formatting characters (U+202E and the like),
-/// which make a value read differently from what it is.
-pub fn has_hidden_chars(text: &str) -> bool {
-    text.chars().any(|c| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    })
-}
+pub use cdh_core::normalize::has_hidden_chars;
 
 /// A limit a write went past.
 #[derive(Clone, Debug, PartialEq, Eq)]

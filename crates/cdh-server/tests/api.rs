@@ -25,6 +25,8 @@ mod console_smoke;
 mod contacts;
 #[path = "api/exports.rs"]
 mod exports;
+#[path = "api/fuzz.rs"]
+mod fuzz;
 #[path = "api/imports.rs"]
 mod imports;
 #[path = "api/organizations.rs"]

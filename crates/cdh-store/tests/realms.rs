@@ -332,3 +332,34 @@ async fn webhook_body(t: TestStore) {
     );
     t.finish(h.id).await;
 }
+
+conformance!(
+    applies_of_one_organization_queue_one_after_another,
+    queued_applies_body
+);
+async fn queued_applies_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    // Two applies asked before either runs: both are queued (an apply takes no import or
+    // export slot), and they run in order.
+    let first = s
+        .start_apply(h.id, h.org, &setting(&["display_email"]), "admin")
+        .await
+        .unwrap();
+    let second = s
+        .start_apply(h.id, h.org, &setting(&["display_mobile"]), "admin")
+        .await
+        .unwrap();
+    let queued = s.get_task(h.id, second).await.unwrap();
+    assert_eq!(queued.organization_id, None);
+    assert_eq!(queued.realm, Some(Realm::Organization(h.org)));
+    run(s, h.id, first).await;
+    run(s, h.id, second).await;
+    let current = s.unify_setting(h.id, h.org).await.unwrap();
+    assert_eq!(current.setting.keys, ["display_mobile"]);
+    assert_eq!(
+        s.organization_task(h.id, h.org, second).await.unwrap().id,
+        second
+    );
+    t.finish(h.id).await;
+}

@@ -1,4 +1,5 @@
 //! The core's one integration-test binary: property tests against naive oracles.
 
+mod normalize;
 mod phone;
 mod resolution;

@@ -20,6 +20,9 @@ use crate::worker::import::{ImportParams, with_rejected_rows};
 
 pub(crate) mod rows;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use rows::MAX_ROWS;
 
 /// The largest import body: 10,000 rich profiles fit with room to spare.

@@ -113,7 +113,8 @@ pub struct Task {
     pub started_at: Option<Millis>,
     /// End time.
     pub finished_at: Option<Millis>,
-    /// The organization that asked for it.
+    /// The organization an import or export is for (`None` for an apply: it belongs to its
+    /// realm).
     pub organization_id: Option<OrganizationId>,
     /// The realm an apply works on (`None` for imports and exports).
     pub realm: Option<Realm>,

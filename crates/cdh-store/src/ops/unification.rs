@@ -151,18 +151,19 @@ impl<B: Adapter> Unification for B {
         let mut tx = self.begin_write().await?;
         let realm = load_realm::<B>(&mut tx, hub, org).await?.realm;
         let id = TaskId(B::next_id(&mut tx, hub).await?);
+        // An apply belongs to its realm, not to the organization that asked (the actor names
+        // that); applies queue one after another, so it takes no organization's one slot.
         B::execute(
             &mut tx,
             query(
                 "INSERT INTO tasks (hub_id, id, kind, status, done, total, params, created_at, \
-                 organization_id, realm) VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5, $6, $7)",
+                 realm) VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5, $6)",
             )
             .bind(hub)
             .bind(id)
             .bind(TaskKind::Apply.as_str())
             .bind(params.to_string())
             .bind(self.clock().now())
-            .bind(org)
             .bind(realm.key()),
         )
         .await?;
