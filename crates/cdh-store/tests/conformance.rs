@@ -11,6 +11,7 @@ mod concurrency;
 mod connections;
 mod crash;
 mod exports;
+mod import_crash;
 mod imports;
 mod lookups;
 mod migrations;

@@ -10,12 +10,13 @@ use crate::clock::Clock;
 use crate::error::{Rejection, StoreError, StoreResult};
 use crate::model::{
     ChannelId, ConnectionId, ContactInput, FailedRow, HubId, ImportOutcome, ImportRow, Millis,
-    OrganizationId,
+    OrganizationId, TaskId,
 };
 use crate::ops::profiles::check_edit_field;
 use crate::ops::upsert::{upsert_in, with_retries};
 use crate::sql::batch::placeholders;
 use crate::sql::{Adapter, query};
+use serde::{Deserialize, Serialize};
 
 /// Rows per import transaction.
 pub(crate) const IMPORT_BATCH: usize = 250;
@@ -36,6 +37,7 @@ pub(crate) struct ReadyRow<'a> {
 }
 
 /// What one row did.
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum RowOutcome {
     Matched,
     Created,
@@ -277,6 +279,7 @@ pub(crate) async fn import_row_alone<B: Adapter>(
     scopes: &[String],
     ready: &ReadyRow<'_>,
     state: &ImportState,
+    checkpoint: Option<(TaskId, &ImportCheckpoint)>,
 ) -> StoreResult<RowOutcome> {
     with_retries(|| async {
         let mut tx = store.begin_write().await?;
@@ -291,10 +294,13 @@ pub(crate) async fn import_row_alone<B: Adapter>(
         .await?;
         let mut row_state = state.fork();
         let mut row = import_one::<B>(&mut tx, target, ready, &matches, &mut row_state).await?;
-        B::commit(tx).await?;
         if state.created.contains(&ready.key_value) && matches!(row, RowOutcome::Created) {
             row = RowOutcome::Matched;
         }
+        if let Some((task, base)) = checkpoint {
+            B::execute(&mut tx, base.after(&[row]).save(target.hub, task)?).await?;
+        }
+        B::commit(tx).await?;
         Ok(row)
     })
     .await
@@ -307,6 +313,58 @@ pub(crate) fn row_failure(error: &StoreError) -> Option<&'static str> {
         StoreError::Rejected { reason, .. } => Some(reason.code()),
         StoreError::Invalid(_) => Some("invalid_row"),
         _ => Some("row_rejected"),
+    }
+}
+
+/// Where an import stands after its last committed write: how many checked rows are written
+/// and what they did. Saved in the task's `checkpoint` in the same transaction as the write,
+/// so an import resumed after a crash starts after it and counts as if never interrupted.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ImportCheckpoint {
+    /// Checked rows written (or failed), in order.
+    pub ready_done: usize,
+    /// Their counts and failures.
+    pub outcome: ImportOutcome,
+}
+
+impl ImportCheckpoint {
+    /// The task's checkpoint, or the start when it has none.
+    pub async fn load<B: Adapter>(
+        conn: &mut B::Conn,
+        hub: HubId,
+        task: TaskId,
+    ) -> StoreResult<Self> {
+        let row: Option<(Option<String>,)> = B::fetch_optional(
+            conn,
+            query("SELECT checkpoint FROM tasks WHERE hub_id = $1 AND id = $2")
+                .bind(hub)
+                .bind(task),
+        )
+        .await?;
+        match row.and_then(|(text,)| text) {
+            Some(text) => Ok(serde_json::from_str(&text)?),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// The statement that saves this checkpoint as the task's.
+    pub fn save(&self, hub: HubId, task: TaskId) -> StoreResult<crate::sql::Query<'static>> {
+        Ok(
+            query("UPDATE tasks SET checkpoint = $3 WHERE hub_id = $1 AND id = $2")
+                .bind(hub)
+                .bind(task)
+                .bind(serde_json::to_string(self)?),
+        )
+    }
+
+    /// This checkpoint after `rows` more checked rows with these outcomes.
+    pub fn after(&self, outcomes: &[RowOutcome]) -> Self {
+        let mut next = self.clone();
+        next.ready_done += outcomes.len();
+        for row in outcomes {
+            count(&mut next.outcome, *row);
+        }
+        next
     }
 }
 

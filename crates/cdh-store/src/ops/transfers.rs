@@ -3,6 +3,8 @@
 //!
 //! An import checks its rows first so a bad row fails alone, then writes the rest in batched
 //! transactions; a batch that still fails is redone row by row, so only the bad row is lost.
+//! Every write saves the import's checkpoint in its own transaction, so an import resumed
+//! after a crash starts after its last committed write and counts as if never interrupted.
 //! An export reads one snapshot, so the file holds every write committed before it started
 //! and nothing after.
 
@@ -16,8 +18,9 @@ use crate::model::{
 };
 use crate::ops::golden::golden_many;
 use crate::ops::import::{
-    IMPORT_BATCH, IMPORT_KEYS, ImportState, ImportTarget, RowOutcome, check_import_row, count,
-    import_one, import_row_alone, match_contacts, organization_scopes, row_failure,
+    IMPORT_BATCH, IMPORT_KEYS, ImportCheckpoint, ImportState, ImportTarget, RowOutcome,
+    check_import_row, import_one, import_row_alone, match_contacts, organization_scopes,
+    row_failure,
 };
 use crate::ops::profiles::list_start;
 use crate::ops::setup::ensure_organization;
@@ -83,16 +86,25 @@ impl<B: Adapter> Transfers for B {
             clock: self.clock(),
         };
         let total = rows.len() as i64;
-        let mut done = outcome.failed_rows.len() as i64;
+        // Resumed after a crash, the import goes on after its last committed write.
+        let mut tally = match task {
+            Some(task) => {
+                let mut conn = self.acquire().await?;
+                ImportCheckpoint::load::<B>(&mut conn, hub, task).await?
+            }
+            None => ImportCheckpoint::default(),
+        };
+        let start = tally.ready_done.min(ready.len());
+        let checked_failures = outcome.failed_rows.len() as i64;
         let mut state = ImportState::default();
-        for batch in ready.chunks(IMPORT_BATCH) {
+        for batch in ready[start..].chunks(IMPORT_BATCH) {
             let _open = self.apply_gates().enter(hub).await;
             let mut tx = self.begin_write().await?;
             let values: Vec<&str> = batch.iter().map(|r| r.key_value.as_str()).collect();
             // Rows of this batch see what earlier rows of it created; a batch that fails is
             // rolled back, so it works on a copy of the state.
             let mut batch_state = state.fork();
-            let written: StoreResult<Vec<RowOutcome>> = async {
+            let written: StoreResult<ImportCheckpoint> = async {
                 let matches =
                     match_contacts::<B>(&mut tx, hub, org, &scopes, key.name(), &values).await?;
                 let mut results = Vec::with_capacity(batch.len());
@@ -106,47 +118,52 @@ impl<B: Adapter> Transfers for B {
                     batch_state.note(r, &row);
                     results.push(row);
                 }
-                Ok(results)
+                let next = tally.after(&results);
+                if let Some(task) = task {
+                    let done = checked_failures + next.ready_done as i64;
+                    B::execute(
+                        &mut tx,
+                        task_progress(hub, task, done, total, self.clock().now()),
+                    )
+                    .await?;
+                    B::execute(&mut tx, next.save(hub, task)?).await?;
+                }
+                Ok(next)
             }
             .await;
             match written {
-                Ok(results) => {
-                    done += batch.len() as i64;
-                    if let Some(task) = task {
-                        B::execute(
-                            &mut tx,
-                            task_progress(hub, task, done, total, self.clock().now()),
-                        )
-                        .await?;
-                    }
+                Ok(next) => {
                     B::commit(tx).await?;
                     state.api_channel = batch_state.api_channel;
                     state.created.extend(batch_state.created);
-                    for r in results {
-                        count(&mut outcome, r);
-                    }
+                    tally = next;
                 }
                 Err(_) => {
-                    // Redo the batch one row per transaction, so only bad rows are lost.
+                    // Redo the batch one row per transaction, so only bad rows are lost; each
+                    // row's transaction saves the checkpoint after it.
                     drop(tx);
                     for r in batch {
-                        match import_row_alone(self, &target, &scopes, r, &state).await {
+                        let base = task.map(|task| (task, &tally));
+                        match import_row_alone(self, &target, &scopes, r, &state, base).await {
                             Ok(row) => {
                                 state.note(r, &row);
-                                count(&mut outcome, row)
+                                tally = tally.after(&[row]);
                             }
                             Err(e) => match row_failure(&e) {
-                                Some(code) => outcome.failed_rows.push(FailedRow {
-                                    row: r.row.row,
-                                    code: code.to_owned(),
-                                    message: e.to_string(),
-                                }),
+                                Some(code) => {
+                                    tally.outcome.failed_rows.push(FailedRow {
+                                        row: r.row.row,
+                                        code: code.to_owned(),
+                                        message: e.to_string(),
+                                    });
+                                    tally.ready_done += 1;
+                                }
                                 None => return Err(e),
                             },
                         }
                     }
-                    done += batch.len() as i64;
                     if let Some(task) = task {
+                        let done = checked_failures + tally.ready_done as i64;
                         self.update_task_progress(hub, task, done, total).await?;
                     }
                 }
@@ -155,8 +172,14 @@ impl<B: Adapter> Transfers for B {
         if let Some(task) = task
             && ready.is_empty()
         {
-            self.update_task_progress(hub, task, done, total).await?;
+            self.update_task_progress(hub, task, checked_failures, total)
+                .await?;
         }
+        let counted = tally.outcome;
+        outcome.matched = counted.matched;
+        outcome.created = counted.created;
+        outcome.unmatched = counted.unmatched;
+        outcome.failed_rows.extend(counted.failed_rows);
         outcome.failed_rows.sort_by_key(|f| f.row);
         Ok(outcome)
     }
