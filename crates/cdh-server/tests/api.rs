@@ -29,6 +29,10 @@ mod exports;
 mod fuzz;
 #[path = "api/imports.rs"]
 mod imports;
+#[path = "api/isolation.rs"]
+mod isolation;
+#[path = "api/isolation_console.rs"]
+mod isolation_console;
 #[path = "api/organizations.rs"]
 mod organizations;
 #[path = "api/profiles.rs"]

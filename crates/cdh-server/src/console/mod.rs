@@ -10,7 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 
 use crate::state::AppState;
 
@@ -33,56 +33,72 @@ pub const FORM_LIMIT: usize = 64 * 1024;
 /// The largest sign-in form: an organization, an email and a password.
 pub const SIGN_IN_FORM_LIMIT: usize = 4 * 1024;
 
-/// The console's routes (merged beside the API's `/v1`).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(sign_in::home))
-        .route(
+/// Every console route, path and handlers: the router is built from this list, and the
+/// isolation test reads its paths, so a new page cannot miss its row there.
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/", get(sign_in::home)),
+        (
             "/sign-in",
             get(sign_in::page)
                 .post(sign_in::submit)
                 .layer(DefaultBodyLimit::max(SIGN_IN_FORM_LIMIT)),
-        )
-        .route("/sign-out", post(sign_in::sign_out))
-        .route("/contacts", get(contacts::page))
-        .route("/profiles/{id}", get(profile::page))
-        .route("/profiles/{id}/notes", post(profile::add_note))
-        .route("/profiles/{id}/fields", post(profile::edit_fields))
-        .route("/settings/unification", get(unification::settings))
-        .route("/settings/unification/edit", get(unification::edit))
-        .route(
+        ),
+        ("/sign-out", post(sign_in::sign_out)),
+        ("/contacts", get(contacts::page)),
+        ("/profiles/{id}", get(profile::page)),
+        ("/profiles/{id}/notes", post(profile::add_note)),
+        ("/profiles/{id}/fields", post(profile::edit_fields)),
+        ("/settings/unification", get(unification::settings)),
+        ("/settings/unification/edit", get(unification::edit)),
+        (
             "/settings/unification/previews",
             post(unification::create_preview),
-        )
-        .route(
+        ),
+        (
             "/settings/unification/previews/{id}",
             get(unification::preview),
-        )
-        .route(
+        ),
+        (
             "/settings/unification/previews/{id}/apply",
             post(unification::confirm),
-        )
-        .route("/settings/hub", get(hub::page).post(hub::save))
-        .route("/tasks/{id}", get(tasks::page))
-        .route("/tasks/{id}/status", get(tasks::fragment))
-        .route("/data", get(data::page))
-        .route(
+        ),
+        ("/settings/hub", get(hub::page).post(hub::save)),
+        ("/tasks/{id}", get(tasks::page)),
+        ("/tasks/{id}/status", get(tasks::fragment)),
+        ("/data", get(data::page)),
+        (
             "/data/imports",
             post(data::import).layer(DefaultBodyLimit::max(crate::routes::imports::BODY_LIMIT)),
-        )
-        .route("/data/exports", post(data::export))
-        .route("/data/exports/{id}/download", get(data::download))
-        .route("/settings/tokens", get(tokens::page).post(tokens::create))
-        .route("/settings/tokens/{id}/revoke", post(tokens::revoke))
-        .route("/assets/console.css", get(|| asset("text/css", CSS)))
-        .route(
+        ),
+        ("/data/exports", post(data::export)),
+        ("/data/exports/{id}/download", get(data::download)),
+        ("/settings/tokens", get(tokens::page).post(tokens::create)),
+        ("/settings/tokens/{id}/revoke", post(tokens::revoke)),
+        ("/assets/console.css", get(|| asset("text/css", CSS))),
+        (
             "/assets/htmx.min.js",
             get(|| asset("text/javascript", HTMX)),
-        )
-        .route(
+        ),
+        (
             "/assets/console.js",
             get(|| asset("text/javascript", SCRIPT)),
-        )
+        ),
+    ]
+}
+
+/// The paths of every console route.
+pub fn paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(path, _)| path).collect()
+}
+
+/// The console's routes (merged beside the API's `/v1`).
+pub fn router() -> Router<AppState> {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| {
+            router.route(path, handlers)
+        })
         // Route limits above (sign-in, imports) are inner, so they win over this one.
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .layer(middleware::from_fn(page::security_headers))
