@@ -11,7 +11,7 @@ use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use cdh_store::AnyStore;
-use cdh_store::model::{ConsoleUser, HubId, Millis, OrganizationId, Role};
+use cdh_store::model::{ConsoleUser, HubId, Millis, OrganizationId, Role, UserChange, UserId};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -104,6 +104,40 @@ pub async fn create_user_in_store(
     Ok(store
         .create_user(hub, org, &email, &hash, role, now)
         .await?)
+}
+
+/// Changes a user of an organization (admin's work): a new password, checked and hashed,
+/// ends every session of theirs at once; a new role holds from their next request. An
+/// unknown user, or one of another organization, is `404`.
+pub async fn update_user(
+    state: &AppState,
+    hub: HubId,
+    org: OrganizationId,
+    id: UserId,
+    password: Option<&str>,
+    role: Option<Role>,
+) -> ApiResult<ConsoleUser> {
+    let password_hash = match password {
+        None => None,
+        Some(password) => {
+            check_password(password)?;
+            // Fail fast on an unknown user before spending a hash on them.
+            let user = state.store.get_user(hub, id).await?;
+            if user.organization_id != org {
+                return Err(ApiError::not_found("user"));
+            }
+            let password = password.to_owned();
+            let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+                .await
+                .map_err(|e| ApiError::internal(format!("the hashing task failed: {e}")))??;
+            Some(hash)
+        }
+    };
+    let change = UserChange {
+        password_hash,
+        role,
+    };
+    Ok(state.store.update_user(hub, org, id, change).await?)
 }
 
 /// The user whose email and password these are, or `None`. An unknown user (or organization)

@@ -14,10 +14,10 @@ use cdh_core::GoldenRecord;
 use crate::error::StoreResult;
 use crate::model::{
     AppliedSetting, Channel, ChannelId, Connection, ConsoleUser, Contact, ContactId, ContactInput,
-    Delivery, DeliveryLog, Event, ExportRow, HubId, ImportOutcome, ImportRow, IssuedToken,
-    LedgerEntry, Millis, NewChannel, Organization, OrganizationId, Page, PreviewId, Profile,
-    ProfileId, RealmSettings, Role, StoredPreview, Task, TaskId, TaskKind, TimelineEntry,
-    TimelineEntryId, TokenGrant, TokenId, TokenInfo, UnifySetting, Upserted, UserId,
+    Delivery, DeliveryLog, Event, EventsPage, ExportRow, HubId, ImportOutcome, ImportSource,
+    IssuedToken, LedgerEntry, Millis, NewChannel, Organization, OrganizationId, Page, PreviewId,
+    Profile, ProfileId, RealmSettings, Role, StoredPreview, Task, TaskId, TaskKind, TimelineEntry,
+    TimelineEntryId, TokenGrant, TokenId, TokenInfo, UnifySetting, Upserted, UserChange, UserId,
     WebhookEndpoint, WebhookId,
 };
 
@@ -280,6 +280,17 @@ pub trait Tasks: Send + Sync {
         kind: TaskKind,
         params: &serde_json::Value,
     ) -> StoreResult<TaskId>;
+    /// Queues an import with its rows (`ImportRowsWriter`'s text), kept apart from its params
+    /// so that reading the task never reads them; fails like `start_task_exclusive`.
+    async fn start_import_task(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        params: &serde_json::Value,
+        rows: String,
+    ) -> StoreResult<TaskId>;
+    /// An import's rows while it is unfinished (for the worker); `None` once it has ended.
+    async fn import_task_rows(&self, hub: HubId, id: TaskId) -> StoreResult<Option<String>>;
     /// A task, whoever asked for it (for the worker).
     async fn get_task(&self, hub: HubId, id: TaskId) -> StoreResult<Task>;
     /// A task an organization may see: its own import or export, or an apply of a realm it
@@ -308,7 +319,7 @@ pub trait Tasks: Send + Sync {
         done: i64,
         total: i64,
     ) -> StoreResult<()>;
-    /// Ends a task with its result or error; an import task's `rows` leave its params.
+    /// Ends a task with its result or error; an import's rows are dropped.
     async fn finish_task(
         &self,
         hub: HubId,
@@ -325,14 +336,14 @@ pub trait Transfers: Send + Sync {
     /// Imports rows matched by `import_key` within the organization: matched contacts are
     /// overwritten (absent fields unchanged, `None` clears), unmatched rows are reported or
     /// created on the organization's `api` channel, a bad row fails alone. Progress goes to
-    /// `task` when given.
+    /// `task` when given. Rows are read from `rows` a batch at a time.
     #[allow(clippy::too_many_arguments)]
     async fn import_rows(
         &self,
         hub: HubId,
         org: OrganizationId,
         import_key: &str,
-        rows: &[ImportRow],
+        rows: &dyn ImportSource,
         on_unmatched_create: bool,
         actor: &str,
         task: Option<TaskId>,
@@ -351,15 +362,27 @@ pub trait Transfers: Send + Sync {
 /// The events feed and webhook deliveries (`ops/events.rs`).
 #[async_trait]
 pub trait Events: Send + Sync {
-    /// The events an organization sees (of its realm, and of its own from before a
-    /// connection) with a sequence number after `after`, in order.
+    /// The events an organization sees with a sequence number after `after`, in order, at
+    /// most `limit`: those of its own realm (before a connection, the organization's), and
+    /// of its connection's realm those about a profile that holds a contact of it.
     async fn events_after(
         &self,
         hub: HubId,
         org: OrganizationId,
         after: i64,
         limit: u32,
-    ) -> StoreResult<Vec<Event>>;
+    ) -> StoreResult<Vec<Event>> {
+        Ok(self.events_page(hub, org, after, limit).await?.events)
+    }
+    /// [`Events::events_after`] with where to read on: events the organization does not see
+    /// are skipped, so the next page starts after the last event read, seen or not.
+    async fn events_page(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<EventsPage>;
     /// Registers a webhook endpoint; it receives events appended from now on.
     async fn create_webhook(
         &self,
@@ -442,6 +465,19 @@ pub trait Access: Send + Sync {
     async fn end_sessions(&self, hub: HubId, id: UserId) -> StoreResult<i64>;
     /// An organization's console users, by email.
     async fn list_users(&self, hub: HubId, org: OrganizationId) -> StoreResult<Vec<ConsoleUser>>;
+    /// Changes a user of `org`: a new password hash ends every session of theirs in the same
+    /// write (their epoch moves on); a new role holds from their next request. `NotFound`
+    /// when `org` has no such user.
+    async fn update_user(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        id: UserId,
+        change: UserChange,
+    ) -> StoreResult<ConsoleUser>;
+    /// Removes a user of `org`; their sessions end with them. `NotFound` when `org` has no
+    /// such user.
+    async fn remove_user(&self, hub: HubId, org: OrganizationId, id: UserId) -> StoreResult<()>;
 }
 
 /// What operators and tests check: the invariants and the database's plans for the hot

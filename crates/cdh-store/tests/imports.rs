@@ -7,7 +7,7 @@ use cdh_store::model::{TaskKind, TaskStatus};
 use std::collections::BTreeMap;
 
 use cdh_store::StoreError;
-use cdh_store::model::ImportRow;
+use cdh_store::model::{ImportRow, ImportRowsText, ImportRowsWriter, ImportSource};
 
 use crate::conformance;
 use crate::support::{TestStore, apply_keys, hub, upsert};
@@ -306,7 +306,7 @@ async fn create_body(t: TestStore) {
             h.id,
             h.org,
             "customer_id",
-            &rows[1..2],
+            &rows[1..2].to_vec(),
             true,
             "importer",
             None,
@@ -452,25 +452,43 @@ conformance!(an_imports_rows_leave_the_task_when_it_ends, rows_leave_body);
 async fn rows_leave_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    let params = serde_json::json!({
-        "import_key": "display_email",
-        "total": 1,
-        "rows": [{"row": 1, "fields": {"display_email": "ann@example.com"}}],
+    let params = serde_json::json!({"import_key": "display_email", "total": 1});
+    let mut writer = ImportRowsWriter::default();
+    writer.push(&ImportRow {
+        row: 1,
+        fields: [(
+            "display_email".to_owned(),
+            Some("ann@example.com".to_owned()),
+        )]
+        .into(),
+        ..ImportRow::default()
     });
+    let text = writer.finish();
     let import = s
-        .start_task_exclusive(h.id, h.org, TaskKind::Import, &params)
+        .start_import_task(h.id, h.org, &params, text.clone())
         .await
         .unwrap();
+    // Reading the task never reads its rows: they are apart from its params.
     assert_eq!(s.get_task(h.id, import).await.unwrap().params, params);
+    let listed = s
+        .list_tasks(h.id, h.org, &[TaskKind::Import], 10)
+        .await
+        .unwrap();
+    assert!(!format!("{listed:?}").contains("ann@"), "{listed:?}");
+    let kept = s.import_task_rows(h.id, import).await.unwrap().unwrap();
+    assert_eq!(kept, text);
+    let rows = ImportRowsText::parse(&kept).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows.row(0).unwrap().fields["display_email"].as_deref(),
+        Some("ann@example.com")
+    );
     s.finish_task(h.id, import, Ok(serde_json::json!({"total": 1})))
         .await
         .unwrap();
+    assert_eq!(s.import_task_rows(h.id, import).await.unwrap(), None);
     let done = s.get_task(h.id, import).await.unwrap();
-    assert_eq!(
-        done.params,
-        serde_json::json!({"import_key": "display_email", "total": 1})
-    );
-    assert!(!done.params.to_string().contains("ann@"), "{}", done.params);
+    assert_eq!(done.params, params);
     assert_eq!(done.result, Some(serde_json::json!({"total": 1})));
     // Another kind's params are its own business: an export keeps them.
     let export_params = serde_json::json!({"format": "csv", "rows": 3});

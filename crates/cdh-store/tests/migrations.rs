@@ -243,3 +243,54 @@ async fn survivors_members_move_to_the_bucket_of_their_id_on_postgres() {
         .await
         .expect("drop schema");
 }
+
+/// Migration 0014 moves a queued import's rows out of its params into `rows_text`, where the
+/// worker reads them, and leaves a finished import's params as they were.
+#[tokio::test]
+async fn a_queued_imports_rows_move_apart_from_its_params() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, pool) = migrated_before(&dir, 14).await;
+    sqlx::query("INSERT INTO hubs (hub_id, name, created_at) VALUES (1, 'h', 0)")
+        .execute(&pool)
+        .await
+        .expect("hub");
+    sqlx::query(
+        "INSERT INTO tasks (hub_id, id, kind, status, params, created_at) VALUES \
+         (1, 5, 'import', 'queued', \
+          '{\"import_key\":\"customer_id\",\"rows\":[{\"row\":1,\"fields\":{\"customer_id\":\"c1\"}}]}', 0), \
+         (1, 6, 'import', 'succeeded', '{\"import_key\":\"customer_id\"}', 0), \
+         (1, 7, 'export', 'queued', '{\"format\":\"csv\",\"rows\":3}', 0)",
+    )
+    .execute(&pool)
+    .await
+    .expect("tasks");
+    pool.close().await;
+
+    let store = SqliteStore::open(&url).await.expect("opens and migrates");
+    let options = SqliteConnectOptions::from_str(&url).expect("url");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("connect again");
+    let tasks: Vec<(i64, String, Option<String>)> =
+        sqlx::query_as("SELECT id, params, rows_text FROM tasks ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("tasks");
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    assert_eq!(
+        json(&tasks[0].1),
+        serde_json::json!({"import_key": "customer_id"})
+    );
+    assert_eq!(
+        json(tasks[0].2.as_deref().expect("the queued import's rows")),
+        serde_json::json!([{"row": 1, "fields": {"customer_id": "c1"}}])
+    );
+    assert_eq!((tasks[1].2.as_deref(), tasks[2].2.as_deref()), (None, None));
+    assert_eq!(
+        json(&tasks[2].1),
+        serde_json::json!({"format": "csv", "rows": 3})
+    );
+    drop(store);
+}

@@ -288,7 +288,87 @@ async fn connected_body(t: TestStore) {
             .iter()
             .any(|e| e.payload["contact_id"] == a1.contact.id.0)
     );
+
+    // From now on, events about a profile go to the organizations with a contact in it: a
+    // profile of A's contacts alone is A's business, in the feed and at B's webhook.
+    let hook = s
+        .create_webhook(h.id, b, "https://b.example/hook", "0123456789abcdef0123")
+        .await
+        .unwrap();
+    let solo = upsert(
+        s,
+        h.id,
+        h.email_caac,
+        "a-solo",
+        &[("display_email", "solo@x.example")],
+    )
+    .await;
+    let solo_profile = solo.contact.profile_id;
+    let about_solo = |events: &[cdh_store::model::Event]| {
+        events
+            .iter()
+            .filter(|e| e.profile_id == solo_profile)
+            .count()
+    };
+    let a_events = s.events_after(h.id, h.org, 0, 1000).await.unwrap();
+    assert!(about_solo(&a_events) >= 1, "{a_events:?}");
+    let b_page = s.events_page(h.id, b, 0, 1000).await.unwrap();
+    assert_eq!(about_solo(&b_page.events), 0, "{:?}", b_page.events);
+    // B's cursor moves past the events it does not see all the same.
+    assert_eq!(b_page.next_after, a_events.last().unwrap().seq);
+    let after_b = b_page.events.last().unwrap().seq;
+    let b_rest = s.events_page(h.id, b, after_b, 1).await.unwrap();
+    assert!(b_rest.events.is_empty(), "{:?}", b_rest.events);
+    assert_eq!(b_rest.next_after, b_page.next_after);
+    let delivered = drain_deliveries(s, h.id, hook).await;
+    assert!(!delivered.contains(&solo_profile), "{delivered:?}");
+    let listed = s.list_webhooks(h.id, b).await.unwrap();
+    assert_eq!(listed[0].delivered_seq, b_page.next_after, "moved past");
+    // Once B holds a contact in that profile, B sees its whole history, and its webhook
+    // receives what happens to it.
+    let b_solo = upsert(
+        s,
+        h.id,
+        b_email,
+        "b-solo",
+        &[("display_email", "solo@x.example")],
+    )
+    .await;
+    assert_eq!(b_solo.contact.profile_id, solo_profile);
+    let b_events = s.events_after(h.id, b, 0, 1000).await.unwrap();
+    assert!(about_solo(&b_events) >= 2, "{b_events:?}");
+    assert!(
+        drain_deliveries(s, h.id, hook)
+            .await
+            .contains(&solo_profile)
+    );
     t.finish(h.id).await;
+}
+
+/// Delivers everything due to `hook` (each try a success); the profiles of the events sent.
+async fn drain_deliveries(
+    s: &AnyStore,
+    hub: cdh_store::model::HubId,
+    hook: cdh_store::model::WebhookId,
+) -> Vec<cdh_store::model::ProfileId> {
+    let mut profiles = Vec::new();
+    for _ in 0..10_000 {
+        let due: Vec<_> = s
+            .due_deliveries(i64::MAX, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.hub_id == hub && d.endpoint_id == hook)
+            .collect();
+        let Some(d) = due.into_iter().next() else {
+            return profiles;
+        };
+        s.record_delivery(hub, hook, d.event.seq, d.attempt, Ok(200), None)
+            .await
+            .unwrap();
+        profiles.push(d.event.profile_id);
+    }
+    panic!("deliveries never ran out");
 }
 
 conformance!(

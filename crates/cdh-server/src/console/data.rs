@@ -14,7 +14,9 @@ use crate::console::profile::short_time;
 use crate::console::session::Viewer;
 use crate::error::ApiError;
 use crate::routes::exports::{ExportFormatName, export_file, export_request};
-use crate::routes::imports::{ImportKey, OnUnmatched, check_rate, import_params, rows};
+use crate::routes::imports::{
+    ImportKey, OnUnmatched, check_rate, import_params, queue_import, rows,
+};
 use crate::routes::tasks::queue_exclusive_task;
 use crate::state::AppState;
 use crate::wire;
@@ -104,8 +106,8 @@ pub async fn import(
         check_rate(&state, &caller)?;
         let parsed = rows::read_csv(bytes.clone()).await?;
         let on_unmatched = form.field("create_unmatched").map(|_| OnUnmatched::Create);
-        let params = import_params(&caller, key, on_unmatched, parsed)?;
-        queue_exclusive_task(&state, &caller, TaskKind::Import, &params).await
+        let import = import_params(&caller, key, on_unmatched, parsed)?;
+        queue_import(&state, &caller, import).await
     };
     match attempt.await {
         Ok(task) => Ok(Redirect::to(&format!("/tasks/{task}")).into_response()),

@@ -53,8 +53,9 @@ pub struct EventView {
 pub struct EventPage {
     /// Oldest first.
     pub items: Vec<EventView>,
-    /// Pass as `after` to read on; it is the last event's id, or the `after` given when there
-    /// is nothing new (poll again with it).
+    /// Pass as `after` to read on; it is the last event's id, or past events of a partner
+    /// connection about profiles with no contact of yours, or the `after` given when there is
+    /// nothing new (poll again with it).
     pub next_cursor: Option<String>,
 }
 
@@ -120,14 +121,13 @@ async fn events(
             "`limit` must be between 1 and 1000",
         ));
     }
-    let events = state
+    let page = state
         .store
-        .events_after(caller.hub, caller.org, after, limit)
+        .events_page(caller.hub, caller.org, after, limit)
         .await?;
-    let next = events.last().map_or(after, |e| e.seq);
     Ok(axum::Json(EventPage {
-        items: events.into_iter().map(view).collect(),
-        next_cursor: Some(next.to_string()),
+        items: page.events.into_iter().map(view).collect(),
+        next_cursor: Some(page.next_after.to_string()),
     }))
 }
 

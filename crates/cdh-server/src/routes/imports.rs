@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use cdh_store::model::{FailedRow, ImportOutcome, TaskKind};
+use cdh_store::model::{FailedRow, ImportOutcome, TaskId, TaskKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use crate::auth::{OrgCaller, Principal, Scope};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::json::{ApiQuery, parse_json};
-use crate::routes::tasks::{TaskAccepted, TaskView, load_task, queue_exclusive};
+use crate::routes::tasks::{TaskAccepted, TaskView, load_task};
 use crate::state::AppState;
 use crate::worker::import::{ImportParams, with_rejected_rows};
 
@@ -203,8 +203,14 @@ async fn create_import(
     })
     .await
     .map_err(|e| ApiError::internal(format!("the import could not be read: {e}")))??;
-    let params = import_params(caller, key, on_unmatched, parsed)?;
-    queue_exclusive(&state, caller, TaskKind::Import, &params).await
+    let import = import_params(caller, key, on_unmatched, parsed)?;
+    let task = queue_import(&state, caller, import).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(TaskAccepted {
+            task_id: crate::wire::id(task),
+        }),
+    ))
 }
 
 /// Refuses a 16th import within a minute (`429` with the seconds to wait).
@@ -222,27 +228,53 @@ pub(crate) fn check_rate(state: &AppState, caller: &OrgCaller) -> ApiResult<()> 
         })
 }
 
+/// An import ready to queue: its parameters, and its rows as the task keeps them.
+pub(crate) struct ReadyImport {
+    params: ImportParams,
+    rows: String,
+}
+
+/// Queues an import (one at a time per organization, else `409 import_in_progress`) and
+/// wakes the worker.
+pub(crate) async fn queue_import(
+    state: &AppState,
+    caller: &OrgCaller,
+    import: ReadyImport,
+) -> ApiResult<TaskId> {
+    let params =
+        serde_json::to_value(&import.params).map_err(|e| ApiError::internal(e.to_string()))?;
+    let task = state
+        .store
+        .start_import_task(caller.hub, caller.org, &params, import.rows)
+        .await?;
+    state.worker.notify();
+    Ok(task)
+}
+
 /// The task parameters of parsed rows (an import with no rows is refused).
 pub(crate) fn import_params(
     caller: &OrgCaller,
     key: ImportKey,
     on_unmatched: Option<OnUnmatched>,
     parsed: rows::ParsedRows,
-) -> ApiResult<ImportParams> {
+) -> ApiResult<ReadyImport> {
     if parsed.total() == 0 {
         return Err(ApiError::invalid_field(
             "profiles",
             "the import has no profiles",
         ));
     }
-    Ok(ImportParams {
+    let params = ImportParams {
         organization_id: caller.org,
         import_key: key.as_str().to_owned(),
         create_unmatched: on_unmatched.unwrap_or_default() == OnUnmatched::Create,
         actor: caller.actor(),
         total: parsed.total() as u64,
-        rows: parsed.rows,
         rejected_rows: parsed.rejected,
+    };
+    Ok(ReadyImport {
+        params,
+        rows: parsed.rows.finish(),
     })
 }
 

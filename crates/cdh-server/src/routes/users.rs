@@ -1,17 +1,19 @@
-//! Console users of an organization: create one (`POST /v1/organizations/{id}/users`) and
-//! list them. The operator or the organization's admin may; another organization is told
-//! the organization does not exist. Password hashes never leave the server.
+//! Console users of an organization: create one (`POST /v1/organizations/{id}/users`), list
+//! them, change one's password or role (`PATCH .../users/{user_id}`) and remove one
+//! (`DELETE`). The operator or the organization's admin may; another organization is told
+//! the organization does not exist. Password hashes never leave the server; a new password
+//! and a removal end the user's console sessions at once.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cdh_store::model::{ConsoleUser, Role};
+use cdh_store::model::{ConsoleUser, Role, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Principal;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::ApiJson;
 use crate::routes::bootstrap::managed_org;
 use crate::state::AppState;
@@ -19,7 +21,9 @@ use crate::wire::{self, OrgRef};
 
 /// The routes of this group.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_user, list_users))
+    OpenApiRouter::new()
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(update_user, remove_user))
 }
 
 /// What a console user may do.
@@ -61,6 +65,17 @@ pub struct NewUser {
     pub password: String,
     /// What they may do.
     pub role: UserRole,
+}
+
+/// `PATCH /v1/organizations/{id}/users/{user_id}`: at least one of the two.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// A new password, at least 10 characters; every console session of the user ends.
+    #[schema(min_length = 10, max_length = 1024)]
+    pub password: Option<String>,
+    /// A new role, in force from the user's next request.
+    pub role: Option<UserRole>,
 }
 
 /// A console user (never their password or its hash).
@@ -130,6 +145,59 @@ async fn list_users(
         items: users.into_iter().map(|u| user_view(org, u)).collect(),
         next_cursor: None,
     }))
+}
+
+/// Changes a console user's password (ending every session of theirs at once) or role
+/// (operator, or the organization's admin).
+#[utoipa::path(patch, path = "/v1/organizations/{id}/users/{user_id}", tag = "bootstrap",
+    params(("id" = String, Path, description = "The organization"),
+           ("user_id" = String, Path, description = "The user")),
+    request_body = UserPatch,
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+async fn update_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, user_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UserPatch>,
+) -> ApiResult<axum::Json<UserView>> {
+    let org = managed_org(&state, &principal, &id).await?;
+    let user_id: UserId = wire::parse_id(&user_id, "user")?;
+    if body.password.is_none() && body.role.is_none() {
+        return Err(ApiError::invalid_field(
+            "password",
+            "give a new `password`, a new `role`, or both",
+        ));
+    }
+    let user = crate::users::update_user(
+        &state,
+        org.hub,
+        org.org,
+        user_id,
+        body.password.as_deref(),
+        body.role.map(Role::from),
+    )
+    .await?;
+    Ok(axum::Json(user_view(org, user)))
+}
+
+/// Removes a console user; their console sessions end with them (operator, or the
+/// organization's admin).
+#[utoipa::path(delete, path = "/v1/organizations/{id}/users/{user_id}", tag = "bootstrap",
+    params(("id" = String, Path, description = "The organization"),
+           ("user_id" = String, Path, description = "The user")),
+    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn remove_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, user_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let org = managed_org(&state, &principal, &id).await?;
+    let user_id: UserId = wire::parse_id(&user_id, "user")?;
+    state.store.remove_user(org.hub, org.org, user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn user_view(org: OrgRef, user: ConsoleUser) -> UserView {

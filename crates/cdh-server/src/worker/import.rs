@@ -1,7 +1,8 @@
-//! Runs an import task: the rows parsed by `POST /v1/imports` go to the store in one call,
-//! and the rows the request already refused are added to the outcome's failures.
+//! Runs an import task: the rows parsed by `POST /v1/imports`, kept apart from the task's
+//! params, go to the store in one call that reads them a batch at a time, and the rows the
+//! request already refused are added to the outcome's failures.
 
-use cdh_store::model::{FailedRow, HubId, ImportOutcome, ImportRow, OrganizationId, Task};
+use cdh_store::model::{FailedRow, HubId, ImportOutcome, ImportRowsText, OrganizationId, Task};
 use serde::{Deserialize, Serialize};
 
 use super::{TaskError, TaskOutcome};
@@ -20,8 +21,6 @@ pub struct ImportParams {
     pub actor: String,
     /// Rows in all, refused ones included.
     pub total: u64,
-    /// The rows to write.
-    pub rows: Vec<ImportRow>,
     /// Rows the request refused before queueing (unknown field, wrong type, ...).
     pub rejected_rows: Vec<FailedRow>,
 }
@@ -33,13 +32,20 @@ pub async fn run(state: &AppState, hub: HubId, task: &Task) -> TaskOutcome {
             "the import's stored parameters are unreadable: {e}"
         ))
     })?;
+    let text = state
+        .store
+        .import_task_rows(hub, task.id)
+        .await?
+        .ok_or_else(|| TaskError::Failed("the import's rows are gone".to_owned()))?;
+    let rows = ImportRowsText::parse(&text)
+        .map_err(|e| TaskError::Failed(format!("the import's stored rows are unreadable: {e}")))?;
     let outcome = state
         .store
         .import_rows(
             hub,
             params.organization_id,
             &params.import_key,
-            &params.rows,
+            &rows,
             params.create_unmatched,
             &params.actor,
             Some(task.id),

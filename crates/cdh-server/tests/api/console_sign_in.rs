@@ -4,6 +4,7 @@
 //! sign-out ends every copy of the session, and cookies are `Secure` behind https.
 
 use reqwest::StatusCode;
+use serde_json::json;
 
 use crate::console::{Console, PASSWORD, user};
 
@@ -147,6 +148,206 @@ async fn sign_out_everywhere(app: &TestApp) {
 crate::both!(
     signing_out_ends_every_copy_of_the_session,
     sign_out_everywhere
+);
+
+/// The id of the organization's user with this email.
+async fn user_id(app: &TestApp, org: &crate::support::Org, email: &str) -> String {
+    let list = app
+        .get(&format!("/v1/organizations/{}/users", org.id), &org.admin)
+        .await
+        .expect(200);
+    list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == email)
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no user {email}: {}", list.body))
+}
+
+/// Whether a session cookie still opens a console page.
+async fn opens(app: &TestApp, cookie_header: &str) -> bool {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(app.url("/contacts"))
+        .header("cookie", cookie_header)
+        .send()
+        .await
+        .unwrap();
+    match response.status() {
+        StatusCode::OK => true,
+        StatusCode::SEE_OTHER => false,
+        other => panic!("GET /contacts answered {other}"),
+    }
+}
+
+async fn password_change_and_removal(app: &TestApp) {
+    let org = app.org("Brand").await;
+    // Of the same brand, so its users' ids are of the same hub as ours.
+    let other = app.org_in_brand("Other", &org).await;
+    user(app, &org, "ann@example.com", "admin").await;
+    user(app, &org, "bob@example.com", "agent").await;
+    user(app, &other, "cid@example.com", "agent").await;
+    let (ann, bob) = (
+        user_id(app, &org, "ann@example.com").await,
+        user_id(app, &org, "bob@example.com").await,
+    );
+    let cid = user_id(app, &other, "cid@example.com").await;
+    let mut ann_console = Console::new(app);
+    ann_console.sign_in(&org.id, "ann@example.com").await;
+    let mut bob_console = Console::new(app);
+    bob_console.sign_in(&org.id, "bob@example.com").await;
+    let (ann_cookie, bob_cookie) = (ann_console.cookie_header(), bob_console.cookie_header());
+    assert!(opens(app, &ann_cookie).await && opens(app, &bob_cookie).await);
+    let users = format!("/v1/organizations/{}/users", org.id);
+
+    // A new password ends every session of the user at once; the new one signs in.
+    let changed = app
+        .patch(
+            &format!("{users}/{ann}"),
+            &org.admin,
+            json!({"password": "a brand new password"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(changed.body["role"], "admin", "{}", changed.body);
+    assert!(changed.body.get("password").is_none(), "{}", changed.body);
+    assert!(
+        !opens(app, &ann_cookie).await,
+        "the password change ended it"
+    );
+    assert!(
+        opens(app, &bob_cookie).await,
+        "another user's session goes on"
+    );
+    let mut again = Console::new(app);
+    again.get(&format!("/sign-in?org={}", org.id)).await;
+    let old = again
+        .post(
+            "/sign-in",
+            &[
+                ("organization", &org.id),
+                ("email", "ann@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_ne!(
+        old.status,
+        StatusCode::SEE_OTHER,
+        "the old password is over"
+    );
+    let new = again
+        .post(
+            "/sign-in",
+            &[
+                ("organization", &org.id),
+                ("email", "ann@example.com"),
+                ("password", "a brand new password"),
+            ],
+        )
+        .await;
+    assert_eq!(new.status, StatusCode::SEE_OTHER, "{}", new.html);
+
+    // A new role holds at once and ends nothing.
+    let promoted = app
+        .patch(
+            &format!("{users}/{bob}"),
+            &org.admin,
+            json!({"role": "admin"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(promoted.body["role"], "admin");
+    assert!(opens(app, &bob_cookie).await);
+
+    // A removed user's sessions end with them.
+    app.delete(&format!("{users}/{bob}"), &org.admin)
+        .await
+        .expect(204);
+    assert!(!opens(app, &bob_cookie).await, "the removal ended it");
+    let listed = app.get(&users, &org.admin).await.expect(200);
+    assert!(!listed.text.contains("bob@"), "{}", listed.text);
+    app.delete(&format!("{users}/{bob}"), &org.admin)
+        .await
+        .expect(404);
+
+    // Bad changes are refused and change nothing.
+    for (body, field) in [
+        (json!({}), "password"),
+        (json!({"password": "short"}), "password"),
+        (json!({"role": "owner"}), ""),
+        (
+            json!({"password": "a long password", "email": "x@example.com"}),
+            "",
+        ),
+    ] {
+        let refused = app
+            .patch(&format!("{users}/{ann}"), &org.admin, body.clone())
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            refused.text
+        );
+        if !field.is_empty() {
+            assert_eq!(
+                refused.body["error"]["details"]["field"], field,
+                "{}",
+                refused.text
+            );
+        }
+    }
+    // Another organization's user is not found through this organization, nor by its admin.
+    app.patch(
+        &format!("{users}/{cid}"),
+        &org.admin,
+        json!({"role": "admin"}),
+    )
+    .await
+    .expect(404);
+    app.delete(&format!("{users}/{cid}"), &org.admin)
+        .await
+        .expect(404);
+    app.delete(
+        &format!("/v1/organizations/{}/users/{cid}", other.id),
+        &org.admin,
+    )
+    .await
+    .expect(404);
+    app.delete(&format!("{users}/not-an-id"), &org.admin)
+        .await
+        .expect(404);
+    let theirs = app
+        .get(
+            &format!("/v1/organizations/{}/users", other.id),
+            &other.admin,
+        )
+        .await
+        .expect(200);
+    assert_eq!(theirs.body["items"][0]["role"], "agent", "{}", theirs.body);
+    // The refused changes left ann's new password in force.
+    let mut last = Console::new(app);
+    last.get(&format!("/sign-in?org={}", org.id)).await;
+    let page = last
+        .post(
+            "/sign-in",
+            &[
+                ("organization", &org.id),
+                ("email", "ann@example.com"),
+                ("password", "a brand new password"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+}
+crate::both!(
+    a_password_change_or_a_removal_ends_the_users_sessions,
+    password_change_and_removal
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

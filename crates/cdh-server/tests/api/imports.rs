@@ -407,6 +407,14 @@ async fn caps(app: &TestApp) {
         .await
         .unwrap();
     assert!(stored.params.get("rows").is_none(), "{}", stored.params);
+    let rows = app
+        .handle
+        .state
+        .store
+        .import_task_rows(hub, task.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rows, None, "a finished import keeps its rows");
     assert!(
         !stored.params.to_string().contains("Ann"),
         "{}",

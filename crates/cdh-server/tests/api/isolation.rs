@@ -94,6 +94,7 @@ fn row(method: &str, path: &str) -> Option<(Access, Owner)> {
         ("GET" | "POST", "/v1/organizations/{id}/tokens") => (Manager, Organization),
         ("DELETE", "/v1/organizations/{id}/tokens/{token_id}") => (Manager, Organization),
         ("GET" | "POST", "/v1/organizations/{id}/users") => (Manager, Organization),
+        ("PATCH" | "DELETE", "/v1/organizations/{id}/users/{user_id}") => (Manager, Organization),
         ("GET", "/v1/channels") => (Token(Read), Caller),
         ("POST", "/v1/channels") => (Token(Admin), Caller),
         ("POST", "/v1/contacts") => (Token(Write), Body),
@@ -312,9 +313,9 @@ impl World {
         })
     }
 
-    /// The path with the owner's resources in it (a fresh token or webhook to delete each
-    /// time).
-    async fn path(&self, app: &TestApp, method: &str, template: &str) -> String {
+    /// The path with the owner's resources in it (a fresh token, user or webhook to change or
+    /// delete each time).
+    async fn path(&self, app: &TestApp, method: &str, template: &str, n: usize) -> String {
         let mut path = template.replace(
             "/organizations/{id}",
             &format!("/organizations/{}", self.owner.id),
@@ -330,6 +331,19 @@ impl World {
                 .expect(201)
                 .str("id");
             path = path.replace("{token_id}", &fresh);
+        }
+        if path.contains("{user_id}") {
+            let fresh = app
+                .post(
+                    &format!("/v1/organizations/{}/users", self.owner.id),
+                    OPERATOR,
+                    json!({"email": format!("fresh-{n}@a.example"),
+                        "password": "a long password", "role": "agent"}),
+                )
+                .await
+                .expect(201)
+                .str("id");
+            path = path.replace("{user_id}", &fresh);
         }
         let id = if path.starts_with("/v1/contacts/") {
             &self.contact
@@ -383,6 +397,9 @@ impl World {
             ("POST", "/v1/contacts/{id}/conversations") => json!({"direction": "in", "text": "hi",
                 "sent_at": "2026-12-01T00:00:00Z"}),
             ("PATCH", "/v1/profiles/{id}") => json!({"fields": {"gender": "f"}}),
+            ("PATCH", "/v1/organizations/{id}/users/{user_id}") => {
+                json!({"password": "another long password"})
+            }
             ("PUT", "/v1/hub") => json!({"cross_product": false}),
             ("POST", "/v1/unification/previews") => {
                 json!({"keys": ["display_email"], "suspicious_threshold": 1})
@@ -413,14 +430,14 @@ async fn matrix(app: &TestApp) {
             }
         }
     }
-    assert!(operations.len() >= 36, "{operations:?}");
+    assert!(operations.len() >= 38, "{operations:?}");
     let mut n = 0;
     for (method, template) in &operations {
         let (access, owner) = row(method, template)
             .unwrap_or_else(|| panic!("{method} {template} has no row in the isolation matrix"));
         for caller in CALLERS {
             n += 1;
-            let path = world.path(app, method, template).await;
+            let path = world.path(app, method, template, n).await;
             let body = world.body(method, template, n);
             let reply = app
                 .call(

@@ -92,6 +92,24 @@ pub struct ConsoleUser {
     pub session_epoch: i64,
 }
 
+/// What an admin changes of a console user; at least one part is `Some`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserChange {
+    /// A new password's hash (the server hashes it); ends the user's sessions.
+    pub password_hash: Option<String>,
+    /// A new role.
+    pub role: Option<Role>,
+}
+
+/// A page of the events feed as an organization reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventsPage {
+    /// The events it sees, in order.
+    pub events: Vec<Event>,
+    /// Where the next page starts: the last event read, seen or not (`after` when none).
+    pub next_after: i64,
+}
+
 /// A webhook endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct WebhookEndpoint {

@@ -17,14 +17,18 @@ pub use crate::ids::{
 pub type Millis = i64;
 
 pub use access::{
-    ConsoleUser, Delivery, DeliveryLog, IssuedToken, Role, TokenGrant, TokenInfo, WebhookEndpoint,
+    ConsoleUser, Delivery, DeliveryLog, EventsPage, IssuedToken, Role, TokenGrant, TokenInfo,
+    UserChange, WebhookEndpoint,
 };
 pub use contacts::{
     Contact, ContactInput, FieldValue, InvalidField, TimelineEntry, Unification, Upserted,
 };
 pub use profiles::{Cause, Event, LedgerEntry, Page, Profile, ProfileMember};
 pub use setup::{Channel, Connection, NewChannel, Organization, Realm, RealmSettings};
-pub use tasks::{ExportRow, FailedRow, ImportOutcome, ImportRow, Task, TaskKind, TaskStatus};
+pub use tasks::{
+    ExportRow, FailedRow, ImportOutcome, ImportRow, ImportRowsText, ImportRowsWriter, ImportSource,
+    Task, TaskKind, TaskStatus,
+};
 pub use unification::{
     AppliedSetting, ChainLink, PreviewConflict, PreviewProfile, PreviewReport, PreviewSample,
     StoredPreview, SuspiciousValue, UnifySetting,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::error::{Resource, StoreError, StoreResult};
 use crate::model::{
     ConsoleUser, HubId, IssuedToken, Millis, OrganizationId, Role, TokenGrant, TokenId, TokenInfo,
-    UserId,
+    UserChange, UserId,
 };
 use crate::ops::setup::{ensure_organization, missing_parent};
 use crate::port::Access;
@@ -313,5 +313,53 @@ impl<B: Adapter> Access for B {
         )
         .await?;
         rows.into_iter().map(UserRow::into_user).collect()
+    }
+
+    async fn update_user(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        id: UserId,
+        change: UserChange,
+    ) -> StoreResult<ConsoleUser> {
+        let mut tx = self.begin_write().await?;
+        // One statement: the new hash and the end of the old sessions commit together.
+        let row: UserRow = fetch_one::<B, _>(
+            &mut tx,
+            query(format!(
+                "UPDATE console_users SET \
+                 password_hash = COALESCE($4, password_hash), \
+                 role = COALESCE($5, role), \
+                 session_epoch = session_epoch + CASE WHEN $4 IS NULL THEN 0 ELSE 1 END \
+                 WHERE hub_id = $1 AND organization_id = $2 AND id = $3 \
+                 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(hub)
+            .bind(org)
+            .bind(id)
+            .bind(change.password_hash)
+            .bind(change.role.map(|role| role.as_str().to_owned())),
+            Resource::User,
+        )
+        .await?;
+        B::commit(tx).await?;
+        row.into_user()
+    }
+
+    async fn remove_user(&self, hub: HubId, org: OrganizationId, id: UserId) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let _: (UserId,) = fetch_one::<B, _>(
+            &mut tx,
+            query(
+                "DELETE FROM console_users \
+                 WHERE hub_id = $1 AND organization_id = $2 AND id = $3 RETURNING id",
+            )
+            .bind(hub)
+            .bind(org)
+            .bind(id),
+            Resource::User,
+        )
+        .await?;
+        B::commit(tx).await
     }
 }

@@ -1,13 +1,14 @@
 //! [`Events`] for every backend: the events feed and webhook endpoints with their
 //! deliveries. Each endpoint walks the events of its organization's realms (its own, and its
 //! connection's) with its own cursor, one event at a time, so events arrive in order and a
-//! failing endpoint holds back only itself.
+//! failing endpoint holds back only itself. Of a connection's events, an organization reads
+//! and receives only those about profiles holding a contact of its (`feed::numbered_events`).
 
 use async_trait::async_trait;
 
 use crate::error::{Rejection, Resource, StoreError, StoreResult};
 use crate::model::{
-    ConnectionId, Delivery, DeliveryLog, Event, HubId, Millis, OrganizationId, Realm,
+    ConnectionId, Delivery, DeliveryLog, EventsPage, HubId, Millis, OrganizationId, Realm,
     WebhookEndpoint, WebhookId,
 };
 use crate::ops::feed::numbered_events;
@@ -18,6 +19,12 @@ use crate::sql::{Adapter, fetch_one, query};
 
 /// The longest URL and secret accepted.
 const MAX_WEBHOOK_TEXT: usize = 2048;
+
+/// How many times one page of the feed reads on past events the reader does not see.
+const FEED_READS_PER_PAGE: usize = 4;
+
+/// Events a connected organization's endpoint reads ahead for the next one it sees.
+const DELIVERY_LOOKAHEAD: u32 = 100;
 
 /// A webhook endpoint due for a try, as read across hubs, with its hub's last event number
 /// and its organization's connection.
@@ -58,13 +65,13 @@ struct DeliveryRow {
 
 #[async_trait]
 impl<B: Adapter> Events for B {
-    async fn events_after(
+    async fn events_page(
         &self,
         hub: HubId,
         org: OrganizationId,
         after: i64,
         limit: u32,
-    ) -> StoreResult<Vec<Event>> {
+    ) -> StoreResult<EventsPage> {
         let realms = {
             let mut conn = self.acquire().await?;
             load_realm::<B>(&mut conn, hub, org)
@@ -72,7 +79,26 @@ impl<B: Adapter> Events for B {
                 .visible_realms(org)
         };
         self.sequence_events(Some(hub)).await?;
-        numbered_events(self, hub, &realms, after, limit).await
+        let limit = limit.clamp(1, 10_000);
+        let mut page = EventsPage {
+            events: Vec::new(),
+            next_after: after,
+        };
+        // Events of a connection's profiles the organization has no contact in are left out;
+        // read on (a bounded number of times) rather than answer a short page.
+        for _ in 0..FEED_READS_PER_PAGE {
+            let room = limit - page.events.len() as u32;
+            let read = numbered_events(self, hub, org, &realms, page.next_after, room).await?;
+            page.events.extend(read.events);
+            match read.read_to {
+                Some(seq) => page.next_after = seq,
+                None => break,
+            }
+            if page.events.len() as u32 >= limit {
+                break;
+            }
+        }
+        Ok(page)
     }
 
     async fn create_webhook(
@@ -195,13 +221,27 @@ impl<B: Adapter> Events for B {
         };
         let mut deliveries = Vec::with_capacity(due.len());
         for row in due {
-            let next =
-                numbered_events(self, row.hub_id, &row.realms(), row.delivered_seq, 1).await?;
-            let Some(event) = next.into_iter().next() else {
-                // Every event up to the hub's last number read above is of realms the
-                // organization does not see: move past them, or the endpoint stays due and
-                // crowds out the others.
-                skip_unseen_events::<B>(self, &row).await?;
+            let realms = row.realms();
+            let next = numbered_events(
+                self,
+                row.hub_id,
+                row.organization_id,
+                &realms,
+                row.delivered_seq,
+                // Only a connection's events can be left out; read past a few of them at once.
+                if row.connection_id.is_some() {
+                    DELIVERY_LOOKAHEAD
+                } else {
+                    1
+                },
+            )
+            .await?;
+            let Some(event) = next.events.into_iter().next() else {
+                // The events read (or, when none was, every event up to the hub's last number
+                // read above) are ones the organization does not see: move past them, or the
+                // endpoint stays due and crowds out the others.
+                let past = next.read_to.unwrap_or(row.hub_event_seq);
+                skip_unseen_events::<B>(self, &row, past).await?;
                 continue;
             };
             deliveries.push(Delivery {
@@ -324,7 +364,7 @@ impl<B: Adapter> Events for B {
 
 /// Moves an endpoint's cursor to its hub's last event number read with it, unless a try was
 /// recorded meanwhile.
-async fn skip_unseen_events<B: Adapter>(store: &B, row: &DueRow) -> StoreResult<()> {
+async fn skip_unseen_events<B: Adapter>(store: &B, row: &DueRow, past: i64) -> StoreResult<()> {
     let mut tx = store.begin_write().await?;
     B::execute(
         &mut tx,
@@ -334,7 +374,7 @@ async fn skip_unseen_events<B: Adapter>(store: &B, row: &DueRow) -> StoreResult<
         )
         .bind(row.hub_id)
         .bind(row.id)
-        .bind(row.hub_event_seq)
+        .bind(past)
         .bind(row.delivered_seq),
     )
     .await?;

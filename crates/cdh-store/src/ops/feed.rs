@@ -1,12 +1,15 @@
 //! The events feed: numbering events in commit order, appending them, and reading them back
 //! with an apply's merged ranges expanded (see `merged_range`).
 
+use std::collections::HashMap;
+
 use crate::error::{StoreError, StoreResult};
 use crate::merged_range::{MERGED_RANGE_KIND, MergedRange};
-use crate::model::{Event, HubId, Millis, ProfileId, Realm};
+use crate::model::{Event, HubId, Millis, OrganizationId, ProfileId, Realm};
 use crate::ops::profiles::{LEDGER_COLUMNS, LedgerRow};
 use crate::plan::unify::{NewEvent, merged_event};
 use crate::sql::batch::queue_events;
+use crate::sql::text::buckets_of;
 use crate::sql::{Adapter, WriteBatch, query};
 
 /// Appends events of `realm` at `at`, numbering them after the hub's last one.
@@ -70,23 +73,38 @@ struct EventRow {
     payload: String,
 }
 
-/// Events of `realms` already numbered, after `after`, in order, at most `limit`; a row of
-/// kind `MERGED_RANGE_KIND` is expanded into its `profile.merged` events. Pending events are
-/// not seen: number them first (`EventNumbers::sequence_events`).
+/// A page of the feed as one organization reads it.
+pub(crate) struct FeedPage {
+    /// The events it sees, in order.
+    pub events: Vec<Event>,
+    /// The number of the last event read, seen or not (where the next page starts); `None`
+    /// when there was none.
+    pub read_to: Option<i64>,
+}
+
+/// Events of `realms` already numbered, after `after`, in order, at most `limit`, as
+/// organization `reader` sees them: every event of its own realm, and of a connection's
+/// realm only those about a profile that holds a contact of `reader` now ("events about a
+/// profile go to every organization that has a contact in it"). A row of kind
+/// `MERGED_RANGE_KIND` is expanded into its `profile.merged` events. Pending events are not
+/// seen: number them first (`EventNumbers::sequence_events`).
 ///
-/// Each realm's rows are read by its index, at most `limit` of them, and merged in order:
-/// since every row is at least one event, the first `limit` events of the merge are the
-/// first `limit` of all the realms' events.
+/// At most `limit` events are read; those of profiles the reader has no contact in are
+/// left out, so a page may hold fewer (see `read_to`).
 pub(crate) async fn numbered_events<B: Adapter>(
     store: &B,
     hub: HubId,
+    reader: OrganizationId,
     realms: &[Realm],
     after: i64,
     limit: u32,
-) -> StoreResult<Vec<Event>> {
+) -> StoreResult<FeedPage> {
     let limit = i64::from(limit.clamp(1, 10_000));
     let mut conn = store.acquire().await?;
-    let mut rows: Vec<EventRow> = Vec::new();
+    // Each realm's rows are read by its index, at most `limit` of them, and merged in order:
+    // since every row is at least one event, the first `limit` events of the merge are the
+    // first `limit` of all the realms' events.
+    let mut rows: Vec<(EventRow, bool)> = Vec::new();
     for realm in realms {
         let of_realm: Vec<EventRow> = B::fetch_all(
             &mut conn,
@@ -100,12 +118,13 @@ pub(crate) async fn numbered_events<B: Adapter>(
             .bind(limit),
         )
         .await?;
-        rows.extend(of_realm);
+        let shared = matches!(realm, Realm::Connection(_));
+        rows.extend(of_realm.into_iter().map(|row| (row, shared)));
     }
-    rows.sort_unstable_by_key(|row| row.seq);
-    let mut events = Vec::with_capacity(rows.len().min(limit as usize));
-    for row in rows {
-        let room = limit - events.len() as i64;
+    rows.sort_unstable_by_key(|(row, _)| row.seq);
+    let mut read: Vec<(Event, bool)> = Vec::with_capacity(rows.len().min(limit as usize));
+    for (row, shared) in rows {
+        let room = limit - read.len() as i64;
         if room <= 0 {
             break;
         }
@@ -113,18 +132,71 @@ pub(crate) async fn numbered_events<B: Adapter>(
             let range: MergedRange = serde_json::from_str(&row.payload)?;
             let from = range.first.max(after + 1);
             let to = row.seq.min(from + room - 1);
-            expand_merged_range::<B>(&mut conn, hub, &range, from..=to, &mut events).await?;
+            let mut expanded = Vec::new();
+            expand_merged_range::<B>(&mut conn, hub, &range, from..=to, &mut expanded).await?;
+            read.extend(expanded.into_iter().map(|event| (event, shared)));
         } else {
-            events.push(Event {
+            let event = Event {
                 seq: row.seq,
                 at: row.at,
                 kind: row.kind,
                 profile_id: row.profile_id,
                 payload: serde_json::from_str(&row.payload)?,
-            });
+            };
+            read.push((event, shared));
         }
     }
-    Ok(events)
+    let read_to = read.last().map(|(event, _)| event.seq);
+    // One check per profile of the page, only for events of a connection's realm.
+    let mut seen_by_reader: HashMap<ProfileId, bool> = HashMap::new();
+    let mut events = Vec::with_capacity(read.len());
+    for (event, shared) in read {
+        if shared {
+            let seen = match seen_by_reader.get(&event.profile_id) {
+                Some(seen) => *seen,
+                None => {
+                    let seen =
+                        has_contact_of::<B>(&mut conn, hub, event.profile_id, reader).await?;
+                    seen_by_reader.insert(event.profile_id, seen);
+                    seen
+                }
+            };
+            if !seen {
+                continue;
+            }
+        }
+        events.push(event);
+    }
+    Ok(FeedPage { events, read_to })
+}
+
+/// Whether the live profile of `profile` (itself, or the one it was merged into) holds a
+/// contact of `org`.
+async fn has_contact_of<B: Adapter>(
+    conn: &mut B::Conn,
+    hub: HubId,
+    profile: ProfileId,
+    org: OrganizationId,
+) -> StoreResult<bool> {
+    let j = B::ORDERED_JOIN;
+    let found: Option<(ProfileId,)> = B::fetch_optional(
+        conn,
+        query(format!(
+            "SELECT e.id FROM profiles e \
+             {j} profiles p ON p.hub_id = e.hub_id AND p.id = COALESCE(e.merged_into, e.id) \
+             WHERE e.hub_id = $1 AND e.id = $2 AND EXISTS (SELECT 1 FROM ({}) b \
+               {j} memberships m ON m.hub_id = $1 AND m.bucket_id = b.bucket_id \
+               {j} contacts c ON c.hub_id = m.hub_id AND c.id = m.contact_id \
+               {j} channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
+               WHERE ch.organization_id = $3)",
+            buckets_of("p.id")
+        ))
+        .bind(hub)
+        .bind(profile)
+        .bind(org),
+    )
+    .await?;
+    Ok(found.is_some())
 }
 
 /// The `profile.merged` events numbered `seqs` of a merged range, built from its ledger rows

@@ -30,7 +30,13 @@ pub(crate) const IMPORT_KEYS: [&str; 5] = [
     "customer_id",
 ];
 
-/// A checked row: its key value normalised, ready to write.
+/// A row that passed its check: its position in the import and its key value normalised.
+pub(crate) struct CheckedRow {
+    pub index: usize,
+    pub key_value: String,
+}
+
+/// A checked row read again to be written: its key value normalised.
 pub(crate) struct ReadyRow<'a> {
     pub row: &'a ImportRow,
     pub key_value: String,
@@ -70,11 +76,12 @@ impl ImportState {
 }
 
 /// Checks a row on its own: an import key value that normalises, and sound field names.
-pub(crate) fn check_import_row<'a>(
-    row: &'a ImportRow,
+/// Returns the key value normalised.
+pub(crate) fn check_import_row(
+    row: &ImportRow,
     key: &IdentifierField,
     normalizer: &mut Normalizer,
-) -> Result<ReadyRow<'a>, FailedRow> {
+) -> Result<String, FailedRow> {
     let fail = |code: &str, message: String| FailedRow {
         row: row.row,
         code: code.to_owned(),
@@ -93,10 +100,7 @@ pub(crate) fn check_import_row<'a>(
         }
     };
     match normalizer.normalize(key, raw) {
-        Ok(value) => Ok(ReadyRow {
-            row,
-            key_value: value.to_string(),
-        }),
+        Ok(value) => Ok(value.to_string()),
         Err(outcome) => {
             let reason = match outcome {
                 Outcome::Invalid(r) => r.code().to_owned(),

@@ -72,6 +72,59 @@ struct HubTaskRow {
     task: TaskRow,
 }
 
+/// Queues an import or export (with an import's rows), unless one of that kind is queued or
+/// running for the organization.
+async fn start_exclusive<B: Adapter>(
+    store: &B,
+    hub: HubId,
+    org: OrganizationId,
+    kind: TaskKind,
+    params: &serde_json::Value,
+    rows: Option<String>,
+) -> StoreResult<TaskId> {
+    if kind == TaskKind::Apply {
+        return Err(StoreError::Invalid(
+            "only import and export tasks are exclusive, not apply".to_owned(),
+        ));
+    }
+    let mut tx = store.begin_write().await?;
+    ensure_organization::<B>(&mut tx, hub, org).await?;
+    if let Some(task_id) = active_task::<B>(&mut tx, hub, org, kind).await? {
+        return Err(StoreError::TaskInProgress { kind, task_id });
+    }
+    let id = TaskId(B::next_id(&mut tx, hub).await?);
+    let inserted = B::execute(
+        &mut tx,
+        query(
+            "INSERT INTO tasks (hub_id, id, kind, status, done, total, params, created_at, \
+             organization_id, rows_text) VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5, $6, $7)",
+        )
+        .bind(hub)
+        .bind(id)
+        .bind(kind.as_str())
+        .bind(params.to_string())
+        .bind(store.clock().now())
+        .bind(org)
+        .bind(rows),
+    )
+    .await;
+    match inserted {
+        Ok(_) => {
+            B::commit(tx).await?;
+            Ok(id)
+        }
+        // A concurrent start won the unique index; name the task that holds it.
+        Err(error) => {
+            drop(tx);
+            let mut conn = store.acquire().await?;
+            match active_task::<B>(&mut conn, hub, org, kind).await? {
+                Some(task_id) => Err(StoreError::TaskInProgress { kind, task_id }),
+                None => Err(error),
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl<B: Adapter> Tasks for B {
     async fn start_task_exclusive(
@@ -81,46 +134,30 @@ impl<B: Adapter> Tasks for B {
         kind: TaskKind,
         params: &serde_json::Value,
     ) -> StoreResult<TaskId> {
-        if kind == TaskKind::Apply {
-            return Err(StoreError::Invalid(
-                "only import and export tasks are exclusive, not apply".to_owned(),
-            ));
-        }
-        let mut tx = self.begin_write().await?;
-        ensure_organization::<B>(&mut tx, hub, org).await?;
-        if let Some(task_id) = active_task::<B>(&mut tx, hub, org, kind).await? {
-            return Err(StoreError::TaskInProgress { kind, task_id });
-        }
-        let id = TaskId(B::next_id(&mut tx, hub).await?);
-        let inserted = B::execute(
-            &mut tx,
-            query(
-                "INSERT INTO tasks (hub_id, id, kind, status, done, total, params, created_at, \
-                 organization_id) VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5, $6)",
-            )
-            .bind(hub)
-            .bind(id)
-            .bind(kind.as_str())
-            .bind(params.to_string())
-            .bind(self.clock().now())
-            .bind(org),
+        start_exclusive(self, hub, org, kind, params, None).await
+    }
+
+    async fn start_import_task(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        params: &serde_json::Value,
+        rows: String,
+    ) -> StoreResult<TaskId> {
+        start_exclusive(self, hub, org, TaskKind::Import, params, Some(rows)).await
+    }
+
+    async fn import_task_rows(&self, hub: HubId, id: TaskId) -> StoreResult<Option<String>> {
+        let mut conn = self.acquire().await?;
+        let (rows,): (Option<String>,) = fetch_one::<B, _>(
+            &mut conn,
+            query("SELECT rows_text FROM tasks WHERE hub_id = $1 AND id = $2")
+                .bind(hub)
+                .bind(id),
+            Resource::Task,
         )
-        .await;
-        match inserted {
-            Ok(_) => {
-                B::commit(tx).await?;
-                Ok(id)
-            }
-            // A concurrent start won the unique index; name the task that holds it.
-            Err(error) => {
-                drop(tx);
-                let mut conn = self.acquire().await?;
-                match active_task::<B>(&mut conn, hub, org, kind).await? {
-                    Some(task_id) => Err(StoreError::TaskInProgress { kind, task_id }),
-                    None => Err(error),
-                }
-            }
-        }
+        .await?;
+        Ok(rows)
     }
 
     async fn get_task(&self, hub: HubId, id: TaskId) -> StoreResult<Task> {
@@ -277,17 +314,6 @@ impl<B: Adapter> Tasks for B {
         if n == 0 {
             return Err(StoreError::NotFound(Resource::Task));
         }
-        // An import's rows are its customers' values: they were kept only to run it.
-        B::execute(
-            &mut tx,
-            query(format!(
-                "UPDATE tasks SET params = {} WHERE hub_id = $1 AND id = $2 AND kind = 'import'",
-                B::PARAMS_WITHOUT_ROWS
-            ))
-            .bind(hub)
-            .bind(id),
-        )
-        .await?;
         B::commit(tx).await
     }
 

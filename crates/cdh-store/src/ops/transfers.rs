@@ -13,14 +13,14 @@ use cdh_core::IdentifierField;
 
 use crate::error::{Rejection, Resource, StoreError, StoreResult};
 use crate::model::{
-    ExportRow, FailedRow, HubId, ImportOutcome, ImportRow, Millis, OrganizationId, ProfileId,
+    ExportRow, FailedRow, HubId, ImportOutcome, ImportSource, Millis, OrganizationId, ProfileId,
     TaskId, UnifySetting,
 };
 use crate::ops::golden::golden_many;
 use crate::ops::import::{
-    IMPORT_BATCH, IMPORT_KEYS, ImportCheckpoint, ImportState, ImportTarget, RowOutcome,
-    check_import_row, import_one, import_row_alone, match_contacts, organization_scopes,
-    row_failure,
+    CheckedRow, IMPORT_BATCH, IMPORT_KEYS, ImportCheckpoint, ImportState, ImportTarget, ReadyRow,
+    RowOutcome, check_import_row, import_one, import_row_alone, match_contacts,
+    organization_scopes, row_failure,
 };
 use crate::ops::profiles::list_start;
 use crate::ops::setup::ensure_organization;
@@ -40,7 +40,7 @@ impl<B: Adapter> Transfers for B {
         hub: HubId,
         org: OrganizationId,
         import_key: &str,
-        rows: &[ImportRow],
+        rows: &dyn ImportSource,
         create: bool,
         actor: &str,
         task: Option<TaskId>,
@@ -66,11 +66,17 @@ impl<B: Adapter> Transfers for B {
             total: rows.len() as u64,
             ..ImportOutcome::default()
         };
-        let mut ready = Vec::with_capacity(rows.len());
-        for row in rows {
-            match check_import_row(row, &key, &mut normalizer) {
-                Ok(r) => ready.push(r),
+        // Checked one by one, keeping only what writing needs: a row's position and key value.
+        let mut ready: Vec<CheckedRow> = Vec::with_capacity(rows.len());
+        for index in 0..rows.len() {
+            let row = rows.row(index)?;
+            match check_import_row(&row, &key, &mut normalizer) {
+                Ok(key_value) => ready.push(CheckedRow { index, key_value }),
                 Err(failed) => outcome.failed_rows.push(failed),
+            }
+            if index % IMPORT_BATCH == IMPORT_BATCH - 1 {
+                // Parsing is CPU work on an async worker: let other requests in between.
+                tokio::task::yield_now().await;
             }
         }
         let scopes = {
@@ -97,7 +103,20 @@ impl<B: Adapter> Transfers for B {
         let start = tally.ready_done.min(ready.len());
         let checked_failures = outcome.failed_rows.len() as i64;
         let mut state = ImportState::default();
-        for batch in ready[start..].chunks(IMPORT_BATCH) {
+        for checked in ready[start..].chunks(IMPORT_BATCH) {
+            // The batch's rows are read again, typed, only while it is written.
+            let loaded = checked
+                .iter()
+                .map(|c| rows.row(c.index))
+                .collect::<Result<Vec<_>, _>>()?;
+            let batch: Vec<ReadyRow<'_>> = checked
+                .iter()
+                .zip(&loaded)
+                .map(|(c, row)| ReadyRow {
+                    row,
+                    key_value: c.key_value.clone(),
+                })
+                .collect();
             let _open = self.apply_gates().enter(hub).await;
             let mut tx = self.begin_write().await?;
             let values: Vec<&str> = batch.iter().map(|r| r.key_value.as_str()).collect();
@@ -108,7 +127,7 @@ impl<B: Adapter> Transfers for B {
                 let matches =
                     match_contacts::<B>(&mut tx, hub, org, &scopes, key.name(), &values).await?;
                 let mut results = Vec::with_capacity(batch.len());
-                for r in batch {
+                for r in &batch {
                     let seen_before = state.created.contains(&r.key_value);
                     let mut row =
                         import_one::<B>(&mut tx, &target, r, &matches, &mut batch_state).await?;
@@ -142,7 +161,7 @@ impl<B: Adapter> Transfers for B {
                     // Redo the batch one row per transaction, so only bad rows are lost; each
                     // row's transaction saves the checkpoint after it.
                     drop(tx);
-                    for r in batch {
+                    for r in &batch {
                         let base = task.map(|task| (task, &tally));
                         match import_row_alone(self, &target, &scopes, r, &state, base).await {
                             Ok(row) => {

@@ -251,7 +251,6 @@ impl Dialect for PgStore {
          WHERE r.hub_id = $1 AND r.realm = '{realm}'), 0) + (SELECT COUNT(*) FROM pending_events pe \
          WHERE pe.hub_id = $1 AND pe.realm = '{realm}'))";
     const EXPLAIN: &'static str = "EXPLAIN";
-    const PARAMS_WITHOUT_ROWS: &'static str = "(params::jsonb - 'rows')::text";
     const NAME_KEY: &'static str =
         "lower(trim(c.fields::jsonb -> 'display_name' ->> 'value') COLLATE \"C\")";
 }

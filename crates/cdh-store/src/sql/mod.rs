@@ -56,9 +56,6 @@ pub(crate) trait Dialect {
     const REALM_WRITTEN: &'static str;
     /// The prefix that makes the database describe its plan instead of running a statement.
     const EXPLAIN: &'static str;
-    /// The task's `params` text without its `rows` member (personal data an import carries
-    /// only until it ends).
-    const PARAMS_WITHOUT_ROWS: &'static str;
     /// A contact's name key exactly as the `contacts_by_name` index holds it (migration 0006).
     const NAME_KEY: &'static str;
 }

@@ -217,7 +217,6 @@ impl Dialect for SqliteStore {
     const REALM_WRITTEN: &'static str = "COALESCE((SELECT MAX(e.seq) FROM events e \
          WHERE e.hub_id = $1 AND e.realm = '{realm}'), 0)";
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN";
-    const PARAMS_WITHOUT_ROWS: &'static str = "json_remove(params, '$.rows')";
     const NAME_KEY: &'static str = "lower(trim(json_extract(c.fields, '$.display_name.value')))";
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use cdh_store::model::{FailedRow, ImportRow};
+use cdh_store::model::{FailedRow, ImportRow, ImportRowsWriter};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
@@ -31,11 +31,12 @@ pub const MAX_ROWS: usize = 10_000;
 /// CSV columns named `custom_fields.<name>` carry custom field `<name>`.
 const CUSTOM_PREFIX: &str = "custom_fields.";
 
-/// Rows read, and rows refused with their reasons.
+/// Rows read, and rows refused with their reasons. Rows read are kept as the text the
+/// import task stores, written one by one, so a request never holds them all typed.
 #[derive(Debug, Default)]
 pub struct ParsedRows {
     /// Rows to import.
-    pub rows: Vec<ImportRow>,
+    pub rows: ImportRowsWriter,
     /// Rows refused.
     pub rejected: Vec<FailedRow>,
 }
@@ -60,7 +61,7 @@ impl ParsedRows {
             }
         });
         match row {
-            Ok(row) => self.rows.push(row),
+            Ok(row) => self.rows.push(&row),
             Err(failed) => self.rejected.push(failed),
         }
     }
@@ -79,7 +80,6 @@ pub fn batch_too_large(n: usize) -> ApiError {
 /// stays unchanged, `null` clears it.
 pub fn from_json(profiles: &[&RawValue]) -> ParsedRows {
     let mut parsed = ParsedRows::default();
-    parsed.rows.reserve(profiles.len());
     for (i, profile) in profiles.iter().enumerate() {
         // The body was JSON as a whole, so each profile's text is too.
         let row = serde_json::from_str(profile.get())
@@ -349,12 +349,17 @@ mod tests {
         super::from_json(&raws)
     }
 
+    /// The rows kept, typed again as the import task reads them.
+    fn kept(parsed: &ParsedRows) -> Vec<ImportRow> {
+        serde_json::from_str(&parsed.rows.clone().finish()).unwrap()
+    }
+
     #[test]
     fn json_rows_keep_absent_and_null_apart() {
         let parsed = from_json(vec![
             json!({"customer_id": "c1", "display_name": null, "tags": ["a"]}),
         ]);
-        let row = &parsed.rows[0];
+        let row = &kept(&parsed)[0];
         assert_eq!(row.row, 1);
         assert_eq!(row.fields["customer_id"], Some("c1".to_owned()));
         assert_eq!(row.fields["display_name"], None);
@@ -395,13 +400,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parsed.rows.len(), 2);
-        assert_eq!(parsed.rows[0].tags, Some(vec!["vip".into(), "new".into()]));
         assert_eq!(
-            parsed.rows[0].custom_fields.as_ref().unwrap()["tier"],
+            kept(&parsed)[0].tags,
+            Some(vec!["vip".into(), "new".into()])
+        );
+        assert_eq!(
+            kept(&parsed)[0].custom_fields.as_ref().unwrap()["tier"],
             "gold"
         );
-        assert_eq!(parsed.rows[1].row, 2);
-        assert!(!parsed.rows[1].fields.contains_key("display_name"));
+        assert_eq!(kept(&parsed)[1].row, 2);
+        assert!(!kept(&parsed)[1].fields.contains_key("display_name"));
     }
 
     #[test]
