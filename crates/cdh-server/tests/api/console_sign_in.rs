@@ -184,6 +184,30 @@ async fn opens(app: &TestApp, cookie_header: &str) -> bool {
     }
 }
 
+/// The password the test changes to.
+const NEW_PASSWORD: &str = "a brand new password";
+
+/// A sign-in from a fresh browser with this password; the page it answers.
+async fn password_sign_in(
+    app: &TestApp,
+    org: &str,
+    email: &str,
+    password: &str,
+) -> crate::console::Page {
+    let mut console = Console::new(app);
+    console.get(&format!("/sign-in?org={org}")).await;
+    console
+        .post(
+            "/sign-in",
+            &[
+                ("organization", org),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+        .await
+}
+
 async fn password_change_and_removal(app: &TestApp) {
     let org = app.org("Brand").await;
     // Of the same brand, so its users' ids are of the same hub as ours.
@@ -209,7 +233,7 @@ async fn password_change_and_removal(app: &TestApp) {
         .patch(
             &format!("{users}/{ann}"),
             &org.admin,
-            json!({"password": "a brand new password"}),
+            json!({"password": NEW_PASSWORD}),
         )
         .await
         .expect(200);
@@ -223,33 +247,13 @@ async fn password_change_and_removal(app: &TestApp) {
         opens(app, &bob_cookie).await,
         "another user's session goes on"
     );
-    let mut again = Console::new(app);
-    again.get(&format!("/sign-in?org={}", org.id)).await;
-    let old = again
-        .post(
-            "/sign-in",
-            &[
-                ("organization", &org.id),
-                ("email", "ann@example.com"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let old = password_sign_in(app, &org.id, "ann@example.com", PASSWORD).await;
     assert_ne!(
         old.status,
         StatusCode::SEE_OTHER,
         "the old password is over"
     );
-    let new = again
-        .post(
-            "/sign-in",
-            &[
-                ("organization", &org.id),
-                ("email", "ann@example.com"),
-                ("password", "a brand new password"),
-            ],
-        )
-        .await;
+    let new = password_sign_in(app, &org.id, "ann@example.com", NEW_PASSWORD).await;
     assert_eq!(new.status, StatusCode::SEE_OTHER, "{}", new.html);
 
     // A new role holds at once and ends nothing.
@@ -331,18 +335,7 @@ async fn password_change_and_removal(app: &TestApp) {
         .expect(200);
     assert_eq!(theirs.body["items"][0]["role"], "agent", "{}", theirs.body);
     // The refused changes left ann's new password in force.
-    let mut last = Console::new(app);
-    last.get(&format!("/sign-in?org={}", org.id)).await;
-    let page = last
-        .post(
-            "/sign-in",
-            &[
-                ("organization", &org.id),
-                ("email", "ann@example.com"),
-                ("password", "a brand new password"),
-            ],
-        )
-        .await;
+    let page = password_sign_in(app, &org.id, "ann@example.com", NEW_PASSWORD).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
 }
 crate::both!(
