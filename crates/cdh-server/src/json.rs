@@ -44,7 +44,20 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
 
 /// Parses a JSON document into `T` with the contract's errors.
 pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    parse_from(serde_json::Deserializer::from_slice(bytes))
+}
+
+/// Parses a JSON document read from `reader` into `T`, with the errors of [`parse_json`]:
+/// for a large body, whose pieces can be let go of as they are read.
+pub fn parse_json_reader<T: DeserializeOwned>(reader: impl std::io::Read) -> Result<T, ApiError> {
+    parse_from(serde_json::Deserializer::from_reader(
+        std::io::BufReader::new(reader),
+    ))
+}
+
+fn parse_from<'de, R: serde_json::de::Read<'de>, T: serde::Deserialize<'de>>(
+    mut de: serde_json::Deserializer<R>,
+) -> Result<T, ApiError> {
     let value: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     if value.is_ok() {
         // Trailing bytes after the document make it invalid JSON as a whole.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use cdh_store::model::{ContactInput, ImportRow, NewChannel, UnifySetting};
+use cdh_store::model::{ContactInput, ImportRow, ImportRows, NewChannel, UnifySetting};
 use cdh_store::{AnyStore, ApplyOptions, PgStore, SqliteStore};
 
 #[tokio::main(flavor = "current_thread")]
@@ -104,7 +104,15 @@ async fn main() {
         .collect();
     let started = Instant::now();
     let outcome = store
-        .import_rows(hub, org, "customer_id", &rows, true, "bench", None)
+        .import_rows(
+            hub,
+            org,
+            "customer_id",
+            ImportRows::Given(&rows),
+            true,
+            "bench",
+            None,
+        )
         .await
         .expect("import");
     let elapsed = started.elapsed();

@@ -14,11 +14,11 @@ use cdh_core::GoldenRecord;
 use crate::error::StoreResult;
 use crate::model::{
     AppliedSetting, Channel, ChannelId, Connection, ConsoleUser, Contact, ContactId, ContactInput,
-    Delivery, DeliveryLog, Event, EventsPage, ExportRow, HubId, ImportOutcome, ImportSource,
-    IssuedToken, LedgerEntry, Millis, NewChannel, Organization, OrganizationId, Page, PreviewId,
-    Profile, ProfileId, RealmSettings, Role, StoredPreview, Task, TaskId, TaskKind, TimelineEntry,
-    TimelineEntryId, TokenGrant, TokenId, TokenInfo, UnifySetting, Upserted, UserChange, UserId,
-    WebhookEndpoint, WebhookId,
+    Delivery, DeliveryLog, Event, EventsPage, ExportRow, HubId, ImportChunk, ImportOutcome,
+    ImportRows, IssuedToken, LedgerEntry, Millis, NewChannel, Organization, OrganizationId, Page,
+    PreviewId, Profile, ProfileId, RealmSettings, Role, StoredPreview, Task, TaskId, TaskKind,
+    TimelineEntry, TimelineEntryId, TokenGrant, TokenId, TokenInfo, UnifySetting, Upserted,
+    UserChange, UserId, WebhookEndpoint, WebhookId,
 };
 
 /// Where an export writes each row; an `Err` stops the export with that message.
@@ -280,17 +280,18 @@ pub trait Tasks: Send + Sync {
         kind: TaskKind,
         params: &serde_json::Value,
     ) -> StoreResult<TaskId>;
-    /// Queues an import with its rows (`ImportRowsWriter`'s text), kept apart from its params
-    /// so that reading the task never reads them; fails like `start_task_exclusive`.
+    /// Queues an import with its rows (`ImportRowsWriter`'s chunks), kept apart from its
+    /// params so that reading the task never reads them; fails like `start_task_exclusive`.
     async fn start_import_task(
         &self,
         hub: HubId,
         org: OrganizationId,
         params: &serde_json::Value,
-        rows: String,
+        rows: &[ImportChunk],
     ) -> StoreResult<TaskId>;
-    /// An import's rows while it is unfinished (for the worker); `None` once it has ended.
-    async fn import_task_rows(&self, hub: HubId, id: TaskId) -> StoreResult<Option<String>>;
+    /// The rows an import keeps until it ends (none after); the worker reads them through
+    /// `import_rows(.., ImportRows::Queued, .., Some(task))`, a chunk at a time.
+    async fn import_task_rows(&self, hub: HubId, id: TaskId) -> StoreResult<Vec<ImportChunk>>;
     /// A task, whoever asked for it (for the worker).
     async fn get_task(&self, hub: HubId, id: TaskId) -> StoreResult<Task>;
     /// A task an organization may see: its own import or export, or an apply of a realm it
@@ -336,14 +337,14 @@ pub trait Transfers: Send + Sync {
     /// Imports rows matched by `import_key` within the organization: matched contacts are
     /// overwritten (absent fields unchanged, `None` clears), unmatched rows are reported or
     /// created on the organization's `api` channel, a bad row fails alone. Progress goes to
-    /// `task` when given. Rows are read from `rows` a batch at a time.
+    /// `task` when given. Queued rows (those of `task`) are read a chunk at a time.
     #[allow(clippy::too_many_arguments)]
     async fn import_rows(
         &self,
         hub: HubId,
         org: OrganizationId,
         import_key: &str,
-        rows: &dyn ImportSource,
+        rows: ImportRows<'_>,
         on_unmatched_create: bool,
         actor: &str,
         task: Option<TaskId>,

@@ -8,7 +8,9 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cdh_store::model::{HubId, ImportRow, OrganizationId, TaskId, TaskKind, TaskStatus};
+use cdh_store::model::{
+    HubId, ImportRow, ImportRows, ImportRowsWriter, OrganizationId, TaskId, TaskStatus,
+};
 use cdh_store::{AnyStore, Clock, PgStore, SqliteStore};
 
 use crate::support::{assert_invariants, hub, pg_url};
@@ -56,7 +58,7 @@ async fn import(store: &AnyStore, hub: HubId, org: OrganizationId, task: TaskId)
             hub,
             org,
             "display_email",
-            &rows(),
+            ImportRows::Queued,
             true,
             "admin",
             Some(task),
@@ -111,8 +113,14 @@ async fn hold(place: &Place) -> Option<sqlx::PgConnection> {
 async fn killed_import_resumes(name: &str, place: Place) {
     let store = open(&place).await;
     let h = hub(&store).await;
+    // Queued as the server queues an import: its rows in chunks beside the task, read back
+    // a chunk at a time by the child and again by the resumed import.
+    let mut writer = ImportRowsWriter::default();
+    for row in rows() {
+        writer.push(&row);
+    }
     let task = store
-        .start_task_exclusive(h.id, h.org, TaskKind::Import, &serde_json::json!({}))
+        .start_import_task(h.id, h.org, &serde_json::json!({}), &writer.finish())
         .await
         .unwrap();
     assert!(store.claim_task(h.id, task).await.unwrap());

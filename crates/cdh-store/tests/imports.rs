@@ -7,7 +7,7 @@ use cdh_store::model::{TaskKind, TaskStatus};
 use std::collections::BTreeMap;
 
 use cdh_store::StoreError;
-use cdh_store::model::{ImportRow, ImportRowsText, ImportRowsWriter, ImportSource};
+use cdh_store::model::{IMPORT_CHUNK_ROWS, ImportRow, ImportRows, ImportRowsWriter};
 
 use crate::conformance;
 use crate::support::{TestStore, apply_keys, hub, upsert};
@@ -191,7 +191,7 @@ async fn import_body(t: TestStore) {
             h.id,
             h.org,
             "display_email",
-            &rows,
+            ImportRows::Given(&rows),
             false,
             "importer",
             Some(task),
@@ -268,7 +268,15 @@ async fn create_body(t: TestStore) {
         row(2, &[("customer_id", Some("M-2")), ("gender", Some("m"))]),
     ];
     let outcome = s
-        .import_rows(h.id, h.org, "customer_id", &rows, true, "importer", None)
+        .import_rows(
+            h.id,
+            h.org,
+            "customer_id",
+            ImportRows::Given(&rows),
+            true,
+            "importer",
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -306,7 +314,7 @@ async fn create_body(t: TestStore) {
             h.id,
             h.org,
             "customer_id",
-            &rows[1..2].to_vec(),
+            ImportRows::Given(&rows[1..2]),
             true,
             "importer",
             None,
@@ -320,10 +328,18 @@ async fn create_body(t: TestStore) {
     );
 
     assert_eq!(
-        s.import_rows(h.id, h.org, "display_name", &rows, true, "importer", None)
-            .await
-            .unwrap_err()
-            .code(),
+        s.import_rows(
+            h.id,
+            h.org,
+            "display_name",
+            ImportRows::Given(&rows),
+            true,
+            "importer",
+            None
+        )
+        .await
+        .unwrap_err()
+        .code(),
         "invalid_import_key"
     );
     assert_eq!(
@@ -331,7 +347,7 @@ async fn create_body(t: TestStore) {
             h.id,
             OrganizationId(i64::MAX),
             "customer_id",
-            &rows,
+            ImportRows::Given(&rows),
             true,
             "importer",
             None
@@ -361,7 +377,15 @@ async fn many_body(t: TestStore) {
         })
         .collect();
     let outcome = s
-        .import_rows(h.id, h.org, "customer_id", &rows, true, "importer", None)
+        .import_rows(
+            h.id,
+            h.org,
+            "customer_id",
+            ImportRows::Given(&rows),
+            true,
+            "importer",
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -420,7 +444,15 @@ async fn refused_body(t: TestStore) {
         })
         .collect();
     let outcome = s
-        .import_rows(h.id, h.org, "customer_id", &rows, true, "importer", None)
+        .import_rows(
+            h.id,
+            h.org,
+            "customer_id",
+            ImportRows::Given(&rows),
+            true,
+            "importer",
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(outcome.created, 5);
@@ -453,19 +485,27 @@ async fn rows_leave_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
     let params = serde_json::json!({"import_key": "display_email", "total": 1});
+    // Two full chunks and one row more: the reader crosses chunk boundaries.
+    let n = 2 * IMPORT_CHUNK_ROWS + 1;
     let mut writer = ImportRowsWriter::default();
-    writer.push(&ImportRow {
-        row: 1,
-        fields: [(
-            "display_email".to_owned(),
-            Some("ann@example.com".to_owned()),
-        )]
-        .into(),
-        ..ImportRow::default()
-    });
-    let text = writer.finish();
+    for i in 0..n {
+        writer.push(&ImportRow {
+            row: i + 1,
+            fields: [(
+                "display_email".to_owned(),
+                Some(format!("ann{i}@example.com")),
+            )]
+            .into(),
+            ..ImportRow::default()
+        });
+    }
+    let chunks = writer.finish();
+    assert_eq!(
+        chunks.iter().map(|c| c.n_rows).collect::<Vec<_>>(),
+        [IMPORT_CHUNK_ROWS, IMPORT_CHUNK_ROWS, 1]
+    );
     let import = s
-        .start_import_task(h.id, h.org, &params, text.clone())
+        .start_import_task(h.id, h.org, &params, &chunks)
         .await
         .unwrap();
     // Reading the task never reads its rows: they are apart from its params.
@@ -474,19 +514,53 @@ async fn rows_leave_body(t: TestStore) {
         .list_tasks(h.id, h.org, &[TaskKind::Import], 10)
         .await
         .unwrap();
-    assert!(!format!("{listed:?}").contains("ann@"), "{listed:?}");
-    let kept = s.import_task_rows(h.id, import).await.unwrap().unwrap();
-    assert_eq!(kept, text);
-    let rows = ImportRowsText::parse(&kept).unwrap();
-    assert_eq!(rows.len(), 1);
+    assert!(!format!("{listed:?}").contains("ann"), "{listed:?}");
+    let kept = s.import_task_rows(h.id, import).await.unwrap();
+    assert_eq!(kept, chunks);
     assert_eq!(
-        rows.row(0).unwrap().fields["display_email"].as_deref(),
-        Some("ann@example.com")
+        kept[2].rows().unwrap()[0].fields["display_email"].as_deref(),
+        Some(format!("ann{}@example.com", n - 1).as_str())
+    );
+    // The worker's path: every queued row read back, in order, once.
+    let outcome = s
+        .import_rows(
+            h.id,
+            h.org,
+            "display_email",
+            ImportRows::Queued,
+            true,
+            "importer",
+            Some(import),
+        )
+        .await
+        .unwrap();
+    assert_eq!((outcome.total, outcome.created), (n as u64, n as u64));
+    for i in [0, IMPORT_CHUNK_ROWS - 1, IMPORT_CHUNK_ROWS, n - 1] {
+        let email = format!("ann{i}@example.com");
+        let found = s
+            .lookup_golden_records(h.id, h.org, "display_email", &email)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "row {i} landed");
+    }
+    // Queued rows belong to a task: without one there is nothing to read.
+    assert!(
+        s.import_rows(
+            h.id,
+            h.org,
+            "display_email",
+            ImportRows::Queued,
+            true,
+            "importer",
+            None
+        )
+        .await
+        .is_err()
     );
     s.finish_task(h.id, import, Ok(serde_json::json!({"total": 1})))
         .await
         .unwrap();
-    assert_eq!(s.import_task_rows(h.id, import).await.unwrap(), None);
+    assert_eq!(s.import_task_rows(h.id, import).await.unwrap(), []);
     let done = s.get_task(h.id, import).await.unwrap();
     assert_eq!(done.params, params);
     assert_eq!(done.result, Some(serde_json::json!({"total": 1})));

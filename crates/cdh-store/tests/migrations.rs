@@ -5,6 +5,8 @@
 use std::str::FromStr;
 
 use cdh_store::SqliteStore;
+use cdh_store::model::{HubId, TaskId};
+use cdh_store::port::Tasks;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
@@ -244,8 +246,9 @@ async fn survivors_members_move_to_the_bucket_of_their_id_on_postgres() {
         .expect("drop schema");
 }
 
-/// Migration 0014 moves a queued import's rows out of its params into `rows_text`, where the
-/// worker reads them, and leaves a finished import's params as they were.
+/// Migration 0014 moves a queued import's rows out of its params, and 0015 into the import's
+/// first chunk, where the worker reads them; a finished import's params stay as they were and
+/// keep no rows, and another kind's params are untouched.
 #[tokio::test]
 async fn a_queued_imports_rows_move_apart_from_its_params() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -257,7 +260,7 @@ async fn a_queued_imports_rows_move_apart_from_its_params() {
     sqlx::query(
         "INSERT INTO tasks (hub_id, id, kind, status, params, created_at) VALUES \
          (1, 5, 'import', 'queued', \
-          '{\"import_key\":\"customer_id\",\"rows\":[{\"row\":1,\"fields\":{\"customer_id\":\"c1\"}}]}', 0), \
+          '{\"import_key\":\"customer_id\",\"rows\":[{\"row\":1,\"fields\":{\"customer_id\":\"c1\"}},{\"row\":2,\"fields\":{\"customer_id\":\"c2\"}}]}', 0), \
          (1, 6, 'import', 'succeeded', '{\"import_key\":\"customer_id\"}', 0), \
          (1, 7, 'export', 'queued', '{\"format\":\"csv\",\"rows\":3}', 0)",
     )
@@ -273,24 +276,38 @@ async fn a_queued_imports_rows_move_apart_from_its_params() {
         .connect_with(options)
         .await
         .expect("connect again");
-    let tasks: Vec<(i64, String, Option<String>)> =
-        sqlx::query_as("SELECT id, params, rows_text FROM tasks ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .expect("tasks");
+    let tasks: Vec<(i64, String)> = sqlx::query_as("SELECT id, params FROM tasks ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .expect("tasks");
     let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
     assert_eq!(
         json(&tasks[0].1),
         serde_json::json!({"import_key": "customer_id"})
     );
     assert_eq!(
-        json(tasks[0].2.as_deref().expect("the queued import's rows")),
-        serde_json::json!([{"row": 1, "fields": {"customer_id": "c1"}}])
-    );
-    assert_eq!((tasks[1].2.as_deref(), tasks[2].2.as_deref()), (None, None));
-    assert_eq!(
         json(&tasks[2].1),
         serde_json::json!({"format": "csv", "rows": 3})
     );
+    let chunks: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as("SELECT task_id, chunk, n_rows, rows_text FROM import_chunks")
+            .fetch_all(&pool)
+            .await
+            .expect("chunks");
+    assert_eq!(chunks.len(), 1, "only the queued import keeps rows");
+    assert_eq!((chunks[0].0, chunks[0].1, chunks[0].2), (5, 0, 2));
+    assert_eq!(
+        json(&chunks[0].3),
+        serde_json::json!([
+            {"row": 1, "fields": {"customer_id": "c1"}},
+            {"row": 2, "fields": {"customer_id": "c2"}}
+        ])
+    );
+    // The store reads the migrated chunk as it reads its own.
+    let kept = store
+        .import_task_rows(HubId(1), TaskId(5))
+        .await
+        .expect("rows");
+    assert_eq!(kept[0].rows().expect("typed").len(), 2);
     drop(store);
 }

@@ -1,10 +1,12 @@
 //! `POST /v1/imports` (JSON or CSV) and `GET /v1/imports/{task_id}`: the vendor's bulk
 //! import, as a task. The request is checked and its rows parsed here; the worker writes them.
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use std::collections::VecDeque;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use cdh_store::model::{FailedRow, ImportOutcome, TaskId, TaskKind};
+use cdh_store::model::{FailedRow, ImportChunk, ImportOutcome, TaskId, TaskKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -13,7 +15,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{OrgCaller, Principal, Scope};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
-use crate::json::{ApiQuery, parse_json};
+use crate::json::{ApiQuery, parse_json_reader};
 use crate::routes::tasks::{TaskAccepted, TaskView, load_task};
 use crate::state::AppState;
 use crate::worker::import::{ImportParams, with_rejected_rows};
@@ -28,11 +30,11 @@ pub use rows::MAX_ROWS;
 /// The largest import body: 10,000 rich profiles fit with room to spare.
 pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
 
-/// The routes of this group.
+/// The routes of this group. `POST /v1/imports` reads its body itself, held to
+/// [`BODY_LIMIT`] (`read_body`).
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_import))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .routes(routes!(get_import))
 }
 
@@ -76,19 +78,18 @@ pub enum OnUnmatched {
     Create,
 }
 
-/// A JSON import. Each profile is kept as its text in the body and read into a typed row
-/// one at a time, so a large import never exists as a tree of JSON values.
+/// A JSON import. Each profile becomes a typed row as the body is read (`JsonProfiles`), so
+/// a large import never exists as a tree of JSON values.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ImportRequest<'a> {
+pub struct ImportRequest {
     /// The field rows are matched by.
     pub import_key: ImportKey,
     /// At most 10,000 profiles: objects of fields (`display_name`, `display_email`,
     /// `display_mobile`, `line_uid`, `customer_id`, `connect_id`, `gender`, `birthday`, ...),
     /// `tags` and `custom_fields`. A field left out stays unchanged; `null` clears it.
     #[schema(value_type = Vec<Object>)]
-    #[serde(borrow)]
-    pub profiles: Vec<&'a serde_json::value::RawValue>,
+    pub profiles: rows::JsonProfiles,
     /// What to do with rows that match no contact (default `report`).
     #[serde(default)]
     pub on_unmatched: Option<OnUnmatched>,
@@ -156,23 +157,11 @@ async fn create_import(
     principal: Principal,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<ImportQuery>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, axum::Json<TaskAccepted>)> {
     let caller = principal.org(Scope::ProfilesWrite)?;
     check_rate(&state, caller)?;
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("an import body is at most {BODY_LIMIT} bytes"),
-            )
-        } else {
-            ApiError::new(
-                ErrorCode::InvalidJson,
-                format!("the body could not be read: {}", rejection.body_text()),
-            )
-        }
-    })?;
+    let body = read_body(&headers, body).await?;
     let csv_key = if is_csv(&headers) {
         Some(query.import_key.ok_or_else(|| {
             ApiError::new(
@@ -188,16 +177,17 @@ async fn create_import(
     // (and `/healthz`) are answered meanwhile.
     let query_unmatched = query.on_unmatched;
     let (key, on_unmatched, parsed) = tokio::task::spawn_blocking(move || match csv_key {
-        Some(key) => Ok((key, query_unmatched, rows::from_csv(&body)?)),
+        Some(key) => Ok((key, query_unmatched, rows::from_csv(body)?)),
         None => {
-            let request: ImportRequest<'_> = parse_json(&body)?;
-            if request.profiles.len() > MAX_ROWS {
-                return Err(rows::batch_too_large(request.profiles.len()));
+            let request: ImportRequest = parse_json_reader(body)?;
+            let profiles = request.profiles;
+            if profiles.given > MAX_ROWS {
+                return Err(rows::batch_too_large(profiles.given));
             }
             Ok((
                 request.import_key,
                 request.on_unmatched.or(query_unmatched),
-                rows::from_json(&request.profiles),
+                profiles.parsed,
             ))
         }
     })
@@ -211,6 +201,77 @@ async fn create_import(
             task_id: crate::wire::id(task),
         }),
     ))
+}
+
+/// Reads an import's body, at most [`BODY_LIMIT`] bytes (`413 payload_too_large` beyond,
+/// before or while reading), as the pieces it arrived in: the parser reads them in turn and
+/// lets each go once read, so the body and the rows made of it are not held whole together
+/// (axum's `Bytes` extractor would also copy the pieces into one buffer, holding it twice).
+async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<FramesReader> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("an import body is at most {BODY_LIMIT} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let mut frames = VecDeque::new();
+    let mut read = 0;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            read += data.len();
+            if read > BODY_LIMIT {
+                return Err(too_large());
+            }
+            frames.push_back(data);
+        }
+    }
+    Ok(FramesReader::new(frames))
+}
+
+/// A body as the pieces it arrived in, read in order; each piece is dropped once read.
+#[derive(Debug, Default)]
+pub(crate) struct FramesReader {
+    frames: VecDeque<Bytes>,
+}
+
+impl FramesReader {
+    /// Reads `frames` in order.
+    pub(crate) fn new(mut frames: VecDeque<Bytes>) -> Self {
+        // An empty piece would read as the end.
+        frames.retain(|f| !f.is_empty());
+        Self { frames }
+    }
+}
+
+impl std::io::Read for FramesReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(front) = self.frames.front_mut() else {
+            return Ok(0);
+        };
+        let n = front.len().min(buf.len());
+        buf[..n].copy_from_slice(&front[..n]);
+        if n == front.len() {
+            self.frames.pop_front();
+        } else {
+            *front = front.slice(n..);
+        }
+        Ok(n)
+    }
 }
 
 /// Refuses a 16th import within a minute (`429` with the seconds to wait).
@@ -231,7 +292,7 @@ pub(crate) fn check_rate(state: &AppState, caller: &OrgCaller) -> ApiResult<()> 
 /// An import ready to queue: its parameters, and its rows as the task keeps them.
 pub(crate) struct ReadyImport {
     params: ImportParams,
-    rows: String,
+    rows: Vec<ImportChunk>,
 }
 
 /// Queues an import (one at a time per organization, else `409 import_in_progress`) and
@@ -245,7 +306,7 @@ pub(crate) async fn queue_import(
         serde_json::to_value(&import.params).map_err(|e| ApiError::internal(e.to_string()))?;
     let task = state
         .store
-        .start_import_task(caller.hub, caller.org, &params, import.rows)
+        .start_import_task(caller.hub, caller.org, &params, &import.rows)
         .await?;
     state.worker.notify();
     Ok(task)

@@ -1,8 +1,8 @@
-//! Runs an import task: the rows parsed by `POST /v1/imports`, kept apart from the task's
-//! params, go to the store in one call that reads them a batch at a time, and the rows the
+//! Runs an import task: the rows parsed by `POST /v1/imports`, queued apart from the task's
+//! params, are written by the store, which reads them a chunk at a time, and the rows the
 //! request already refused are added to the outcome's failures.
 
-use cdh_store::model::{FailedRow, HubId, ImportOutcome, ImportRowsText, OrganizationId, Task};
+use cdh_store::model::{FailedRow, HubId, ImportOutcome, ImportRows, OrganizationId, Task};
 use serde::{Deserialize, Serialize};
 
 use super::{TaskError, TaskOutcome};
@@ -32,20 +32,13 @@ pub async fn run(state: &AppState, hub: HubId, task: &Task) -> TaskOutcome {
             "the import's stored parameters are unreadable: {e}"
         ))
     })?;
-    let text = state
-        .store
-        .import_task_rows(hub, task.id)
-        .await?
-        .ok_or_else(|| TaskError::Failed("the import's rows are gone".to_owned()))?;
-    let rows = ImportRowsText::parse(&text)
-        .map_err(|e| TaskError::Failed(format!("the import's stored rows are unreadable: {e}")))?;
     let outcome = state
         .store
         .import_rows(
             hub,
             params.organization_id,
             &params.import_key,
-            &rows,
+            ImportRows::Queued,
             params.create_unmatched,
             &params.actor,
             Some(task.id),

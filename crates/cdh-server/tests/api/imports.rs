@@ -414,7 +414,7 @@ async fn caps(app: &TestApp) {
         .import_task_rows(hub, task.parse().unwrap())
         .await
         .unwrap();
-    assert_eq!(rows, None, "a finished import keeps its rows");
+    assert_eq!(rows, [], "a finished import keeps its rows");
     assert!(
         !stored.params.to_string().contains("Ann"),
         "{}",

@@ -26,8 +26,8 @@ pub use contacts::{
 pub use profiles::{Cause, Event, LedgerEntry, Page, Profile, ProfileMember};
 pub use setup::{Channel, Connection, NewChannel, Organization, Realm, RealmSettings};
 pub use tasks::{
-    ExportRow, FailedRow, ImportOutcome, ImportRow, ImportRowsText, ImportRowsWriter, ImportSource,
-    Task, TaskKind, TaskStatus,
+    ExportRow, FailedRow, IMPORT_CHUNK_ROWS, ImportChunk, ImportOutcome, ImportRow, ImportRows,
+    ImportRowsWriter, Task, TaskKind, TaskStatus,
 };
 pub use unification::{
     AppliedSetting, ChainLink, PreviewConflict, PreviewProfile, PreviewReport, PreviewSample,

@@ -133,70 +133,67 @@ pub struct ImportRow {
     pub custom_fields: Option<BTreeMap<String, String>>,
 }
 
-/// Where an import's rows come from, read a few at a time: the store checks every row one
-/// by one and then reads each batch again to write it, so an import never holds all its
-/// rows parsed at once (10,000 rows of 100 custom fields are ~150 MB typed, ~30 MB as text).
-pub trait ImportSource: Send + Sync {
-    /// How many rows.
-    fn len(&self) -> usize;
-    /// Whether there is none.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Row `i` (0-based position, not the caller's row number).
-    fn row(&self, i: usize) -> Result<ImportRow, serde_json::Error>;
+/// The most rows one chunk of a queued import holds: one write batch's worth, so the worker
+/// holds one chunk's rows at a time (10,000 rows of 100 custom fields are ~150 MB typed and
+/// ~30 MB as text; a chunk of 250 is ~1 MB).
+pub const IMPORT_CHUNK_ROWS: usize = 250;
+
+/// Where an import's rows come from.
+#[derive(Clone, Copy, Debug)]
+pub enum ImportRows<'a> {
+    /// Rows at hand (the command line, tests).
+    Given(&'a [ImportRow]),
+    /// The rows queued with the import's task (`start_import_task`), read from the store a
+    /// chunk at a time.
+    Queued,
 }
 
-impl ImportSource for Vec<ImportRow> {
-    fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-
-    fn row(&self, i: usize) -> Result<ImportRow, serde_json::Error> {
-        Ok(self[i].clone())
-    }
+/// A piece of a queued import: up to [`IMPORT_CHUNK_ROWS`] rows as a JSON array.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportChunk {
+    /// Rows in it.
+    pub n_rows: usize,
+    /// The rows, a JSON array of [`ImportRow`]s.
+    pub text: String,
 }
 
-/// An import's rows as kept with its task until it ends: a JSON array of [`ImportRow`]s,
-/// indexed once (a pointer per row) and parsed row by row.
-pub struct ImportRowsText<'a> {
-    rows: Vec<&'a serde_json::value::RawValue>,
-}
-
-impl<'a> ImportRowsText<'a> {
-    /// Indexes `text`, a JSON array as [`ImportRowsWriter`] writes it.
-    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
-        Ok(Self {
-            rows: serde_json::from_str(text)?,
-        })
+impl ImportChunk {
+    /// Its rows, typed.
+    pub fn rows(&self) -> Result<Vec<ImportRow>, serde_json::Error> {
+        serde_json::from_str(&self.text)
     }
 }
 
-impl ImportSource for ImportRowsText<'_> {
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    fn row(&self, i: usize) -> Result<ImportRow, serde_json::Error> {
-        serde_json::from_str(self.rows[i].get())
-    }
-}
-
-/// Writes rows one at a time into the text [`ImportRowsText`] reads, so that a request's rows
-/// are never all held typed at once either.
+/// Writes rows one at a time into the chunks an import is queued with, so that a request's
+/// rows are never all held typed, and no buffer is ever the size of the whole import.
 #[derive(Clone, Debug, Default)]
 pub struct ImportRowsWriter {
-    text: String,
+    chunks: Vec<ImportChunk>,
     n: usize,
 }
 
 impl ImportRowsWriter {
     /// Appends a row.
     pub fn push(&mut self, row: &ImportRow) {
-        self.text.push(if self.n == 0 { '[' } else { ',' });
+        let open = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.n_rows < IMPORT_CHUNK_ROWS);
+        if !open {
+            if let Some(full) = self.chunks.last_mut() {
+                seal(full);
+            }
+            self.chunks.push(ImportChunk {
+                n_rows: 0,
+                text: String::new(),
+            });
+        }
+        let chunk = self.chunks.last_mut().expect("a chunk is open");
+        chunk.text.push(if chunk.n_rows == 0 { '[' } else { ',' });
         // Serialising plain strings and maps into a String cannot fail.
         let json = serde_json::to_string(row).expect("an import row serialises");
-        self.text.push_str(&json);
+        chunk.text.push_str(&json);
+        chunk.n_rows += 1;
         self.n += 1;
     }
 
@@ -210,14 +207,20 @@ impl ImportRowsWriter {
         self.n == 0
     }
 
-    /// The JSON array.
-    pub fn finish(mut self) -> String {
-        if self.n == 0 {
-            self.text.push('[');
+    /// The chunks, in row order.
+    pub fn finish(mut self) -> Vec<ImportChunk> {
+        if let Some(last) = self.chunks.last_mut() {
+            seal(last);
         }
-        self.text.push(']');
-        self.text
+        self.chunks
     }
+}
+
+/// Closes a chunk's array (once: when the next is opened, or at the end) and gives back the
+/// room its text grew into (up to half of it).
+fn seal(chunk: &mut ImportChunk) {
+    chunk.text.push(']');
+    chunk.text.shrink_to_fit();
 }
 
 /// A row that failed, alone.

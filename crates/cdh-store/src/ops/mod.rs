@@ -23,6 +23,7 @@ pub(crate) mod events;
 pub(crate) mod feed;
 pub(crate) mod golden;
 pub(crate) mod import;
+pub(crate) mod import_chunks;
 pub(crate) mod name_search;
 pub(crate) mod profiles;
 pub(crate) mod realms;

@@ -5,7 +5,10 @@
 use async_trait::async_trait;
 
 use crate::error::{Resource, StoreError, StoreResult};
-use crate::model::{HubId, Millis, OrganizationId, Realm, Task, TaskId, TaskKind, TaskStatus};
+use crate::model::{
+    HubId, ImportChunk, Millis, OrganizationId, Realm, Task, TaskId, TaskKind, TaskStatus,
+};
+use crate::ops::import_chunks::{delete_chunks, insert_chunk, queued_chunks, read_chunk};
 use crate::ops::realms::load_realm;
 use crate::ops::setup::ensure_organization;
 use crate::port::Tasks;
@@ -80,7 +83,7 @@ async fn start_exclusive<B: Adapter>(
     org: OrganizationId,
     kind: TaskKind,
     params: &serde_json::Value,
-    rows: Option<String>,
+    rows: &[ImportChunk],
 ) -> StoreResult<TaskId> {
     if kind == TaskKind::Apply {
         return Err(StoreError::Invalid(
@@ -97,19 +100,21 @@ async fn start_exclusive<B: Adapter>(
         &mut tx,
         query(
             "INSERT INTO tasks (hub_id, id, kind, status, done, total, params, created_at, \
-             organization_id, rows_text) VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5, $6, $7)",
+             organization_id) VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5, $6)",
         )
         .bind(hub)
         .bind(id)
         .bind(kind.as_str())
         .bind(params.to_string())
         .bind(store.clock().now())
-        .bind(org)
-        .bind(rows),
+        .bind(org),
     )
     .await;
     match inserted {
         Ok(_) => {
+            for (chunk, rows) in rows.iter().enumerate() {
+                B::execute(&mut tx, insert_chunk(hub, id, chunk, rows)?).await?;
+            }
             B::commit(tx).await?;
             Ok(id)
         }
@@ -134,7 +139,7 @@ impl<B: Adapter> Tasks for B {
         kind: TaskKind,
         params: &serde_json::Value,
     ) -> StoreResult<TaskId> {
-        start_exclusive(self, hub, org, kind, params, None).await
+        start_exclusive(self, hub, org, kind, params, &[]).await
     }
 
     async fn start_import_task(
@@ -142,22 +147,19 @@ impl<B: Adapter> Tasks for B {
         hub: HubId,
         org: OrganizationId,
         params: &serde_json::Value,
-        rows: String,
+        rows: &[ImportChunk],
     ) -> StoreResult<TaskId> {
-        start_exclusive(self, hub, org, TaskKind::Import, params, Some(rows)).await
+        start_exclusive(self, hub, org, TaskKind::Import, params, rows).await
     }
 
-    async fn import_task_rows(&self, hub: HubId, id: TaskId) -> StoreResult<Option<String>> {
+    async fn import_task_rows(&self, hub: HubId, id: TaskId) -> StoreResult<Vec<ImportChunk>> {
         let mut conn = self.acquire().await?;
-        let (rows,): (Option<String>,) = fetch_one::<B, _>(
-            &mut conn,
-            query("SELECT rows_text FROM tasks WHERE hub_id = $1 AND id = $2")
-                .bind(hub)
-                .bind(id),
-            Resource::Task,
-        )
-        .await?;
-        Ok(rows)
+        let chunks = queued_chunks::<B>(&mut conn, hub, id).await?;
+        let mut read = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            read.push(read_chunk::<B>(&mut conn, hub, id, chunk.chunk).await?);
+        }
+        Ok(read)
     }
 
     async fn get_task(&self, hub: HubId, id: TaskId) -> StoreResult<Task> {
@@ -314,6 +316,8 @@ impl<B: Adapter> Tasks for B {
         if n == 0 {
             return Err(StoreError::NotFound(Resource::Task));
         }
+        // An import's rows are kept only until it ends.
+        B::execute(&mut tx, delete_chunks(hub, id)).await?;
         B::commit(tx).await
     }
 

@@ -13,7 +13,7 @@ use cdh_core::IdentifierField;
 
 use crate::error::{Rejection, Resource, StoreError, StoreResult};
 use crate::model::{
-    ExportRow, FailedRow, HubId, ImportOutcome, ImportSource, Millis, OrganizationId, ProfileId,
+    ExportRow, FailedRow, HubId, ImportOutcome, ImportRows, Millis, OrganizationId, ProfileId,
     TaskId, UnifySetting,
 };
 use crate::ops::golden::golden_many;
@@ -22,6 +22,7 @@ use crate::ops::import::{
     RowOutcome, check_import_row, import_one, import_row_alone, match_contacts,
     organization_scopes, row_failure,
 };
+use crate::ops::import_chunks::RowReader;
 use crate::ops::profiles::list_start;
 use crate::ops::setup::ensure_organization;
 use crate::ops::tasks::task_progress;
@@ -40,7 +41,7 @@ impl<B: Adapter> Transfers for B {
         hub: HubId,
         org: OrganizationId,
         import_key: &str,
-        rows: &dyn ImportSource,
+        rows: ImportRows<'_>,
         create: bool,
         actor: &str,
         task: Option<TaskId>,
@@ -62,6 +63,7 @@ impl<B: Adapter> Transfers for B {
             excluded: Vec::new(),
         };
         let mut normalizer = normalizer(&organization.default_region, &empty)?;
+        let mut rows = RowReader::open(self, hub, rows, task).await?;
         let mut outcome = ImportOutcome {
             total: rows.len() as u64,
             ..ImportOutcome::default()
@@ -69,7 +71,7 @@ impl<B: Adapter> Transfers for B {
         // Checked one by one, keeping only what writing needs: a row's position and key value.
         let mut ready: Vec<CheckedRow> = Vec::with_capacity(rows.len());
         for index in 0..rows.len() {
-            let row = rows.row(index)?;
+            let row = rows.row(index).await?;
             match check_import_row(&row, &key, &mut normalizer) {
                 Ok(key_value) => ready.push(CheckedRow { index, key_value }),
                 Err(failed) => outcome.failed_rows.push(failed),
@@ -105,10 +107,10 @@ impl<B: Adapter> Transfers for B {
         let mut state = ImportState::default();
         for checked in ready[start..].chunks(IMPORT_BATCH) {
             // The batch's rows are read again, typed, only while it is written.
-            let loaded = checked
-                .iter()
-                .map(|c| rows.row(c.index))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut loaded = Vec::with_capacity(checked.len());
+            for c in checked {
+                loaded.push(rows.row(c.index).await?);
+            }
             let batch: Vec<ReadyRow<'_>> = checked
                 .iter()
                 .zip(&loaded)

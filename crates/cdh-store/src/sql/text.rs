@@ -184,7 +184,7 @@ pub(crate) const UNIFY_CONNECTION_SQL: &str = "UPDATE partner_connections SET un
 
 /// Ends task `$2` of hub `$1` with status `$3`, result `$4` or error `$5`, at `$6`.
 pub(crate) const FINISH_TASK_SQL: &str = "UPDATE tasks SET status = $3, result = $4, error = $5, \
-     checkpoint = NULL, rows_text = NULL, finished_at = $6, started_at = COALESCE(started_at, $6), \
+     checkpoint = NULL, finished_at = $6, started_at = COALESCE(started_at, $6), \
      done = CASE WHEN $3 = 'succeeded' THEN total ELSE done END WHERE hub_id = $1 AND id = $2";
 
 /// Records task `$2`'s progress (`$3` of `$4`) at `$5`, marking it running.

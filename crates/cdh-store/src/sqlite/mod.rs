@@ -82,6 +82,11 @@ pub struct SqliteStore {
 /// Page cache per connection, in KiB (negative `cache_size` is KiB).
 const CACHE_KIB: i64 = 64 * 1024;
 
+/// Page cache of sqlx's writer connection, in KiB: it writes tasks, settings and imports'
+/// batches, not the hot paths (upserts and applies write on the writer connection), and a
+/// large cache there only keeps what an import queued (up to 32 MiB) in memory.
+const SQLX_WRITER_CACHE_KIB: i64 = 8 * 1024;
+
 /// Bytes of the file mapped into memory, so reads skip a copy through the page cache.
 const MMAP_BYTES: i64 = 1 << 30;
 
@@ -119,7 +124,11 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
-            .connect_with(options.clone())
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", (-SQLX_WRITER_CACHE_KIB).to_string()),
+            )
             .await
             .map_err(unavailable)?;
         // The store's connections (sqlx's writer, its readers and the writer connection) must

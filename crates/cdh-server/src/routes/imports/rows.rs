@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use cdh_store::model::{FailedRow, ImportRow, ImportRowsWriter};
-use serde_json::value::RawValue;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ErrorCode};
@@ -76,18 +76,51 @@ pub fn batch_too_large(n: usize) -> ApiError {
     .with_details(json!({ "limit": MAX_ROWS, "rows": n }))
 }
 
-/// Reads the `profiles` array of a JSON import, one profile at a time: a field left out
-/// stays unchanged, `null` clears it.
-pub fn from_json(profiles: &[&RawValue]) -> ParsedRows {
-    let mut parsed = ParsedRows::default();
-    for (i, profile) in profiles.iter().enumerate() {
-        // The body was JSON as a whole, so each profile's text is too.
-        let row = serde_json::from_str(profile.get())
-            .map_err(|_| failed(i + 1, "invalid_row", "a profile must be a JSON object"))
-            .and_then(|value| json_row(i + 1, value));
-        parsed.push(row);
+/// The `profiles` of a JSON import, read as the body is parsed: each profile becomes a row
+/// (or a failed row) at once, so a large import never exists as a tree of JSON values, nor as
+/// a list of them. Past [`MAX_ROWS`], profiles are only counted. A field left out stays
+/// unchanged, `null` clears it.
+#[derive(Debug, Default)]
+pub struct JsonProfiles {
+    /// The rows read.
+    pub parsed: ParsedRows,
+    /// Profiles given.
+    pub given: usize,
+}
+
+impl<'de> Deserialize<'de> for JsonProfiles {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(ProfilesVisitor)
     }
-    parsed
+}
+
+struct ProfilesVisitor;
+
+impl<'de> Visitor<'de> for ProfilesVisitor {
+    type Value = JsonProfiles;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of profiles")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonProfiles, A::Error> {
+        let mut out = JsonProfiles::default();
+        loop {
+            if out.given < MAX_ROWS {
+                let Some(profile) = seq.next_element::<Value>()? else {
+                    break;
+                };
+                out.given += 1;
+                out.parsed.push(json_row(out.given, profile));
+            } else {
+                if seq.next_element::<IgnoredAny>()?.is_none() {
+                    break;
+                }
+                out.given += 1;
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn json_row(row: usize, profile: Value) -> Result<ImportRow, FailedRow> {
@@ -175,7 +208,7 @@ fn json_custom_fields(row: usize, value: Value) -> Result<BTreeMap<String, Strin
 
 /// [`from_csv`] off the async workers (reading megabytes is CPU work).
 pub async fn read_csv(body: axum::body::Bytes) -> Result<ParsedRows, ApiError> {
-    tokio::task::spawn_blocking(move || from_csv(&body))
+    tokio::task::spawn_blocking(move || from_csv(&body[..]))
         .await
         .map_err(|e| ApiError::internal(format!("the import could not be read: {e}")))?
 }
@@ -193,7 +226,7 @@ enum Column {
 /// to clear a field); `tags` are separated by `;`; a `custom_fields.<name>` column sets that
 /// custom field (the row's custom fields are replaced by those given). A file that is not
 /// CSV (ragged records, bad UTF-8, an unknown column) is refused whole, naming the line.
-pub fn from_csv(body: &[u8]) -> Result<ParsedRows, ApiError> {
+pub fn from_csv(body: impl std::io::Read) -> Result<ParsedRows, ApiError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -341,17 +374,14 @@ mod tests {
     use super::*;
 
     fn from_json(values: Vec<Value>) -> ParsedRows {
-        let texts: Vec<Box<RawValue>> = values
-            .iter()
-            .map(|v| RawValue::from_string(v.to_string()).unwrap())
-            .collect();
-        let raws: Vec<&RawValue> = texts.iter().map(AsRef::as_ref).collect();
-        super::from_json(&raws)
+        let text = Value::Array(values).to_string();
+        serde_json::from_str::<JsonProfiles>(&text).unwrap().parsed
     }
 
     /// The rows kept, typed again as the import task reads them.
     fn kept(parsed: &ParsedRows) -> Vec<ImportRow> {
-        serde_json::from_str(&parsed.rows.clone().finish()).unwrap()
+        let chunks = parsed.rows.clone().finish();
+        chunks.iter().flat_map(|c| c.rows().unwrap()).collect()
     }
 
     #[test]
@@ -396,7 +426,8 @@ mod tests {
     #[test]
     fn csv_rows_read_tags_and_custom_fields() {
         let parsed = from_csv(
-            b"customer_id,display_name,tags,custom_fields.tier\nc1,Ann,vip; new ,gold\nc2,,,\n",
+            b"customer_id,display_name,tags,custom_fields.tier\nc1,Ann,vip; new ,gold\nc2,,,\n"
+                .as_slice(),
         )
         .unwrap();
         assert_eq!(parsed.rows.len(), 2);
@@ -414,16 +445,18 @@ mod tests {
 
     #[test]
     fn malformed_csv_names_the_line() {
-        let e = from_csv(b"customer_id,display_name\nc1,Ann\nc2,Bob,extra\n").unwrap_err();
+        let e =
+            from_csv(b"customer_id,display_name\nc1,Ann\nc2,Bob,extra\n".as_slice()).unwrap_err();
         assert_eq!(e.code, ErrorCode::Rejected("invalid_csv"));
         assert_eq!(e.details["line"], 3);
         assert!(e.message.contains("line 3"), "{}", e.message);
-        let e = from_csv(b"customer_id,nmae\nc1,Ann\n").unwrap_err();
+        let e = from_csv(b"customer_id,nmae\nc1,Ann\n".as_slice()).unwrap_err();
         assert_eq!(e.code, ErrorCode::UnknownField);
         assert_eq!(e.details["field"], "nmae");
-        let e = from_csv(b"customer_id\nc1\n\xff\xfe\n").unwrap_err();
+        let e = from_csv(b"customer_id\nc1\n\xff\xfe\n".as_slice()).unwrap_err();
         assert_eq!(e.details["line"], 3);
-        let e = from_csv(b"customer_id,display_name,customer_id\nc1,Ann,c2\n").unwrap_err();
+        let e =
+            from_csv(b"customer_id,display_name,customer_id\nc1,Ann,c2\n".as_slice()).unwrap_err();
         assert!(e.message.contains("appears twice"), "{}", e.message);
     }
 
