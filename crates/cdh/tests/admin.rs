@@ -362,3 +362,22 @@ fn serve_refuses_a_short_operator_token() {
         .expect("cdh serve runs");
     fails_with(&output, "at least 32 characters");
 }
+
+/// A server whose stdout is gone (its terminal closed, the pipe's reader ended) still stops
+/// gracefully on SIGTERM: its last message must not end it with a panic instead.
+#[test]
+fn serve_stops_cleanly_after_its_stdout_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_demo(dir.path());
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        if line
+            .expect("cdh serve prints lines")
+            .starts_with("console admin")
+        {
+            break;
+        }
+    }
+    // The reader is dropped here: the pipe has no reader any more.
+    stop(child);
+}

@@ -2,6 +2,7 @@
 //! organization (with an admin token and a console admin) on first start.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -68,7 +69,12 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         demo(&handle, &args.data_dir, &base).await?;
     }
     stop.wait().await;
-    println!("shutting down: letting in-flight requests finish");
+    // Not println!: by now whoever read stdout (a terminal, a pipe) may be gone, and a failed
+    // write must not cut the graceful shutdown short with a panic.
+    let _ = writeln!(
+        std::io::stdout(),
+        "shutting down: letting in-flight requests finish"
+    );
     handle.shutdown().await
 }
 
