@@ -389,3 +389,52 @@ fn is_csv(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body is held to the limit whether or not it declares its length, and read whole, in
+    /// order, when within it.
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_declared_or_not() {
+        use std::io::Read;
+        let mut declared = HeaderMap::new();
+        declared.insert(header::CONTENT_LENGTH, (BODY_LIMIT + 1).into());
+        let e = read_body(&declared, Body::empty()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::PayloadTooLarge);
+        // Undeclared (chunked): refused once what arrived passes the limit.
+        let e = read_body(&HeaderMap::new(), Body::from(vec![b'x'; BODY_LIMIT + 1]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::PayloadTooLarge);
+        let mut read = String::new();
+        read_body(&HeaderMap::new(), Body::from("{\"a\": 1}"))
+            .await
+            .unwrap()
+            .read_to_string(&mut read)
+            .unwrap();
+        assert_eq!(read, "{\"a\": 1}");
+    }
+
+    /// Pieces are read in order across reads of any size, and an empty piece is not the end.
+    #[test]
+    fn frames_read_in_order_past_empty_pieces() {
+        use std::io::Read;
+        let frames = ["ab", "", "cde", "f"]
+            .into_iter()
+            .map(|piece| Bytes::from_static(piece.as_bytes()))
+            .collect();
+        let mut reader = FramesReader::new(frames);
+        let mut buf = [0u8; 2];
+        let mut out = Vec::new();
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, b"abcdef");
+    }
+}

@@ -202,17 +202,32 @@ both_manual!(
 /// Sends `POST /v1/organizations` with a body of `len` bytes, and returns the status and body
 /// of the answer.
 async fn send_oversize_body(app: &TestApp, len: usize) -> (u16, String) {
+    send_declared_body(app, "/v1/organizations", OPERATOR, len, true).await
+}
+
+/// Sends `POST path` declaring a body of `len` bytes, and sends them when `send` (else only the
+/// head, for a server that must answer from the declared length alone); returns the status and
+/// body of the answer.
+pub(crate) async fn send_declared_body(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    len: usize,
+    send: bool,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(app.handle.addr)
         .await
         .expect("connect");
     let head = format!(
-        "POST /v1/organizations HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {OPERATOR}\r\n\
+        "POST {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {token}\r\n\
          content-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n",
         app.handle.addr
     );
     stream.write_all(head.as_bytes()).await.expect("write");
-    stream.write_all(&vec![b'x'; len]).await.expect("write");
+    if send {
+        stream.write_all(&vec![b'x'; len]).await.expect("write");
+    }
     // Read the answer by its own length rather than to the end of the stream.
     let mut answer = Vec::new();
     let mut chunk = [0u8; 4096];

@@ -365,6 +365,12 @@ async fn caps(app: &TestApp) {
         json!({"customer_id": "c1"}),
     )
     .await;
+    // A body declared over 32 MiB is refused from its head, before a byte of it is read.
+    let (status, body) =
+        crate::bootstrap::send_declared_body(app, "/v1/imports", &org.admin, (32 << 20) + 1, false)
+            .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("\"payload_too_large\""), "{body}");
     // A header of 200,000 columns is refused whole, after one linear look at it.
     let header: Vec<String> = (0..200_000)
         .map(|i| format!("custom_fields.f{i}"))
