@@ -18,8 +18,8 @@ use crate::sql::batch::placeholders;
 use crate::sql::{Adapter, query};
 use serde::{Deserialize, Serialize};
 
-/// Rows per import transaction.
-pub(crate) const IMPORT_BATCH: usize = 250;
+/// Rows per import transaction: a queued import's chunk, so a batch reads one or two chunks.
+pub(crate) const IMPORT_BATCH: usize = crate::model::IMPORT_CHUNK_ROWS;
 
 /// Fields an import may match on.
 pub(crate) const IMPORT_KEYS: [&str; 5] = [
