@@ -38,6 +38,18 @@ async fn migrated_before(dir: &tempfile::TempDir, version: i64) -> (String, Sqli
     (url, pool)
 }
 
+/// The store opened on `url` (which runs the migrations not yet run), and a connection of the
+/// test's own to read what they left.
+async fn opened_and_migrated(url: &str) -> (SqliteStore, SqlitePool) {
+    let store = SqliteStore::open(url).await.expect("opens and migrates");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::from_str(url).expect("url"))
+        .await
+        .expect("connect again");
+    (store, pool)
+}
+
 /// A database made by the migrations before 0008, with a manual override on a profile, keeps
 /// the profile and the override when the store opens it and 0008 rebuilds `profiles` without
 /// rowid (the override references the profile, and migrations run with foreign keys on).
@@ -62,13 +74,7 @@ async fn rebuilding_profiles_keeps_their_manual_overrides() {
     .expect("override");
     pool.close().await;
 
-    let store = SqliteStore::open(&url).await.expect("opens and migrates");
-    let options = SqliteConnectOptions::from_str(&url).expect("url");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .expect("connect again");
+    let (store, pool) = opened_and_migrated(&url).await;
     let overrides: Vec<(i64, i64, String, Option<String>, String, i64)> = sqlx::query_as(
         "SELECT hub_id, profile_id, field, value, actor, updated_at FROM profile_overrides",
     )
@@ -127,12 +133,7 @@ async fn planner_statistics_fill_in_what_analyze_never_gathered() {
         .expect("analyze");
     pool.close().await;
 
-    let _store = SqliteStore::open(&url).await.expect("opens and migrates");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(SqliteConnectOptions::from_str(&url).expect("url"))
-        .await
-        .expect("connect again");
+    let (_store, pool) = opened_and_migrated(&url).await;
     let stat = |idx: &'static str| {
         let pool = pool.clone();
         async move {
@@ -180,12 +181,7 @@ async fn survivors_members_move_to_the_bucket_of_their_id() {
     }
     pool.close().await;
 
-    let store = SqliteStore::open(&url).await.expect("opens and migrates");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(SqliteConnectOptions::from_str(&url).expect("url"))
-        .await
-        .expect("connect again");
+    let (store, pool) = opened_and_migrated(&url).await;
     for sql in [BUCKETS, RESOLVED] {
         let rows: Vec<(i64, i64)> = sqlx::query_as(sql).fetch_all(&pool).await.expect(sql);
         assert_eq!(rows, EXPECTED, "{sql}");
@@ -269,13 +265,7 @@ async fn a_queued_imports_rows_move_apart_from_its_params() {
     .expect("tasks");
     pool.close().await;
 
-    let store = SqliteStore::open(&url).await.expect("opens and migrates");
-    let options = SqliteConnectOptions::from_str(&url).expect("url");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .expect("connect again");
+    let (store, pool) = opened_and_migrated(&url).await;
     let tasks: Vec<(i64, String)> = sqlx::query_as("SELECT id, params FROM tasks ORDER BY id")
         .fetch_all(&pool)
         .await
