@@ -44,8 +44,8 @@ pub struct UnifyArgs {
     /// Where to write assignments.csv and profiles.csv.
     #[arg(long, env = "CDH_OUT", required_unless_present = "preview")]
     pub out: Option<PathBuf>,
-    /// Print what would merge instead of writing anything.
-    #[arg(long)]
+    /// Print what would merge instead of writing anything (so not with `--out`).
+    #[arg(long, conflicts_with = "out")]
     pub preview: bool,
     /// Values that must never merge, as FIELD=VALUE (normalised like the field); repeatable.
     #[arg(long = "exclude", value_name = "FIELD=VALUE")]

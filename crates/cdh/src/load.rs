@@ -16,8 +16,11 @@ use cdh_core::{
 use rayon::prelude::*;
 
 use crate::csv_scan::{RecordBuf, RecordReader, check_quotes, line_of, split_records};
+use crate::write::try_parse_time;
 
+mod ids;
 mod parts;
+use ids::repeated_contact_id;
 pub use parts::RowStarts;
 use parts::{next_value, put_value, read_parallel};
 
@@ -215,6 +218,9 @@ pub fn slots(spec: &LoadSpec, columns: &Columns) -> Vec<Slot> {
 /// A row's slot whose value was empty, invalid or blocked (no shard holds it).
 const NO_VALUE: u8 = u8::MAX;
 
+/// The slot number contact ids are hashed under (no key slot has it).
+const ID_SLOT: u8 = u8::MAX;
+
 /// What parsing one chunk of the file found.
 struct Chunk {
     /// Where each row starts, from the start of the chunk.
@@ -227,6 +233,8 @@ struct Chunk {
     /// Per shard, how many values.
     counts: Vec<u32>,
     stats: Vec<SlotStats>,
+    /// Per row, the hash of its contact id (to find an id given twice).
+    id_hashes: Vec<u64>,
 }
 
 /// Loads the file at `path` using `threads` workers.
@@ -271,6 +279,21 @@ pub fn load(
     }
     let n = row_starts.len();
     u32::try_from(n).context("more than 4 billion contacts in one file")?;
+    progress("checking contact ids");
+    let id_hashes: Vec<u64> = chunks
+        .iter_mut()
+        .flat_map(|c| std::mem::take(&mut c.id_hashes))
+        .collect();
+    if let Some((line, first_line, id)) =
+        repeated_contact_id(&data, &row_starts, &columns, &id_hashes)
+    {
+        bail!(
+            "{} line {line}: contact_id `{id}` is given again (first on line {first_line}); \
+             each row is one contact and needs an id of its own",
+            path.display()
+        );
+    }
+    drop(id_hashes);
     let mut stats = vec![SlotStats::default(); n_slots];
     for c in &chunks {
         for (s, st) in stats.iter_mut().zip(&c.stats) {
@@ -387,6 +410,7 @@ fn load_chunk(
             .collect(),
         counts: vec![0; n_shards],
         stats: vec![SlotStats::default(); slots.len()],
+        id_hashes: Vec::with_capacity(range.len() / 80),
     };
     let mut pos = range.start;
     let n_columns = columns.header.len();
@@ -405,9 +429,16 @@ fn load_chunk(
         let Ok(text) = rec.text() else {
             return Err(pos);
         };
-        if text.get(columns.contact_id).trim().is_empty() {
+        let contact_id = text.get(columns.contact_id).trim();
+        if contact_id.is_empty() {
             return Err(pos);
         }
+        if let Some(col) = columns.updated_at
+            && try_parse_time(text.get(col).trim()).is_none()
+        {
+            return Err(pos);
+        }
+        chunk.id_hashes.push(hash_key(0, ID_SLOT, contact_id));
         chunk.rows.push((pos - range.start) as u32);
         for (slot_no, (slot, &col)) in slots.iter().zip(&columns.slot_columns).enumerate() {
             let raw_value = text.get(col);
@@ -469,5 +500,17 @@ fn row_error(data: &[u8], path: &Path, at: usize, columns: &Columns) -> anyhow::
             rec.len()
         );
     }
-    anyhow::anyhow!("{place}: contact_id is empty")
+    let text = rec.text().unwrap_or(crate::csv_scan::TextRecord::EMPTY);
+    if text.get(columns.contact_id).trim().is_empty() {
+        return anyhow::anyhow!("{place}: contact_id is empty");
+    }
+    let Some(col) = columns.updated_at else {
+        return anyhow::anyhow!("{place}: the row cannot be read");
+    };
+    let value: String = text.get(col).trim().chars().take(40).collect();
+    anyhow::anyhow!(
+        "{place}, column {} (updated_at): `{value}` is not a time; use RFC 3339, for example \
+         2024-05-01T08:00:00Z",
+        col + 1
+    )
 }

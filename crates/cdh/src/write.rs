@@ -291,13 +291,19 @@ impl<'a> Distinct<'a> {
 
 /// RFC 3339 to milliseconds; an empty or unreadable time counts as the oldest.
 pub fn parse_time(s: &str) -> Timestamp {
+    try_parse_time(s).unwrap_or(Timestamp::MIN)
+}
+
+/// An `updated_at` cell as a time: `Some(Timestamp::MIN)` when empty, `None` when it is not an
+/// RFC 3339 time (the loader refuses such a row, so `parse_time` never sees one).
+pub fn try_parse_time(s: &str) -> Option<Timestamp> {
     if s.is_empty() {
-        return Timestamp::MIN;
+        return Some(Timestamp::MIN);
     }
-    fast_utc_seconds(s.as_bytes()).unwrap_or_else(|| {
+    fast_utc_seconds(s.as_bytes()).or_else(|| {
         time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .ok()
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as Timestamp)
-            .unwrap_or(Timestamp::MIN)
     })
 }
 

@@ -180,6 +180,16 @@ fn malformed_csv_is_refused_with_its_line() {
             b" ,sms,,0912345678,,,,,,,\n",
             "line 2: contact_id is empty",
         ),
+        (
+            "repeated_id.csv",
+            b"1,sms,,0912345678,,,,,,,\n2,sms,,0912345679,,,,,,,\n 1 ,sms,,0912345670,,,,,,,\n",
+            "line 4: contact_id `1` is given again (first on line 2)",
+        ),
+        (
+            "bad_time.csv",
+            b"1,sms,,0912345678,,,,,,,2024-05-01T08:00:00Z\n2,sms,,0912345679,,,,,,,yesterday\n",
+            "line 3, column 11 (updated_at): `yesterday` is not a time",
+        ),
     ];
     for (name, body, expected) in cases {
         let mut bytes = HEADER.as_bytes().to_vec();
@@ -205,6 +215,29 @@ fn malformed_csv_is_refused_with_its_line() {
             "{name}: the error names the file:\n{err}"
         );
     }
+}
+
+#[test]
+fn a_closed_output_pipe_ends_the_preview_quietly() {
+    let input = fixture("small.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cdh"))
+        .args(["unify", "--keys", "display_mobile", "--preview"])
+        .arg(&input)
+        .env_remove("CDH_KEYS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the cdh binary runs");
+    // As `| head` does once it has its lines: the reader goes before the preview is written.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("cdh ends");
+    assert!(
+        o.status.success(),
+        "exit {:?}: {}",
+        o.status.code(),
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
 
 #[test]
@@ -288,6 +321,23 @@ fn bad_arguments_get_clear_errors() {
         &out,
     );
     assert!(err.contains("FIELD=VALUE"), "{err}");
+    // A preview writes nothing, so an output folder with it is a mistake, not ignored.
+    let err = fails(
+        &[
+            "unify",
+            "--keys",
+            "display_email",
+            "--preview",
+            input,
+            "--out",
+            o,
+        ],
+        &out,
+    );
+    assert!(
+        err.contains("--preview") && err.contains("cannot be used with") && err.contains("--out"),
+        "{err}"
+    );
     let no_id = write_file(dir.path(), "no_id_col.csv", b"id,display_email\n1,a@b.co\n");
     let err = fails(
         &["unify", "--keys", "display_email", &no_id, "--out", o],

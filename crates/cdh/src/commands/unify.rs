@@ -69,16 +69,17 @@ fn run_in_pool(args: &UnifyArgs, threads: usize, started: Instant) -> anyhow::Re
         };
         let p = preview(&loaded.graph, None, &options);
         progress.finish();
-        print!(
-            "{}",
-            preview_text(
-                &p,
-                &loaded,
-                &keys.to_string(),
-                region.code(),
-                args.suspicious_threshold
-            )
+        let text = preview_text(
+            &p,
+            &loaded,
+            &keys.to_string(),
+            region.code(),
+            args.suspicious_threshold,
         );
+        if !print_quietly(&text)? {
+            // The reader went away (`cdh unify --preview ... | head`): it has what it wanted.
+            return Ok(());
+        }
         eprintln!(
             "previewed {} contacts in {:.2?}",
             thousands(n as u64),
@@ -125,6 +126,18 @@ fn run_in_pool(args: &UnifyArgs, threads: usize, started: Instant) -> anyhow::Re
         out.join("profiles.csv").display()
     );
     Ok(())
+}
+
+/// Writes `text` to stdout; `false` when stdout is a pipe whose reader has closed it, which
+/// ends the command quietly instead of panicking as `print!` does.
+fn print_quietly(text: &str) -> anyhow::Result<bool> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("cannot write the preview to stdout"),
+    }
 }
 
 /// Columns of the file beyond the built-in schema: candidates for custom identifier keys.
