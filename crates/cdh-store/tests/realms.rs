@@ -147,6 +147,51 @@ async fn separate_body(t: TestStore) {
     t.finish(h.id).await;
 }
 
+conformance!(
+    a_feed_page_scans_past_other_organizations_events,
+    feed_scan_body
+);
+/// The feed reads a hub's events in order and keeps the reader's: a page of one event finds
+/// B's among A's, and the page after it moves past A's later events without showing them.
+async fn feed_scan_body(t: TestStore) {
+    let s = &t.store;
+    let h = hub(s).await;
+    let (b, b_email) = second_org(s, h.id).await;
+    let a_write = |i: usize| async move {
+        upsert(
+            s,
+            h.id,
+            h.email_caac,
+            &format!("a{i}"),
+            &[("display_email", &format!("a{i}@a.example"))],
+        )
+        .await;
+    };
+    for i in 0..5 {
+        a_write(i).await;
+    }
+    let b0 = upsert(s, h.id, b_email, "b0", &[("display_email", "b@b.example")]).await;
+    for i in 5..7 {
+        a_write(i).await;
+    }
+    let b_page = s.events_page(h.id, b, 0, 1).await.unwrap();
+    let [b_event] = b_page.events.as_slice() else {
+        panic!("one event of B's: {:?}", b_page.events);
+    };
+    assert_eq!(b_event.profile_id, b0.contact.profile_id, "{b_event:?}");
+    assert_eq!(b_page.next_after, b_event.seq);
+    let rest = s.events_page(h.id, b, b_event.seq, 1).await.unwrap();
+    assert!(rest.events.is_empty(), "{:?}", rest.events);
+    let a_all = s.events_after(h.id, h.org, 0, 1000).await.unwrap();
+    assert_eq!(a_all.len(), 7, "{a_all:?}");
+    assert!(a_all.iter().all(|e| e.seq != b_event.seq));
+    assert_eq!(rest.next_after, a_all.last().unwrap().seq, "moved past A's");
+    let a_page = s.events_page(h.id, h.org, 0, 3).await.unwrap();
+    assert_eq!(a_page.events, a_all[..3]);
+    assert_eq!(a_page.next_after, a_all[2].seq);
+    t.finish(h.id).await;
+}
+
 /// Upserts a contact with one custom field.
 async fn upsert_custom(
     s: &AnyStore,

@@ -82,6 +82,19 @@ pub(crate) struct FeedPage {
     pub read_to: Option<i64>,
 }
 
+/// Rows of the hub's events a page reads at most: it scans the hub's events in order and
+/// keeps those of its realms, so in a hub of several organizations a page that finds few of
+/// its own still ends (`read_to` moves past what it scanned).
+pub(crate) const FEED_SCAN_ROWS: i64 = 10_000;
+
+/// One events row as the feed scans it, with the realm it belongs to.
+#[derive(sqlx::FromRow)]
+struct ScannedRow {
+    #[sqlx(flatten)]
+    row: EventRow,
+    realm: String,
+}
+
 /// Events of `realms` already numbered, after `after`, in order, at most `limit`, as
 /// organization `reader` sees them: every event of its own realm, and of a connection's
 /// realm only those about a profile that holds a contact of `reader` now ("events about a
@@ -89,8 +102,10 @@ pub(crate) struct FeedPage {
 /// `MERGED_RANGE_KIND` is expanded into its `profile.merged` events. Pending events are not
 /// seen: number them first (`EventNumbers::sequence_events`).
 ///
-/// At most `limit` events are read; those of profiles the reader has no contact in are
-/// left out, so a page may hold fewer (see `read_to`).
+/// The hub's events are scanned in order by their primary key (no index by realm: on SQLite
+/// one cost a third of the one-writer upsert rate), at most `FEED_SCAN_ROWS` rows; those of
+/// other realms, and those of profiles the reader has no contact in, are left out, so a page
+/// may hold fewer than `limit` (see `read_to`).
 pub(crate) async fn numbered_events<B: Adapter>(
     store: &B,
     hub: HubId,
@@ -101,52 +116,60 @@ pub(crate) async fn numbered_events<B: Adapter>(
 ) -> StoreResult<FeedPage> {
     let limit = i64::from(limit.clamp(1, 10_000));
     let mut conn = store.acquire().await?;
-    // Each realm's rows are read by its index, at most `limit` of them, and merged in order:
-    // since every row is at least one event, the first `limit` events of the merge are the
-    // first `limit` of all the realms' events.
-    let mut rows: Vec<(EventRow, bool)> = Vec::new();
-    for realm in realms {
-        let of_realm: Vec<EventRow> = B::fetch_all(
-            &mut conn,
-            query(
-                "SELECT seq, at, kind, profile_id, payload FROM events \
-                 WHERE hub_id = $1 AND realm = $2 AND seq > $3 ORDER BY seq LIMIT $4",
-            )
-            .bind(hub)
-            .bind(realm.key())
-            .bind(after)
-            .bind(limit),
-        )
-        .await?;
-        let shared = matches!(realm, Realm::Connection(_));
-        rows.extend(of_realm.into_iter().map(|row| (row, shared)));
-    }
-    rows.sort_unstable_by_key(|(row, _)| row.seq);
-    let mut read: Vec<(Event, bool)> = Vec::with_capacity(rows.len().min(limit as usize));
-    for (row, shared) in rows {
+    let keys: HashMap<String, bool> = realms
+        .iter()
+        .map(|realm| (realm.key(), matches!(realm, Realm::Connection(_))))
+        .collect();
+    let mut read: Vec<(Event, bool)> = Vec::with_capacity(limit as usize);
+    // The last row scanned, of any realm: every row up to it was looked at. Numbers are
+    // taken in commit order, so a read that sees a row sees every row before it.
+    let mut scanned_to: Option<i64> = None;
+    let mut scanned = 0;
+    'scan: while scanned < FEED_SCAN_ROWS {
         let room = limit - read.len() as i64;
         if room <= 0 {
             break;
         }
-        if row.kind == MERGED_RANGE_KIND {
-            let range: MergedRange = serde_json::from_str(&row.payload)?;
-            let from = range.first.max(after + 1);
-            let to = row.seq.min(from + room - 1);
-            let mut expanded = Vec::new();
-            expand_merged_range::<B>(&mut conn, hub, &range, from..=to, &mut expanded).await?;
-            read.extend(expanded.into_iter().map(|event| (event, shared)));
-        } else {
-            let event = Event {
-                seq: row.seq,
-                at: row.at,
-                kind: row.kind,
-                profile_id: row.profile_id,
-                payload: serde_json::from_str(&row.payload)?,
-            };
-            read.push((event, shared));
+        // In a hub of one organization every row is the reader's: one step of `room` rows.
+        let step = room.min(FEED_SCAN_ROWS - scanned);
+        let rows: Vec<ScannedRow> = B::fetch_all(
+            &mut conn,
+            query(
+                "SELECT seq, at, kind, profile_id, payload, realm FROM events \
+                 WHERE hub_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(hub)
+            .bind(scanned_to.unwrap_or(after))
+            .bind(step),
+        )
+        .await?;
+        let n_rows = rows.len() as i64;
+        scanned += n_rows;
+        for ScannedRow { row, realm } in rows {
+            let room = limit - read.len() as i64;
+            if room <= 0 {
+                break 'scan;
+            }
+            let seq = row.seq;
+            if let Some(&shared) = keys.get(&realm) {
+                push_row::<B>(&mut conn, hub, row, shared, after, room, &mut read).await?;
+            }
+            // A merged range cut short by the page's room is read on by the next page.
+            if read.len() as i64 >= limit {
+                break 'scan;
+            }
+            scanned_to = Some(seq);
+        }
+        if n_rows < step {
+            break;
         }
     }
-    let read_to = read.last().map(|(event, _)| event.seq);
+    let read_to = if read.len() as i64 >= limit {
+        read.last().map(|(event, _)| event.seq)
+    } else {
+        scanned_to
+    };
+
     // One check per profile of the page, only for events of a connection's realm.
     let mut seen_by_reader: HashMap<ProfileId, bool> = HashMap::new();
     let mut events = Vec::with_capacity(read.len());
@@ -168,6 +191,39 @@ pub(crate) async fn numbered_events<B: Adapter>(
         events.push(event);
     }
     Ok(FeedPage { events, read_to })
+}
+
+/// Adds the events of one scanned row of the reader's realms to `read`: the event, or the
+/// events of a merged range after `after`, at most `room`.
+async fn push_row<B: Adapter>(
+    conn: &mut B::Conn,
+    hub: HubId,
+    row: EventRow,
+    shared: bool,
+    after: i64,
+    room: i64,
+    read: &mut Vec<(Event, bool)>,
+) -> StoreResult<()> {
+    if row.kind == MERGED_RANGE_KIND {
+        let range: MergedRange = serde_json::from_str(&row.payload)?;
+        let from = range.first.max(after + 1);
+        let to = row.seq.min(from + room - 1);
+        let mut expanded = Vec::new();
+        expand_merged_range::<B>(conn, hub, &range, from..=to, &mut expanded).await?;
+        read.extend(expanded.into_iter().map(|event| (event, shared)));
+    } else {
+        read.push((
+            Event {
+                seq: row.seq,
+                at: row.at,
+                kind: row.kind,
+                profile_id: row.profile_id,
+                payload: serde_json::from_str(&row.payload)?,
+            },
+            shared,
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the live profile of `profile` (itself, or the one it was merged into) holds a

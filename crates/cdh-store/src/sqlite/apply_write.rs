@@ -270,6 +270,9 @@ fn swap(
             range,
             realm
         ])?;
+        let (count_sql, count_args) =
+            super::count_realm_events(hub, &realm, usize::try_from(merged).unwrap_or(0));
+        execute(conn, count_sql, &count_args)?;
     }
     conn.prepare_cached("UPDATE hubs SET next_id = ?2, event_seq = ?3 WHERE hub_id = ?1")?
         .execute(params![hub, seq, event_seq])?;
