@@ -39,6 +39,8 @@ mod organizations;
 mod profiles;
 #[path = "api/scenarios.rs"]
 mod scenarios;
+#[path = "api/scope.rs"]
+mod scope;
 #[path = "api/tasks.rs"]
 mod tasks;
 #[path = "api/unification.rs"]

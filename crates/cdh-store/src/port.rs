@@ -106,8 +106,8 @@ pub trait Setup: Send + Sync {
         disclosure_url: &str,
         actor: &str,
     ) -> StoreResult<Connection>;
-    /// Turns cross-product unification of the organization's realm on or off (effective for
-    /// stored contacts at the next apply).
+    /// Turns cross-product unification of the organization's realm on or off, from the next
+    /// apply on (for stored and new contacts alike: until then the applied switch holds).
     async fn set_cross_product(&self, hub: HubId, org: OrganizationId, on: bool)
     -> StoreResult<()>;
     /// The organization's realm: its organizations, cross-product switch and connection.

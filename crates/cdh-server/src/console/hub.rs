@@ -28,6 +28,8 @@ struct Partner {
 struct HubPage {
     l: Layout,
     cross_product: bool,
+    /// The switch differs from the one the last apply applied.
+    switch_pending: bool,
     keys: Vec<String>,
     line_uid_is_key: bool,
     partners: Vec<Partner>,
@@ -64,11 +66,11 @@ pub async fn page(
     let mut l = Layout::new(&viewer, "hub", "Customer data hub");
     if let Some(saved) = query.saved {
         let text = if saved == "on" {
-            "Cross-product unification is on. New contacts unify across CAAC and MAAC now; \
-             stored contacts do when the unify keys are next applied (preview them below)."
+            "Cross-product unification is switched on. It takes effect when the unify keys are \
+             next applied (preview them below); until then contacts unify as before."
         } else {
-            "Cross-product unification is off. Profiles already merged stay merged; new \
-             contacts unify within their product only."
+            "Cross-product unification is switched off. It takes effect when the unify keys \
+             are next applied; profiles already merged stay merged."
         };
         l = l.flash("success", text);
     }
@@ -76,6 +78,7 @@ pub async fn page(
     let page = HubPage {
         l,
         cross_product: settings.cross_product,
+        switch_pending: settings.cross_product != settings.cross_product_applied,
         line_uid_is_key: current.setting.keys.iter().any(|k| k == "line_uid"),
         keys: current.setting.keys,
         partners: settings

@@ -1,8 +1,9 @@
 //! Hub scope: `PUT /v1/hub` (cross-product unification, admin) and
 //! `POST /v1/partner/connections` (the operator connects organizations of one brand).
 //!
-//! Both change which contacts may merge; stored contacts move into the new scope at the
-//! next apply of a unify setting. An organization sees and changes only its own realm: its
+//! Both change which contacts may merge, from the next apply of a unify setting on: stored
+//! contacts move into the new scope then, and new contacts keep unifying in the applied scope
+//! until then (`cross_product_applied` says which is in force). An organization sees and changes only its own realm: its
 //! own scope, or its connection's (with `cross_product` on, LINE contacts unify across
 //! products only when `line_uid` is a key; the preview says so in its notes).
 
@@ -48,8 +49,12 @@ pub struct ConnectionView {
 /// Which contacts may merge with each other.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScopeView {
-    /// Whether CAAC and MAAC contacts unify together.
+    /// Whether CAAC and MAAC contacts unify together, as last switched: it takes effect with
+    /// the next apply of a unify setting (preview it first).
     pub cross_product: bool,
+    /// The switch in force: as the last apply applied it (false before any). New contacts
+    /// unify by this one until the next apply.
+    pub cross_product_applied: bool,
     /// The organizations whose contacts unify together: the caller's alone, or every
     /// organization of its partner connection.
     pub organization_ids: Vec<String>,
@@ -77,6 +82,7 @@ pub fn connection_view(c: Connection, hub: HubId) -> ConnectionView {
 pub fn scope_view(settings: RealmSettings, hub: HubId) -> ScopeView {
     ScopeView {
         cross_product: settings.cross_product,
+        cross_product_applied: settings.cross_product_applied,
         organization_ids: settings
             .organizations
             .iter()

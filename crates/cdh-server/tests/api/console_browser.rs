@@ -382,8 +382,13 @@ async fn cross_product_on_lets_a_maac_line_contact_join() {
     browser.click("#save-hub").await;
     let flash = browser.text("#flash").await;
     assert!(
-        flash.starts_with("Cross-product unification is on"),
+        flash.starts_with("Cross-product unification is switched on"),
         "{flash}"
+    );
+    let pending = browser.text("#switch-pending").await;
+    assert!(
+        pending.contains("until the unify keys are next applied"),
+        "the switch waits for an apply: {pending}"
     );
     assert!(
         browser

@@ -113,8 +113,12 @@ pub struct RealmSettings {
     pub realm: Realm,
     /// The organizations of the realm (the organization alone, or its connection's).
     pub organizations: Vec<OrganizationId>,
-    /// Whether MAAC and CAAC contacts of the realm unify together.
+    /// Whether MAAC and CAAC contacts of the realm unify together, as last asked for: the
+    /// next apply applies it.
     pub cross_product: bool,
+    /// The switch as the realm's last apply applied it (off before any): the one contacts
+    /// unify by until the next apply.
+    pub cross_product_applied: bool,
     /// The partner connection the organization is in, if any.
     pub connection: Option<Connection>,
 }

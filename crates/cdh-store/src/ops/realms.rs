@@ -56,8 +56,29 @@ pub(crate) async fn load_realm<B: Adapter>(
             .as_ref()
             .map_or_else(|| vec![org], |c| c.organization_ids.clone()),
         cross_product: cross.is_some_and(|(on,)| on != 0),
+        cross_product_applied: applied_cross_product::<B>(conn, hub, realm).await?,
         connection,
     })
+}
+
+/// The cross-product switch the realm's last apply applied (off before any): the one its
+/// contacts' scopes follow (see `sql::text::upsert_context_sql`).
+async fn applied_cross_product<B: Adapter>(
+    conn: &mut B::Conn,
+    hub: HubId,
+    realm: Realm,
+) -> StoreResult<bool> {
+    let applied: Option<(i64,)> = B::fetch_optional(
+        conn,
+        query(
+            "SELECT cross_product FROM unify_settings WHERE hub_id = $1 AND realm = $2 \
+             ORDER BY version DESC LIMIT 1",
+        )
+        .bind(hub)
+        .bind(realm.key()),
+    )
+    .await?;
+    Ok(applied.is_some_and(|(on,)| on != 0))
 }
 
 /// A partner connection with its organizations.
@@ -223,6 +244,7 @@ pub(crate) async fn settings_of_realm<B: Adapter>(
     )
     .await?;
     let cross_product = cross.is_some_and(|(on,)| on != 0);
+    let cross_product_applied = applied_cross_product::<B>(conn, hub, realm).await?;
     match realm {
         Realm::Connection(id) => {
             let connection = load_connection::<B>(conn, hub, id).await?;
@@ -230,6 +252,7 @@ pub(crate) async fn settings_of_realm<B: Adapter>(
                 realm,
                 organizations: connection.organization_ids.clone(),
                 cross_product,
+                cross_product_applied,
                 connection: Some(connection),
             })
         }
@@ -249,6 +272,7 @@ pub(crate) async fn settings_of_realm<B: Adapter>(
                 realm,
                 organizations: vec![org],
                 cross_product,
+                cross_product_applied,
                 connection: None,
             })
         }

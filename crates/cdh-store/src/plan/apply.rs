@@ -141,6 +141,9 @@ pub(crate) struct PlannedMerge {
 pub(crate) struct ApplyPlan {
     /// The realm applied to: its setting and its events get the swap's rows.
     pub realm: Realm,
+    /// The cross-product switch the plan scoped contacts by: recorded with the setting, it is
+    /// the switch upserts unify by from then on.
+    pub cross_product: bool,
     /// The realms whose writes make the plan stale.
     pub covered: Vec<Realm>,
     /// The snapshot's marker over `covered`: the swap checks nothing was written since.
@@ -350,6 +353,7 @@ pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResu
     }
     Ok(ApplyPlan {
         realm: input.realm,
+        cross_product: input.cross_product,
         covered: input.covered,
         marker: input.marker,
         staged,

@@ -146,6 +146,7 @@ impl ApplyWrites for PgStore {
             .bind(task_id)
             .bind(now)
             .bind(plan.realm.key())
+            .bind(i64::from(plan.cross_product))
             .execute(&mut *conn)
             .await?;
         if let Realm::Connection(connection) = plan.realm {

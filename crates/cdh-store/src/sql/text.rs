@@ -79,14 +79,18 @@ pub(crate) fn tie_query_sql<D: Dialect>(n: usize, own: bool) -> String {
 /// none when the channel is not the hub's.
 ///
 /// The channel's organization unifies in its own realm, or in its connection's once that
-/// connection's first apply has moved its contacts there (`unified_at`); the setting and the
-/// cross-product switch are that realm's.
+/// connection's first apply has moved its contacts there (`unified_at`); the setting is that
+/// realm's last applied one, and so is the cross-product switch: the switch as the apply
+/// applied it, not as asked for since (the stored contacts' scopes are the applied ones, so
+/// a new contact scoped by a switch not yet applied would find none of them). Before any
+/// apply there are no keys, and the first apply scopes every contact.
 pub(crate) fn upsert_context_sql<D: Dialect>() -> String {
     let realm = "CASE WHEN pc.id IS NULL THEN 'o' || ch.organization_id ELSE 'g' || pc.id END";
     format!(
         "SELECT ch.organization_id AS organization_id, ch.channel_type AS channel_type, \
          ch.product AS product, o.default_region AS region, pc.id AS connection_id, \
-         COALESCE((SELECT r.cross_product FROM realms r WHERE r.hub_id = $1 AND r.realm = {realm}), 0) \
+         COALESCE((SELECT s.cross_product FROM unify_settings s WHERE s.hub_id = $1 \
+           AND s.realm = {realm} ORDER BY s.version DESC LIMIT 1), 0) \
            AS cross_product, {} AS first_id, \
          (SELECT s.keys FROM unify_settings s WHERE s.hub_id = $1 AND s.realm = {realm} \
           ORDER BY s.version DESC LIMIT 1) AS setting_keys, \
@@ -173,9 +177,11 @@ pub(crate) fn realm_keys_sql(contact: &str) -> String {
     )
 }
 
-/// The unify-settings row an apply adds (`$1` hub .. `$7` applied at, `$8` the realm).
+/// The unify-settings row an apply adds (`$1` hub .. `$7` applied at, `$8` the realm, `$9` the
+/// cross-product switch it applied, 0 or 1).
 pub(crate) const INSERT_SETTING_SQL: &str = "INSERT INTO unify_settings (hub_id, version, keys, \
-     excluded, actor, task_id, applied_at, realm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+     excluded, actor, task_id, applied_at, realm, cross_product) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// Marks connection `$2` of hub `$1` unified at `$3` by its realm's first apply: from then on
 /// its organizations' contacts unify in its scopes.

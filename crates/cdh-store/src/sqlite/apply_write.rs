@@ -288,6 +288,7 @@ fn swap(
             task.into(),
             now.into(),
             realm.as_str().into(),
+            i64::from(plan.cross_product).into(),
         ],
     )?;
     if let Realm::Connection(connection) = plan.realm {
