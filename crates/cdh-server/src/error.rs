@@ -28,6 +28,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// An import carries more rows than allowed.
     BatchTooLarge,
+    /// An import by a key that only matches (`customer_id`, `connect_id`) asked to create
+    /// contacts.
+    UpdateOnlyKey,
     /// No token, or an unknown, wrong or revoked one.
     Unauthorized,
     /// The token lacks the scope the endpoint needs.
@@ -75,6 +78,7 @@ impl ErrorCode {
             C::InvalidField => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             C::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             C::BatchTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
+            C::UpdateOnlyKey => (StatusCode::UNPROCESSABLE_ENTITY, "update_only_key"),
             C::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             C::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             C::NotFound => (StatusCode::NOT_FOUND, "not_found"),

@@ -55,6 +55,13 @@ pub enum ImportKey {
 }
 
 impl ImportKey {
+    /// Whether rows matching no contact may become contacts: not for `customer_id` and
+    /// `connect_id`, which the vendor defines as keys of existing contacts only (a brand's
+    /// member id or a connector's link says who a contact is, not where to reach them).
+    pub fn may_create(self) -> bool {
+        !matches!(self, Self::CustomerId | Self::ConnectId)
+    }
+
     /// The field's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,7 +81,9 @@ pub enum OnUnmatched {
     /// Count them as unmatched (the default).
     #[default]
     Report,
-    /// Create them as contacts of the organization's `api` channel.
+    /// Create them as contacts of the organization's `api` channel (imports by
+    /// `display_email`, `display_mobile` or `line_uid` only; by `customer_id` or `connect_id`
+    /// it is `422 update_only_key`).
     Create,
 }
 
@@ -325,10 +334,22 @@ pub(crate) fn import_params(
             "the import has no profiles",
         ));
     }
+    let create_unmatched = on_unmatched.unwrap_or_default() == OnUnmatched::Create;
+    if create_unmatched && !key.may_create() {
+        return Err(ApiError::new(
+            ErrorCode::UpdateOnlyKey,
+            format!(
+                "an import by {} only updates existing contacts; on_unmatched \"create\" \
+                 needs import_key display_email, display_mobile or line_uid",
+                key.as_str()
+            ),
+        )
+        .with_details(json!({"field": "on_unmatched"})));
+    }
     let params = ImportParams {
         organization_id: caller.org,
         import_key: key.as_str().to_owned(),
-        create_unmatched: on_unmatched.unwrap_or_default() == OnUnmatched::Create,
+        create_unmatched,
         actor: caller.actor(),
         total: parsed.total() as u64,
         rejected_rows: parsed.rejected,

@@ -164,6 +164,60 @@ async fn create_unmatched(app: &TestApp) {
 }
 both_driven!(unmatched_rows_are_created_when_asked, create_unmatched);
 
+/// `customer_id` and `connect_id` name existing contacts only (the vendor's rule): an import
+/// by them that asks to create is refused whole, in JSON and CSV alike, and creates nothing.
+async fn update_only_keys(app: &TestApp) {
+    let org = app.org("acme").await;
+    for key in ["customer_id", "connect_id"] {
+        let refused = app
+            .post(
+                "/v1/imports",
+                &org.admin,
+                json!({
+                    "import_key": key,
+                    "on_unmatched": "create",
+                    "profiles": [{key: "M-1", "display_email": "m1@example.com"}],
+                }),
+            )
+            .await
+            .expect_error(422, "update_only_key");
+        assert_eq!(refused.body["error"]["details"]["field"], "on_unmatched");
+        assert!(
+            refused.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(key)),
+            "{}",
+            refused.body
+        );
+        post_csv(
+            app,
+            &format!("?import_key={key}&on_unmatched=create"),
+            &org.admin,
+            &format!("{key},display_email\nM-1,m1@example.com\n"),
+        )
+        .await
+        .expect_error(422, "update_only_key");
+        // Reporting the unmatched rows is what such an import is for.
+        let done = import_and_wait(
+            app,
+            &org.admin,
+            json!({"import_key": key, "profiles": [{key: "M-1"}]}),
+        )
+        .await;
+        assert_eq!(done["unmatched"], 1, "{done}");
+        assert_eq!(done["created"], 0, "{done}");
+    }
+    let found = app
+        .get("/v1/profiles?display_email=m1@example.com", &org.admin)
+        .await
+        .expect(200);
+    assert_eq!(found.body["items"], json!([]), "nothing was created");
+}
+both_driven!(
+    imports_by_customer_or_connect_id_never_create,
+    update_only_keys
+);
+
 async fn csv_import(app: &TestApp) {
     let org = app.org("acme").await;
     let channel = app.channel(&org.admin, "line", "caac").await;
