@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use cdh_store::model::{ImportOutcome, Task, TaskKind, TaskStatus as StoredStatus};
+use cdh_store::model::{ImportOutcome, Millis, Task, TaskKind, TaskStatus as StoredStatus};
 
 use crate::console::page::{Layout, PageError, render};
 use crate::console::profile::short_time;
@@ -13,6 +13,7 @@ use crate::console::session::Viewer;
 use crate::routes::tasks::load_task;
 use crate::state::AppState;
 use crate::wire;
+use crate::worker::export;
 
 /// What the status block shows.
 pub struct TaskStatus {
@@ -31,7 +32,8 @@ pub struct TaskStatus {
 }
 
 impl TaskStatus {
-    fn of(task: &Task) -> Self {
+    /// The block of `task` at `now` (an export's download shows until its file expires).
+    fn of(task: &Task, now: Millis) -> Self {
         let finished = task.status.is_finished();
         let percent = if task.status == StoredStatus::Succeeded {
             100
@@ -84,7 +86,14 @@ impl TaskStatus {
                 "export" => {
                     summary.push(format!("{} profiles exported.", n("rows")));
                     if task.status == StoredStatus::Succeeded {
-                        download = Some(format!("/data/exports/{}/download", task.id));
+                        if export::is_expired(task.finished_at, now) {
+                            summary.push(
+                                "The file was kept 7 days and is gone; start a new export."
+                                    .to_owned(),
+                            );
+                        } else {
+                            download = Some(format!("/data/exports/{}/download", task.id));
+                        }
                     }
                 }
                 _ => {}
@@ -136,7 +145,7 @@ pub async fn page(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let (_, task) = load_task(&state, &viewer.caller(), &id, None).await?;
-    let t = TaskStatus::of(&task);
+    let t = TaskStatus::of(&task, state.now());
     let nav = if task.kind == TaskKind::Apply {
         "unification"
     } else {
@@ -154,6 +163,6 @@ pub async fn fragment(
 ) -> Result<Response, PageError> {
     let (_, task) = load_task(&state, &viewer.caller(), &id, None).await?;
     Ok(render(&TaskFragment {
-        t: TaskStatus::of(&task),
+        t: TaskStatus::of(&task, state.now()),
     }))
 }

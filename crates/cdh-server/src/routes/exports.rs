@@ -216,9 +216,19 @@ pub(crate) async fn export_file(
             "the export's file was kept 7 days and is gone; start a new export",
         ));
     }
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| ApiError::internal(format!("export file {}: {e}", path.display())))?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            // Removed from the server's disk (by hand, or a data folder restored without it):
+            // for the caller the file is gone as an expired one is.
+            tracing::warn!(path = %path.display(), "a finished export's file is missing");
+            ApiError::new(
+                ErrorCode::ExportExpired,
+                "the export's file is no longer on the server; start a new export",
+            )
+        } else {
+            ApiError::internal(format!("export file {}: {e}", path.display()))
+        }
+    })?;
     let name = format!("export-{}.{}", task.id, params.format.extension());
     Ok((
         [

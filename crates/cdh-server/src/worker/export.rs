@@ -125,26 +125,37 @@ pub async fn run(state: &AppState, hub: HubId, task: &Task) -> TaskOutcome {
     Ok(Some(json!(ExportResult { rows, bytes })))
 }
 
-/// Deletes export files past their retention (by the files' modification time, which is
-/// when the export finished writing them).
-pub fn remove_expired_files(state: &AppState) {
+/// Deletes export files past their retention, by the one clock the API and the console use:
+/// the task's end (`is_expired`). A file whose task is gone, or that no export task names
+/// (a name this server does not write), goes too; a partial file stays while its task runs.
+pub async fn remove_expired_files(state: &AppState) {
     let Ok(entries) = std::fs::read_dir(exports_dir(state)) else {
         return;
     };
     let now = state.now();
     for entry in entries.flatten() {
-        let modified = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_millis()).ok());
-        if is_expired(modified, now)
-            && let Err(e) = std::fs::remove_file(entry.path())
-        {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let keep = match task_of_file(&name) {
+            Some((hub, task)) => match state.store.get_task(hub, task).await {
+                Ok(task) => !task.status.is_finished() || !is_expired(task.finished_at, now),
+                Err(cdh_store::StoreError::NotFound(_)) => false,
+                // The store did not answer: try again at the next sweep.
+                Err(_) => true,
+            },
+            None => false,
+        };
+        if !keep && let Err(e) = std::fs::remove_file(entry.path()) {
             tracing::warn!(path = %entry.path().display(), error = %e, "could not remove an expired export");
         }
     }
+}
+
+/// The hub and task a file of the exports folder belongs to (`{hub}-{task}.{ext}`, or with
+/// `.part` after it while written).
+fn task_of_file(name: &str) -> Option<(HubId, TaskId)> {
+    let stem = name.split('.').next()?;
+    let (hub, task) = stem.split_once('-')?;
+    Some((hub.parse().ok()?, task.parse().ok()?))
 }
 
 fn exports_dir(state: &AppState) -> PathBuf {
@@ -175,6 +186,7 @@ impl RowWriter {
                     "contact_ids",
                     "channel_ids",
                     "tags",
+                    "identifiers",
                 ];
                 header.extend(CSV_FIELD_COLUMNS);
                 header.push("other_fields");
@@ -240,6 +252,14 @@ fn csv_record(row: &ExportRow) -> Vec<String> {
             channels.into_iter().map(wire::id).collect()
         }),
         row.golden.tags.join(";"),
+        // `field:value` pairs, `;`-separated, as `tags` are; a custom identifier whose value
+        // holds either character is written in JSON Lines exports without ambiguity.
+        row.golden
+            .identifiers
+            .iter()
+            .map(|i| format!("{}:{}", i.field.name(), i.value))
+            .collect::<Vec<_>>()
+            .join(";"),
     ];
     for column in CSV_FIELD_COLUMNS {
         record.push(

@@ -141,7 +141,7 @@ impl Worker {
                     Err(e) => tracing::warn!(error = %e, "could not look for queued tasks"),
                 }
             }
-            export::remove_expired_files(&state);
+            export::remove_expired_files(&state).await;
             tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 _ = self.inner.wake_tasks.notified() => {}

@@ -304,3 +304,90 @@ async fn formula_cells(app: &TestApp) {
     }
 }
 both_driven!(csv_exports_neutralise_formula_cells, formula_cells);
+
+/// One retention clock, the task's end plus 7 days: the sweep keeps a file however old its
+/// modification time until then and removes it after (and files no export task names); a
+/// file gone from the disk early is `410 export_expired`, never a 500. The CSV carries the
+/// profile's identifiers.
+async fn one_clock(app: &TestApp) {
+    let org = app.org("acme").await;
+    let channel = app.channel(&org.admin, "line", "caac").await;
+    contact(
+        app,
+        &org.admin,
+        &channel,
+        "u1",
+        json!({"display_email": "amy@example.com", "display_name": "Amy"}),
+    )
+    .await;
+    let admin = org.admin.as_str();
+    let start = |format: &'static str| async move {
+        let task = app
+            .post("/v1/exports", admin, json!({"format": format}))
+            .await
+            .expect(202)
+            .str("task_id");
+        run_tasks(app).await;
+        task
+    };
+    let kept = start("csv").await;
+    let path = format!("/v1/exports/{kept}/download");
+    let (status, _, body) = download(app, &path, &org.admin).await;
+    assert_eq!(status, 200, "{body}");
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let at = header
+        .iter()
+        .position(|h| h == "identifiers")
+        .expect("an identifiers column");
+    let row = reader.records().next().unwrap().unwrap();
+    assert_eq!(&row[at], "display_email:amy@example.com", "{body}");
+
+    let dir = app.data_dir().join("exports");
+    let files = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let [file] = files().try_into().expect("one export file");
+    // A file last modified a month ago whose task ended now stays; a stray file goes.
+    let month_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join(&file))
+        .unwrap()
+        .set_modified(month_ago)
+        .unwrap();
+    std::fs::write(dir.join("stray.csv"), "x").unwrap();
+    let state = &app.handle.state;
+    cdh_server::worker::export::remove_expired_files(state).await;
+    assert_eq!(files(), [file], "kept by its task's clock");
+    assert_eq!(download(app, &path, &org.admin).await.0, 200);
+
+    // Removed from the disk before its time: gone for the caller too, with the code.
+    let lost = start("jsonl").await;
+    for name in files() {
+        if name.ends_with(".jsonl") {
+            std::fs::remove_file(dir.join(name)).unwrap();
+        }
+    }
+    app.get(&format!("/v1/exports/{lost}/download"), &org.admin)
+        .await
+        .expect_error(410, "export_expired");
+
+    // Past its 7 days by the task's clock, the sweep removes it.
+    let view = app
+        .get(&format!("/v1/exports/{kept}"), &org.admin)
+        .await
+        .expect(200)
+        .body;
+    let finished =
+        cdh_server::wire::parse_time(view["finished_at"].as_str().unwrap(), "t").unwrap();
+    state.clock.set(finished + 7 * 24 * 3600 * 1000);
+    cdh_server::worker::export::remove_expired_files(state).await;
+    assert!(files().is_empty(), "{:?}", files());
+}
+both_driven!(exports_keep_one_retention_clock, one_clock);
