@@ -20,6 +20,58 @@ const BUCKETS: [f64; 12] = [
 #[derive(Debug, Default)]
 pub struct Metrics {
     routes: Mutex<BTreeMap<(String, String), RouteStats>>,
+    /// What the hub did, by counter and label values (all `'static`: none comes from a
+    /// client, so the set of series is fixed).
+    counts: Mutex<BTreeMap<(Counter, Vec<&'static str>), u64>>,
+}
+
+/// A count of what the hub did, beside the request metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Counter {
+    /// Contacts written, by `source` (`api`, `import`) and `outcome`.
+    ContactsWritten,
+    /// Profiles merged into another, by `source` (`upsert`, `apply`).
+    Merges,
+    /// Webhook delivery attempts, by `outcome` (`delivered`, `failed`, `refused`).
+    WebhookDeliveries,
+    /// Tasks ended, by `kind` and `status`.
+    TasksFinished,
+}
+
+impl Counter {
+    const ALL: [Counter; 4] = [
+        Counter::ContactsWritten,
+        Counter::Merges,
+        Counter::WebhookDeliveries,
+        Counter::TasksFinished,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::ContactsWritten => "cdh_contacts_written_total",
+            Self::Merges => "cdh_merges_total",
+            Self::WebhookDeliveries => "cdh_webhook_deliveries_total",
+            Self::TasksFinished => "cdh_tasks_finished_total",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::ContactsWritten => "Contacts written, by source and outcome.",
+            Self::Merges => "Profiles merged into another, by source.",
+            Self::WebhookDeliveries => "Webhook delivery attempts, by outcome.",
+            Self::TasksFinished => "Tasks ended, by kind and status.",
+        }
+    }
+
+    fn label_names(self) -> &'static [&'static str] {
+        match self {
+            Self::ContactsWritten => &["source", "outcome"],
+            Self::Merges => &["source"],
+            Self::WebhookDeliveries => &["outcome"],
+            Self::TasksFinished => &["kind", "status"],
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -48,8 +100,42 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text of the request metrics.
+    /// Adds `n` to `counter` with `labels` (one value per label name, in order).
+    pub fn count(&self, counter: Counter, labels: &[&'static str], n: u64) {
+        debug_assert_eq!(labels.len(), counter.label_names().len());
+        if n == 0 {
+            return;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry((counter, labels.to_vec())).or_default() += n;
+    }
+
+    /// The Prometheus text of the hub's counters (every counter named, even at zero).
+    fn render_counts(&self, out: &mut String) {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for counter in Counter::ALL {
+            let name = counter.name();
+            let _ = writeln!(out, "# HELP {name} {}", counter.help());
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for ((_, values), n) in counts.iter().filter(|((c, _), _)| *c == counter) {
+                let labels: Vec<String> = counter
+                    .label_names()
+                    .iter()
+                    .zip(values)
+                    .map(|(label, value)| format!("{label}=\"{value}\""))
+                    .collect();
+                let _ = writeln!(out, "{name}{{{}}} {n}", labels.join(","));
+            }
+        }
+    }
+
+    /// The Prometheus text of the request metrics and the hub's counters.
     pub fn render(&self, out: &mut String) {
+        self.render_counts(out);
         let routes = self
             .routes
             .lock()

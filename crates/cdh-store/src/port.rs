@@ -485,6 +485,8 @@ pub trait Access: Send + Sync {
 /// reads (`ops/diagnostics.rs`).
 #[async_trait]
 pub trait Diagnostics: Send + Sync {
+    /// Whether the database answers a read of the store's tables (for `GET /readyz`).
+    async fn ready(&self) -> StoreResult<()>;
     /// Every broken invariant of a hub, described; empty when all hold.
     async fn check_invariants(&self, hub: HubId) -> StoreResult<Vec<String>>;
     /// The plan the database picks for finding a contact's live profile, one line per step

@@ -15,6 +15,7 @@ use crate::access;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::json::ApiJson;
+use crate::metrics::Counter;
 use crate::state::AppState;
 use crate::wire;
 
@@ -238,6 +239,12 @@ async fn upsert_contact(
         Unification::Unchanged => ("unchanged", Vec::new()),
         Unification::Merged { absorbed, .. } => ("merged", absorbed),
     };
+    state
+        .metrics
+        .count(Counter::ContactsWritten, &["api", outcome], 1);
+    state
+        .metrics
+        .count(Counter::Merges, &["upsert"], merged.len() as u64);
     Ok(axum::Json(UpsertedView {
         contact: view(upserted.contact),
         unification: UpsertOutcomeView {

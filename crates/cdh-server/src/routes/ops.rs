@@ -1,4 +1,5 @@
-//! Operations: `GET /healthz` and `GET /metrics` (Prometheus text).
+//! Operations: `GET /healthz` (the process is up), `GET /readyz` (and its database answers)
+//! and `GET /metrics` (Prometheus text).
 
 use std::fmt::Write as _;
 
@@ -11,20 +12,21 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Principal;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::state::AppState;
 
 /// The routes of this group.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .routes(routes!(metrics))
 }
 
 /// The health answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`.
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
     pub status: String,
 }
 
@@ -35,6 +37,27 @@ async fn healthz() -> axum::Json<Health> {
     axum::Json(Health {
         status: "ok".into(),
     })
+}
+
+/// Whether the server can serve: its database answers a read of the store's tables. A load
+/// balancer takes the server out while this is 503 (`/healthz` says only that the process
+/// runs).
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "The database answers", body = Health),
+        (status = 503, description = "The database cannot be reached (`unavailable`)", body = ErrorBody),
+    ))]
+async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Health>> {
+    if let Err(e) = state.store.ready().await {
+        tracing::warn!(error = %e, "readyz: the database did not answer");
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the database cannot be reached",
+        ));
+    }
+    Ok(axum::Json(Health {
+        status: "ready".into(),
+    }))
 }
 
 /// Request counts and latencies in the Prometheus text format (operator token).

@@ -6,6 +6,7 @@ use cdh_store::model::{FailedRow, HubId, ImportOutcome, ImportRows, Organization
 use serde::{Deserialize, Serialize};
 
 use super::{TaskError, TaskOutcome};
+use crate::metrics::Counter;
 use crate::state::AppState;
 
 /// What an import task is asked to do (its stored `params`).
@@ -44,6 +45,16 @@ pub async fn run(state: &AppState, hub: HubId, task: &Task) -> TaskOutcome {
             Some(task.id),
         )
         .await?;
+    state.metrics.count(
+        Counter::ContactsWritten,
+        &["import", "created"],
+        outcome.created,
+    );
+    state.metrics.count(
+        Counter::ContactsWritten,
+        &["import", "updated"],
+        outcome.matched,
+    );
     let outcome = with_rejected_rows(outcome, params.rejected_rows, params.total);
     state
         .store

@@ -17,6 +17,7 @@ use cdh_store::{ApplyOptions, StoreError, StoreResult};
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::metrics::Counter;
 use crate::state::AppState;
 
 pub mod export;
@@ -237,6 +238,27 @@ impl Drop for Claim {
     }
 }
 
+/// Counts an ended task in `/metrics` by kind and status as stored (an apply records its own
+/// end), and an apply's merges.
+async fn count_finished(state: &AppState, hub: HubId, id: TaskId) {
+    let Ok(task) = state.store.get_task(hub, id).await else {
+        return;
+    };
+    state.metrics.count(
+        Counter::TasksFinished,
+        &[task.kind.as_str(), task.status.as_str()],
+        1,
+    );
+    if task.kind == TaskKind::Apply {
+        let merges = task
+            .result
+            .as_ref()
+            .and_then(|r| r["merges"].as_u64())
+            .unwrap_or(0);
+        state.metrics.count(Counter::Merges, &["apply"], merges);
+    }
+}
+
 impl Claim {
     /// Runs the task to its end and records the outcome.
     async fn run(self, state: &AppState) {
@@ -263,6 +285,7 @@ impl Claim {
                     .await
             }
         };
+        count_finished(state, hub, id).await;
         match recorded {
             Ok(()) => tracing::info!(%hub, task = %id, %kind, "task ended"),
             Err(e) => {

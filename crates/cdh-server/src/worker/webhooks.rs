@@ -15,6 +15,7 @@ use sha2::Sha256;
 use tokio::task::JoinSet;
 
 use super::targets;
+use crate::metrics::Counter;
 use crate::state::AppState;
 
 /// The header carrying `sha256=<hex HMAC-SHA256 of the body keyed by the endpoint's secret>`.
@@ -123,6 +124,12 @@ async fn record(
     outcome: Result<u16, String>,
 ) -> StoreResult<()> {
     let ok = matches!(outcome, Ok(status) if delivered(status));
+    let label = match &outcome {
+        _ if ok => "delivered",
+        Err(why) if why == targets::REFUSED => "refused",
+        _ => "failed",
+    };
+    state.metrics.count(Counter::WebhookDeliveries, &[label], 1);
     let next = if ok {
         None
     } else {

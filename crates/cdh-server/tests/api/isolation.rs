@@ -87,7 +87,7 @@ fn row(method: &str, path: &str) -> Option<(Access, Owner)> {
     use Owner::*;
     use Scope::{Admin, Read, Write};
     Some(match (method, path) {
-        ("GET", "/healthz") => (Public, Caller),
+        ("GET", "/healthz" | "/readyz") => (Public, Caller),
         ("GET", "/metrics") => (Operator, Caller),
         ("POST", "/v1/organizations") => (Operator, Caller),
         ("POST", "/v1/partner/connections") => (Operator, Caller),

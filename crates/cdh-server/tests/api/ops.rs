@@ -12,6 +12,11 @@ async fn health_metrics_and_openapi(app: &TestApp) {
         .await
         .expect(200);
     assert_eq!(health.body, json!({"status": "ok"}));
+    let ready = app
+        .call(Method::GET, "/readyz", None, None)
+        .await
+        .expect(200);
+    assert_eq!(ready.body, json!({"status": "ready"}));
 
     let doc = app
         .call(Method::GET, "/openapi.json", None, None)
@@ -23,6 +28,7 @@ async fn health_metrics_and_openapi(app: &TestApp) {
         doc.text
     );
     assert!(doc.body["paths"]["/healthz"]["get"].is_object());
+    assert!(doc.body["paths"]["/readyz"]["get"].is_object());
     for (path, method) in [
         ("/v1/organizations", "post"),
         ("/v1/organizations/{id}/tokens", "post"),
@@ -177,3 +183,104 @@ async fn metrics_on_an_address_of_their_own() {
         .expect_error(401, "unauthorized");
     app.finish().await;
 }
+
+/// `/readyz` asks the database: with the store's schema gone it is 503 with a code, while
+/// `/healthz` (the process) still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_when_the_database_is_gone() {
+    let app = TestApp::postgres().await;
+    app.call(Method::GET, "/readyz", None, None)
+        .await
+        .expect(200);
+    let schema = app.schema.clone().expect("a PostgreSQL app has a schema");
+    cdh_store::PgStore::drop_schema(&crate::support::pg_url(), &schema)
+        .await
+        .expect("drop the schema");
+    let gone = app
+        .call(Method::GET, "/readyz", None, None)
+        .await
+        .expect_error(503, "unavailable");
+    assert!(
+        gone.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("database")),
+        "{}",
+        gone.body
+    );
+    assert!(
+        !gone.text.contains(&schema),
+        "no detail of the database: {}",
+        gone.text
+    );
+    app.call(Method::GET, "/healthz", None, None)
+        .await
+        .expect(200);
+    app.finish().await;
+}
+
+/// `/metrics` counts what the hub did: contacts written by outcome, merges by source, tasks
+/// by kind and status, webhook deliveries by outcome.
+async fn counts_of_work(app: &TestApp) {
+    let org = app.org("brand").await;
+    // One endpoint that answers 200, one that answers 500.
+    for answers in [vec![], vec![500; 4]] {
+        let (url, _received) = crate::webhooks::receiver(answers).await;
+        app.post("/v1/webhooks", &org.admin, json!({"url": url}))
+            .await
+            .expect(201);
+    }
+    let sms = app.channel(&org.admin, "sms", "caac").await;
+    let mail = app.channel(&org.admin, "email", "caac").await;
+    app.contact(
+        &org.admin,
+        &sms,
+        "s1",
+        json!({"display_email": "amy@example.com"}),
+    )
+    .await
+    .expect(200);
+    app.contact(
+        &org.admin,
+        &mail,
+        "m1",
+        json!({"display_email": "amy@example.com"}),
+    )
+    .await
+    .expect(200);
+    app.unify(&org, &["display_email"]).await;
+    app.contact(
+        &org.admin,
+        &sms,
+        "s2",
+        json!({"display_email": "amy@example.com"}),
+    )
+    .await
+    .expect(200);
+    // Each due endpoint gets its next event.
+    crate::webhooks::deliver(app).await;
+    let metrics = app
+        .call(Method::GET, "/metrics", Some(OPERATOR), None)
+        .await
+        .expect(200)
+        .text;
+    for line in [
+        "cdh_contacts_written_total{source=\"api\",outcome=\"created\"} 2",
+        "cdh_contacts_written_total{source=\"api\",outcome=\"joined\"} 1",
+        "cdh_merges_total{source=\"apply\"} 1",
+        "cdh_tasks_finished_total{kind=\"apply\",status=\"succeeded\"} 1",
+        "cdh_webhook_deliveries_total{outcome=\"failed\"} 1",
+        "# TYPE cdh_merges_total counter",
+    ] {
+        assert!(metrics.contains(line), "`{line}` missing from:\n{metrics}");
+    }
+    // The endpoint that answers 200 gets every event of the feed, one delivery each.
+    let feed = app.get("/v1/events", &org.admin).await.expect(200);
+    let n_events = feed.body["items"].as_array().map_or(0, Vec::len);
+    assert!(n_events > 0, "{}", feed.body);
+    let delivered = format!("cdh_webhook_deliveries_total{{outcome=\"delivered\"}} {n_events}\n");
+    assert!(
+        metrics.contains(&delivered),
+        "`{delivered}` missing from:\n{metrics}"
+    );
+}
+crate::both_manual!(metrics_count_the_hubs_work, counts_of_work);

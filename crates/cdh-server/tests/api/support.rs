@@ -30,7 +30,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub backend: Backend,
     dir: tempfile::TempDir,
-    schema: Option<String>,
+    pub schema: Option<String>,
 }
 
 /// An organization created through the API, with an admin token.

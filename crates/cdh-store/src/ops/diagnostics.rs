@@ -16,6 +16,18 @@ use crate::sql::{Adapter, query};
 
 #[async_trait]
 impl<B: Adapter> Diagnostics for B {
+    async fn ready(&self) -> StoreResult<()> {
+        let mut conn = self.acquire().await?;
+        // A table of the schema, not `SELECT 1`: a server that answers without the store's
+        // schema (dropped, or another database) is not ready either.
+        let _: Option<(i64,)> = B::fetch_optional(
+            &mut conn,
+            query("SELECT CAST(count(*) AS BIGINT) FROM (SELECT hub_id FROM hubs LIMIT 1) AS h"),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn check_invariants(&self, hub: HubId) -> StoreResult<Vec<String>> {
         let mut tx = self.begin_snapshot().await?;
         let contacts = B::fetch_all(
