@@ -202,8 +202,10 @@ pub trait Profiles: Send + Sync {
     ) -> StoreResult<Page<TimelineEntry>>;
     /// The merges that formed a profile, oldest first.
     async fn lineage(&self, hub: HubId, id: ProfileId) -> StoreResult<Vec<LedgerEntry>>;
-    /// Manual edits of merged fields (`None` clears); they win over survivorship until a
-    /// contact of the profile writes that field again. Appends a `profile.updated` event.
+    /// An admin's edit (`ops/profile_edits.rs`): a built-in identifier (not `line_uid`) is
+    /// written to every contact of the profile as a contact write, so lookups find it and
+    /// unification runs on it; another field gets a manual value that wins over the merged
+    /// one until the admin clears it (`None`). In one transaction; appends `profile.updated`.
     async fn patch_profile(
         &self,
         hub: HubId,

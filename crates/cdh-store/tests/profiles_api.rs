@@ -1,7 +1,7 @@
 //! Listing an organization's profiles with a stable cursor, and manual profile edits.
 
 use cdh_store::Resource;
-use cdh_store::model::{OrganizationId, ProfileId};
+use cdh_store::model::{MANUAL_SOURCE, OrganizationId, ProfileId};
 use std::collections::BTreeMap;
 
 use cdh_store::StoreError;
@@ -97,7 +97,7 @@ async fn list_body(t: TestStore) {
     t.finish(h.id).await;
 }
 
-conformance!(patch_overrides_until_next_write, patch_body);
+conformance!(a_manual_value_holds_until_cleared, patch_body);
 async fn patch_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
@@ -124,7 +124,10 @@ async fn patch_body(t: TestStore) {
     let (profile, golden) = s.patch_profile(h.id, pid, &edits, "admin").await.unwrap();
     assert_eq!(profile.id, pid);
     assert_eq!(golden.fields["display_name"].value, "Amy Chen");
-    assert!(!golden.fields.contains_key("gender"));
+    assert_eq!(golden.fields["display_name"].source, MANUAL_SOURCE);
+    // `None` returns a field to its merged value (here it had no manual value).
+    assert_eq!(golden.fields["gender"].value, "f");
+    assert_ne!(golden.fields["gender"].source, MANUAL_SOURCE);
     // Reads see the override; the contact itself is unchanged.
     let (_, read) = s.golden_record(h.id, pid).await.unwrap();
     assert_eq!(read.fields["display_name"].value, "Amy Chen");
@@ -141,12 +144,16 @@ async fn patch_body(t: TestStore) {
     );
     assert_eq!(last.payload["actor"], "admin");
 
-    // The next write of the field by a member wins again; the other override stays.
+    // A later write of the field by a member does not change it; clearing the edit shows
+    // the merged value again.
     t.clock.advance(5);
     upsert(s, h.id, h.email_caac, "a", &[("display_name", "Amy C.")]).await;
     let (_, read) = s.golden_record(h.id, pid).await.unwrap();
+    assert_eq!(read.fields["display_name"].value, "Amy Chen");
+    let clear: BTreeMap<String, Option<String>> = [("display_name".to_owned(), None)].into();
+    let (_, read) = s.patch_profile(h.id, pid, &clear, "admin").await.unwrap();
     assert_eq!(read.fields["display_name"].value, "Amy C.");
-    assert!(!read.fields.contains_key("gender"));
+    assert_ne!(read.fields["display_name"].source, MANUAL_SOURCE);
 
     // A merged-away id resolves to its survivor, and overrides follow the merge.
     let b = upsert(

@@ -331,8 +331,9 @@ pub async fn add_note(
     Ok(Redirect::to(&format!("/profiles/{}#timeline", profile.id)).into_response())
 }
 
-/// `POST /profiles/{id}/fields` (admins): the changed fields become manual edits; a field
-/// emptied clears its edit.
+/// `POST /profiles/{id}/fields` (admins): a changed email or mobile is written to the
+/// profile's contacts; another changed field becomes a manual value, and emptied, returns to
+/// the merged value (`Profiles::patch_profile`).
 pub async fn edit_fields(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -353,7 +354,9 @@ pub async fn edit_fields(
             .get(field)
             .map(|f| f.value.as_str())
             .unwrap_or("");
-        if given != current {
+        // An identifier lives on the contacts: emptying its box here removes nothing.
+        let identifier = cdh_core::IdentifierField::built_in(field).is_some();
+        if given != current && !(identifier && given.is_empty()) {
             edits.insert(
                 field.to_owned(),
                 (!given.is_empty()).then(|| given.to_owned()),

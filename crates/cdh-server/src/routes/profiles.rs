@@ -62,8 +62,12 @@ pub struct ProfileView {
     /// The id asked for, when it was merged into this profile.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged_from: Option<String>,
-    /// Merged field values (newest non-empty wins; manual edits win until the next write).
+    /// Merged field values (newest non-empty wins; an admin's manual value wins until the
+    /// admin clears it).
     pub fields: BTreeMap<String, String>,
+    /// The fields whose value an admin set by hand (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub manual_fields: Vec<String>,
     /// Every distinct identifier value of its contacts.
     pub identifiers: Vec<IdentifierView>,
     /// Its channel contacts, oldest first.
@@ -92,6 +96,12 @@ pub fn view(profile: Profile, golden: GoldenRecord) -> ProfileView {
     ProfileView {
         id: wire::id(profile.id),
         merged_from: profile.merged_from.map(wire::id),
+        manual_fields: golden
+            .fields
+            .iter()
+            .filter(|(_, v)| v.source == cdh_store::model::MANUAL_SOURCE)
+            .map(|(k, _)| k.clone())
+            .collect(),
         fields: golden
             .fields
             .into_iter()
@@ -266,8 +276,11 @@ pub struct ProfilePatch {
     pub fields: BTreeMap<String, Option<String>>,
 }
 
-/// Edits a profile's merged fields by hand (admin); the edit applies to all its contacts'
-/// view until one of them writes that field again.
+/// Edits a profile by hand (admin). An identifier (`display_email`, `display_mobile`,
+/// `customer_id`, `connect_id`) is written to every contact of the profile, so lookups find
+/// the new value and unification runs on it (`line_uid` cannot be edited; an invalid value is
+/// 422). Any other field gets a manual value that wins over the contacts' writes until the
+/// admin clears it with `null`; `manual_fields` lists them.
 #[utoipa::path(patch, path = "/v1/profiles/{id}", tag = "profiles",
     params(("id" = String, Path, description = "The profile")), request_body = ProfilePatch,
     responses((status = 200, body = ProfileView), (status = 401, body = ErrorBody),

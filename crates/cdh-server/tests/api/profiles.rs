@@ -165,3 +165,154 @@ async fn profiles(app: &TestApp) {
         .expect_error(422, "invalid_field");
 }
 both_manual!(profiles_read_lookup_list_timeline_lineage_edit, profiles);
+
+/// An admin's edit holds: a manual value wins over later contact writes until the admin
+/// clears it with `null`; an identifier edit is written to every contact of the profile, so
+/// lookups find the new value and unification runs on it. Bad edits change nothing.
+async fn manual_edits(app: &TestApp) {
+    let org = app.org("brand").await;
+    let sms = app.channel(&org.admin, "sms", "caac").await;
+    let mail = app.channel(&org.admin, "email", "caac").await;
+    let first = app
+        .contact(
+            &org.admin,
+            &sms,
+            "s1",
+            json!({"display_email": "amy@example.com", "gender": "female"}),
+        )
+        .await
+        .expect(200);
+    let second = app
+        .contact(
+            &org.admin,
+            &mail,
+            "m1",
+            json!({"display_email": "amy@example.com"}),
+        )
+        .await
+        .expect(200);
+    app.unify(&org, &["display_email"]).await;
+    let pid = first.str("profile_id");
+    let path = format!("/v1/profiles/{pid}");
+
+    // A manual value holds through a contact's write of the field.
+    let edited = app
+        .patch(&path, &org.admin, json!({"fields": {"gender": "male"}}))
+        .await
+        .expect(200);
+    assert_eq!(edited.body["fields"]["gender"], "male");
+    assert_eq!(edited.body["manual_fields"], json!(["gender"]));
+    app.contact(&org.admin, &sms, "s1", json!({"gender": "female"}))
+        .await
+        .expect(200);
+    let profile = app.get(&path, &org.admin).await.expect(200);
+    assert_eq!(profile.body["fields"]["gender"], "male", "{}", profile.body);
+    // `null` returns the field to its merged value.
+    let cleared = app
+        .patch(&path, &org.admin, json!({"fields": {"gender": null}}))
+        .await
+        .expect(200);
+    assert_eq!(
+        cleared.body["fields"]["gender"], "female",
+        "{}",
+        cleared.body
+    );
+    assert!(
+        cleared.body.get("manual_fields").is_none(),
+        "{}",
+        cleared.body
+    );
+
+    // An email edit reaches every contact: lookups find the new value, not the old one.
+    let moved = app
+        .patch(
+            &path,
+            &org.admin,
+            json!({"fields": {"display_email": " Amy.Lin@Example.com "}}),
+        )
+        .await
+        .expect(200);
+    assert!(
+        moved.body["identifiers"].as_array().is_some_and(|ids| ids
+            .iter()
+            .any(|i| i["field"] == "display_email" && i["value"] == "amy.lin@example.com")),
+        "{}",
+        moved.body
+    );
+    for contact in [&first, &second] {
+        let stored = app
+            .get(&format!("/v1/contacts/{}", contact.str("id")), &org.admin)
+            .await
+            .expect(200);
+        // Stored as written, as a contact's own write is; identifiers are normalised.
+        assert_eq!(
+            stored.body["fields"]["display_email"], " Amy.Lin@Example.com ",
+            "{}",
+            stored.text
+        );
+    }
+    let found = app
+        .get("/v1/profiles?display_email=amy.lin@example.com", &org.admin)
+        .await
+        .expect(200);
+    assert_eq!(found.body["items"][0]["id"], pid.as_str());
+    let old = app
+        .get("/v1/profiles?display_email=amy@example.com", &org.admin)
+        .await
+        .expect(200);
+    assert_eq!(old.body["items"], json!([]));
+
+    // Unification runs on the edited value: another profile holding it joins.
+    let other = app
+        .contact(
+            &org.admin,
+            &sms,
+            "s9",
+            json!({"display_email": "lin@example.com"}),
+        )
+        .await
+        .expect(200);
+    assert_ne!(other.str("profile_id"), pid);
+    let merged = app
+        .patch(
+            &path,
+            &org.admin,
+            json!({"fields": {"display_email": "lin@example.com"}}),
+        )
+        .await
+        .expect(200);
+    let survivor = merged.str("id");
+    let other_now = app
+        .get(
+            &format!("/v1/profiles/{}", other.str("profile_id")),
+            &org.admin,
+        )
+        .await
+        .expect(200);
+    assert_eq!(other_now.str("id"), survivor);
+    assert_eq!(
+        other_now.body["contact_ids"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        other_now.body
+    );
+
+    // Bad edits are refused whole and change nothing.
+    let before = app.get(&path, &org.admin).await.expect(200).body;
+    for bad in [
+        json!({"line_uid": "U1234567890abcdef1234567890abcdef"}),
+        json!({"display_mobile": "not a phone", "gender": "other"}),
+        json!({"display_email": null}),
+    ] {
+        app.patch(&path, &org.admin, json!({"fields": bad}))
+            .await
+            .expect_error(422, "invalid_field");
+    }
+    let after = app.get(&path, &org.admin).await.expect(200).body;
+    assert_eq!(before["fields"], after["fields"]);
+    assert_eq!(before["identifiers"], after["identifiers"]);
+}
+both_manual!(
+    manual_edits_hold_and_identifier_edits_reach_the_contacts,
+    manual_edits
+);

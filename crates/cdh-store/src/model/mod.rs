@@ -23,7 +23,7 @@ pub use access::{
 pub use contacts::{
     Contact, ContactInput, FieldValue, InvalidField, TimelineEntry, Unification, Upserted,
 };
-pub use profiles::{Cause, Event, LedgerEntry, Page, Profile, ProfileMember};
+pub use profiles::{Cause, Event, LedgerEntry, MANUAL_SOURCE, Page, Profile, ProfileMember};
 pub use setup::{Channel, Connection, NewChannel, Organization, Realm, RealmSettings};
 pub use tasks::{
     ExportRow, FailedRow, IMPORT_CHUNK_ROWS, ImportChunk, ImportOutcome, ImportRow, ImportRows,

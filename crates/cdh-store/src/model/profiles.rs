@@ -71,6 +71,10 @@ pub struct LedgerEntry {
     pub cause: Cause,
 }
 
+/// The `source` of a merged field whose value an admin set by hand (other sources name the
+/// contact the value came from).
+pub const MANUAL_SOURCE: &str = "manual";
+
 /// An entry of the events feed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {

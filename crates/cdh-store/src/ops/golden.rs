@@ -313,19 +313,14 @@ fn golden_from_parts(head: ProfileHead, parts: GoldenParts) -> StoreResult<Profi
     Ok((profile, golden))
 }
 
-/// Manual edits win over survivorship unless a member wrote the field after the edit.
+/// Manual edits win over survivorship, however recent a member's write of the field, until
+/// the admin clears them (the rule: "the profile's information does not change by itself";
+/// a `None` is an edit that emptied the field, from before a clear removed the edit instead).
 fn apply_overrides(
     golden: &mut GoldenRecord,
     overrides: BTreeMap<String, (Option<String>, Millis)>,
 ) {
     for (field, (value, at)) in overrides {
-        if golden
-            .fields
-            .get(&field)
-            .is_some_and(|merged| merged.updated_at > at)
-        {
-            continue;
-        }
         match value {
             Some(value) => {
                 golden.fields.insert(
@@ -333,7 +328,7 @@ fn apply_overrides(
                     cdh_core::golden::MergedField {
                         value,
                         updated_at: at,
-                        source: "manual".to_owned(),
+                        source: crate::model::MANUAL_SOURCE.to_owned(),
                     },
                 );
             }
@@ -421,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn an_edit_wins_until_a_member_writes_the_field_again() {
+    fn an_edit_wins_over_earlier_and_later_member_writes() {
         let rows = vec![
             head(3, 3),
             member(3, 1, "Amy", 100),
@@ -436,7 +431,8 @@ mod tests {
             edit(3, 150, "display_name", Some("A.")),
         ];
         let found = assemble_golden(Some(&[ProfileId(3)]), rows).unwrap();
-        assert_eq!(found[0].1.fields["display_name"].value, "Amy");
+        assert_eq!(found[0].1.fields["display_name"].value, "A.");
+        assert_eq!(found[0].1.fields["display_name"].source, "manual");
     }
 
     #[test]

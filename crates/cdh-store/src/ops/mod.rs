@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | [`crate::port::Setup`] | [`setup`] |
 //! | [`crate::port::Contacts`] | [`contacts`] (the sqlx upsert path in [`upsert`]) |
-//! | [`crate::port::Profiles`] | [`profiles`] (merged records in [`golden`], names in [`name_search`]) |
+//! | [`crate::port::Profiles`] | [`profiles`] (merged records in [`golden`], names in [`name_search`], edits in [`profile_edits`]) |
 //! | [`crate::port::Unification`] | [`unification`] |
 //! | [`crate::port::Tasks`] | [`tasks`] |
 //! | [`crate::port::Transfers`] | [`transfers`] (import pieces in [`import`]) |
@@ -25,6 +25,7 @@ pub(crate) mod golden;
 pub(crate) mod import;
 pub(crate) mod import_chunks;
 pub(crate) mod name_search;
+pub(crate) mod profile_edits;
 pub(crate) mod profiles;
 pub(crate) mod realms;
 pub(crate) mod setup;

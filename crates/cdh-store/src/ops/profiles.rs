@@ -14,10 +14,8 @@ use crate::model::{
 use crate::ops::golden::{ProfileHead, golden_found, golden_many, golden_sql};
 use crate::ops::name_search::search_by_name;
 use crate::ops::setup::ensure_organization;
-use crate::ops::upsert::lock_profiles;
-use crate::plan::unify::NewEvent;
 use crate::port::{ProfileRecord, Profiles};
-use crate::rules::{normalizer, realm_of_scope};
+use crate::rules::normalizer;
 use crate::sql::text::{buckets_of, org_profiles_sql, realm_keys_sql, to_live_profile};
 use crate::sql::{Adapter, fetch_one, query};
 
@@ -216,92 +214,7 @@ impl<B: Adapter> Profiles for B {
         edits: &BTreeMap<String, Option<String>>,
         actor: &str,
     ) -> StoreResult<ProfileRecord> {
-        if edits.is_empty() {
-            return Err(StoreError::rejected(
-                Rejection::EmptyPatch,
-                "no field to edit",
-            ));
-        }
-        for name in edits.keys() {
-            check_edit_field(name)?;
-        }
-        let mut tx = self.begin_write().await?;
-        B::lock_hub_shared(&mut tx, hub).await?;
-        let (live, _) = resolve_profile::<B>(&mut tx, hub, id).await?;
-        // Lock the profile row, so a merge absorbing it waits or has already happened.
-        let locked = lock_profiles::<B>(&mut tx, hub, &[live]).await?;
-        let live = match locked.first().and_then(|p| p.merged_into) {
-            Some(survivor) => survivor,
-            None => live,
-        };
-        let now = self.clock().now();
-        for (field, value) in edits {
-            B::execute(
-                &mut tx,
-                query(
-                    "DELETE FROM profile_overrides \
-                     WHERE hub_id = $1 AND profile_id = $2 AND field = $3",
-                )
-                .bind(hub)
-                .bind(live)
-                .bind(field),
-            )
-            .await?;
-            B::execute(
-                &mut tx,
-                query(
-                    "INSERT INTO profile_overrides (hub_id, profile_id, field, value, actor, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(hub)
-                .bind(live)
-                .bind(field)
-                .bind(value.clone())
-                .bind(actor)
-                .bind(now),
-            )
-            .await?;
-        }
-        B::execute(
-            &mut tx,
-            query("UPDATE profiles SET updated_at = $3 WHERE hub_id = $1 AND id = $2")
-                .bind(hub)
-                .bind(live)
-                .bind(now),
-        )
-        .await?;
-        // The profile's events go to the realm its contacts unify in.
-        let (scope,): (String,) = fetch_one::<B, _>(
-            &mut tx,
-            query(
-                "SELECT c.scope FROM profiles p JOIN contacts c \
-                 ON c.hub_id = p.hub_id AND c.id = p.oldest_contact \
-                 WHERE p.hub_id = $1 AND p.id = $2",
-            )
-            .bind(hub)
-            .bind(live),
-            Resource::Profile,
-        )
-        .await?;
-        crate::ops::feed::append_events::<B>(
-            &mut tx,
-            hub,
-            realm_of_scope(&scope),
-            &[NewEvent {
-                kind: "profile.updated",
-                profile_id: live,
-                payload: serde_json::json!({
-                    "fields": edits.keys().collect::<Vec<_>>(),
-                    "actor": actor,
-                    "manual": true,
-                }),
-            }],
-            now,
-        )
-        .await?;
-        let mut result = golden_many::<B>(&mut tx, hub, &[live]).await?;
-        B::commit(tx).await?;
-        result.pop().ok_or(StoreError::NotFound(Resource::Profile))
+        crate::ops::profile_edits::patch_profile(self, hub, id, edits, actor).await
     }
 }
 
