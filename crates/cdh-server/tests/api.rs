@@ -21,6 +21,8 @@ mod console_browser;
 mod console_sign_in;
 #[path = "api/console_smoke.rs"]
 mod console_smoke;
+#[path = "api/console_tutorial.rs"]
+mod console_tutorial;
 #[path = "api/contacts.rs"]
 mod contacts;
 #[path = "api/exports.rs"]

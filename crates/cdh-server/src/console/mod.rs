@@ -14,6 +14,7 @@ use axum::routing::{MethodRouter, get, post};
 
 use crate::state::AppState;
 
+mod channels;
 mod contacts;
 mod data;
 pub mod forms;
@@ -64,6 +65,10 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             post(unification::confirm),
         ),
         ("/settings/hub", get(hub::page).post(hub::save)),
+        (
+            "/settings/channels",
+            get(channels::page).post(channels::create),
+        ),
         ("/tasks/{id}", get(tasks::page)),
         ("/tasks/{id}/status", get(tasks::fragment)),
         ("/data", get(data::page)),

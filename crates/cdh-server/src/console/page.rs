@@ -148,10 +148,60 @@ impl IntoResponse for PageError {
                 ..Layout::default()
             },
             heading: heading.to_owned(),
-            message,
+            message: message.clone(),
         };
-        render_status(status, &page)
+        let mut response = render_status(status, &page);
+        // `with_navigation` renders it again inside the signed-in user's frame.
+        response.extensions_mut().insert(ShownError {
+            heading: heading.to_owned(),
+            message,
+        });
+        response
     }
+}
+
+/// An error page's words, kept on its response for [`with_navigation`].
+#[derive(Clone, Debug)]
+struct ShownError {
+    heading: String,
+    message: String,
+}
+
+/// Middleware: an error page of a signed-in user keeps the console's frame (menu, user,
+/// sign-out), so the way back is one click; without a session it stays a bare page. The
+/// session is read only for error pages.
+pub async fn with_navigation(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers().clone();
+    let response = next.run(request).await;
+    let Some(shown) = response.extensions().get::<ShownError>().cloned() else {
+        return response;
+    };
+    let mut probe = axum::http::Request::new(());
+    *probe.headers_mut() = headers;
+    let (mut parts, ()) = probe.into_parts();
+    let Ok(viewer) =
+        <Viewer as axum::extract::FromRequestParts<_>>::from_request_parts(&mut parts, &state)
+            .await
+    else {
+        return response;
+    };
+    let page = ErrorPage {
+        l: Layout::new(&viewer, "", shown.heading.clone()),
+        heading: shown.heading,
+        message: shown.message,
+    };
+    let status = response.status();
+    let mut framed = render_status(status, &page);
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+            framed.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    framed
 }
 
 /// The content security policy: everything from this server, no inline scripts or styles.

@@ -68,6 +68,8 @@ enum Why {
 
 struct TimelineRow {
     kind: String,
+    /// The channel the entry came from, by name.
+    channel: String,
     author: String,
     at: String,
     text: String,
@@ -240,6 +242,10 @@ pub async fn page(
             .items
             .into_iter()
             .map(|e| TimelineRow {
+                channel: channel_names
+                    .get(&e.channel_id)
+                    .cloned()
+                    .unwrap_or_else(|| "a channel of a connected organization".into()),
                 kind: e.kind,
                 author: e.author,
                 at: short_time(e.at),

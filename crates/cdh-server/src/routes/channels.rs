@@ -122,6 +122,17 @@ async fn create_channel(
     ApiJson(body): ApiJson<NewChannelRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<ChannelView>)> {
     let caller = principal.org(Scope::Admin)?;
+    let channel = add_channel(&state, caller, body).await?;
+    Ok((StatusCode::CREATED, axum::Json(view(channel))))
+}
+
+/// Adds a channel to the caller's organization (the API and the console's Settings ->
+/// Channels both do it here).
+pub(crate) async fn add_channel(
+    state: &AppState,
+    caller: &crate::auth::OrgCaller,
+    body: NewChannelRequest,
+) -> ApiResult<Channel> {
     if body.name.trim().is_empty() {
         return Err(ApiError::invalid_field("name", "`name` must not be empty"));
     }
@@ -133,8 +144,7 @@ async fn create_channel(
         external_account_id: body.external_account_id.trim().to_owned(),
     };
     let id = state.store.create_channel(caller.hub, &new).await?;
-    let channel = state.store.get_channel(caller.hub, id).await?;
-    Ok((StatusCode::CREATED, axum::Json(view(channel))))
+    Ok(state.store.get_channel(caller.hub, id).await?)
 }
 
 /// The caller's organization's channels.

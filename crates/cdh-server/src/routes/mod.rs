@@ -22,7 +22,7 @@ use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
 
 pub(crate) mod bootstrap;
-mod channels;
+pub(crate) mod channels;
 pub(crate) mod contacts;
 pub(crate) mod events;
 pub(crate) mod exports;
@@ -125,6 +125,11 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
+        ))
+        // Console error pages (a missing page included) keep the signed-in user's menu.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::console::page::with_navigation,
         ))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(TraceLayer::new_for_http())

@@ -75,6 +75,7 @@ fn row(path: &str) -> Option<(&'static [&'static str], Access, Owner)> {
         "/settings/unification/previews/{id}" => (&["GET"], Admin, Realm),
         "/settings/unification/previews/{id}/apply" => (&["POST"], Admin, Realm),
         "/settings/hub" => (&["GET", "POST"], Admin, Caller),
+        "/settings/channels" => (&["GET", "POST"], Admin, Caller),
         "/settings/tokens" => (&["GET", "POST"], Admin, Caller),
         "/settings/tokens/{id}/revoke" => (&["POST"], Admin, Organization),
         "/tasks/{id}" | "/tasks/{id}/status" => (&["GET"], User, Realm),
@@ -145,6 +146,14 @@ async fn send(console: &mut Console<'_>, method: &str, template: &str, path: &st
         "/profiles/{id}/fields" => console.post(path, &[("gender", "f")]).await,
         "/settings/unification/previews" => console.post(path, &[("keys", "display_email")]).await,
         "/settings/hub" => console.post(path, &[]).await,
+        "/settings/channels" => {
+            console
+                .post(
+                    path,
+                    &[("type", "sms"), ("product", "caac"), ("name", "SMS")],
+                )
+                .await
+        }
         "/settings/tokens" => {
             console
                 .post(path, &[("name", "t"), ("scopes", "profiles:read")])
