@@ -219,7 +219,7 @@ pub fn slots(spec: &LoadSpec, columns: &Columns) -> Vec<Slot> {
 const NO_VALUE: u8 = u8::MAX;
 
 /// The slot number contact ids are hashed under (no key slot has it).
-const ID_SLOT: u8 = u8::MAX;
+pub(crate) const ID_SLOT: u8 = u8::MAX;
 
 /// What parsing one chunk of the file found.
 struct Chunk {
@@ -285,7 +285,7 @@ pub fn load(
         .flat_map(|c| std::mem::take(&mut c.id_hashes))
         .collect();
     if let Some((line, first_line, id)) =
-        repeated_contact_id(&data, &row_starts, &columns, &id_hashes)
+        repeated_contact_id(&data, &row_starts, &columns, id_hashes)
     {
         bail!(
             "{} line {line}: contact_id `{id}` is given again (first on line {first_line}); \
@@ -293,7 +293,6 @@ pub fn load(
             path.display()
         );
     }
-    drop(id_hashes);
     let mut stats = vec![SlotStats::default(); n_slots];
     for c in &chunks {
         for (s, st) in stats.iter_mut().zip(&c.stats) {
