@@ -175,13 +175,17 @@ pub async fn with_navigation(
     request: Request,
     next: Next,
 ) -> Response {
-    let headers = request.headers().clone();
+    // The session lives in the cookie; only it is kept, and only a copy of a header value.
+    let cookie = request.headers().get(header::COOKIE).cloned();
     let response = next.run(request).await;
     let Some(shown) = response.extensions().get::<ShownError>().cloned() else {
         return response;
     };
+    let Some(cookie) = cookie else {
+        return response;
+    };
     let mut probe = axum::http::Request::new(());
-    *probe.headers_mut() = headers;
+    probe.headers_mut().insert(header::COOKIE, cookie);
     let (mut parts, ()) = probe.into_parts();
     let Ok(viewer) =
         <Viewer as axum::extract::FromRequestParts<_>>::from_request_parts(&mut parts, &state)

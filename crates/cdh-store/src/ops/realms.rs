@@ -43,42 +43,42 @@ pub(crate) async fn load_realm<B: Adapter>(
     let realm = connection
         .as_ref()
         .map_or(Realm::Organization(org), |c| Realm::Connection(c.id));
-    let cross: Option<(i64,)> = B::fetch_optional(
-        conn,
-        query("SELECT cross_product FROM realms WHERE hub_id = $1 AND realm = $2")
-            .bind(hub)
-            .bind(realm.key()),
-    )
-    .await?;
+    let (cross_product, cross_product_applied) = switches::<B>(conn, hub, realm).await?;
     Ok(RealmSettings {
         realm,
         organizations: connection
             .as_ref()
             .map_or_else(|| vec![org], |c| c.organization_ids.clone()),
-        cross_product: cross.is_some_and(|(on,)| on != 0),
-        cross_product_applied: applied_cross_product::<B>(conn, hub, realm).await?,
+        cross_product,
+        cross_product_applied,
         connection,
     })
 }
 
-/// The cross-product switch the realm's last apply applied (off before any): the one its
-/// contacts' scopes follow (see `sql::text::upsert_context_sql`).
-async fn applied_cross_product<B: Adapter>(
+/// The realm's cross-product switch as last asked for, and as its last apply applied it (the
+/// one its contacts' scopes follow, `sql::text::upsert_context_sql`); each off when never
+/// set. One round trip: either row may be missing.
+async fn switches<B: Adapter>(
     conn: &mut B::Conn,
     hub: HubId,
     realm: Realm,
-) -> StoreResult<bool> {
-    let applied: Option<(i64,)> = B::fetch_optional(
+) -> StoreResult<(bool, bool)> {
+    let (asked, applied): (Option<i64>, Option<i64>) = fetch_one::<B, _>(
         conn,
         query(
-            "SELECT cross_product FROM unify_settings WHERE hub_id = $1 AND realm = $2 \
-             ORDER BY version DESC LIMIT 1",
+            "SELECT (SELECT r.cross_product FROM realms r WHERE r.hub_id = $1 AND r.realm = $2), \
+             (SELECT s.cross_product FROM unify_settings s WHERE s.hub_id = $1 AND s.realm = $2 \
+              ORDER BY s.version DESC LIMIT 1)",
         )
         .bind(hub)
         .bind(realm.key()),
+        Resource::Hub,
     )
     .await?;
-    Ok(applied.is_some_and(|(on,)| on != 0))
+    Ok((
+        asked.is_some_and(|on| on != 0),
+        applied.is_some_and(|on| on != 0),
+    ))
 }
 
 /// A partner connection with its organizations.
@@ -236,15 +236,7 @@ pub(crate) async fn settings_of_realm<B: Adapter>(
     hub: HubId,
     realm: Realm,
 ) -> StoreResult<RealmSettings> {
-    let cross: Option<(i64,)> = B::fetch_optional(
-        conn,
-        query("SELECT cross_product FROM realms WHERE hub_id = $1 AND realm = $2")
-            .bind(hub)
-            .bind(realm.key()),
-    )
-    .await?;
-    let cross_product = cross.is_some_and(|(on,)| on != 0);
-    let cross_product_applied = applied_cross_product::<B>(conn, hub, realm).await?;
+    let (cross_product, cross_product_applied) = switches::<B>(conn, hub, realm).await?;
     match realm {
         Realm::Connection(id) => {
             let connection = load_connection::<B>(conn, hub, id).await?;
