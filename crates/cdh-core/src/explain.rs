@@ -74,6 +74,17 @@ impl TieGraph<'_> {
     /// Breadth-first search from `start`: every reachable contact with the hop that first
     /// reached it, in the order reached. Stops early once `stop` is reached.
     pub fn search(&self, start: ContactIdx, stop: Option<ContactIdx>) -> Search {
+        self.search_where(start, stop, |_| true)
+    }
+
+    /// [`Self::search`] through the contacts `keep` admits only (for example the members of
+    /// one profile, so that a chain never passes through a contact whose merge was refused).
+    pub fn search_where(
+        &self,
+        start: ContactIdx,
+        stop: Option<ContactIdx>,
+        keep: impl Fn(ContactIdx) -> bool,
+    ) -> Search {
         let mut reached: HashMap<ContactIdx, Option<(Tie, ContactIdx)>> = HashMap::new();
         let mut order = vec![start];
         let mut queue = VecDeque::from([start]);
@@ -81,6 +92,9 @@ impl TieGraph<'_> {
         'outer: while let Some(c) = queue.pop_front() {
             let mut found = Vec::new();
             self.neighbours(c, |tie, other| {
+                if !keep(other) {
+                    return;
+                }
                 if let std::collections::hash_map::Entry::Vacant(e) = reached.entry(other) {
                     e.insert(Some((tie, c)));
                     found.push(other);

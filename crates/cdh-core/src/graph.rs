@@ -3,7 +3,7 @@
 //! Contacts are dense indices `0..n` in the order they were added, which is also their age:
 //! a lower index is an older contact. Two contacts are tied when they share a value whose slot
 //! merges (a unify key); other slots (such as a unique `customer_id` that is not a key) are
-//! carried only to detect conflicts.
+//! carried to refuse merges that would give a profile two of their values.
 
 use crate::field::IdentifierField;
 use crate::interner::{ScopeId, ValueId, ValueInterner};
@@ -18,7 +18,8 @@ pub struct Slot {
     pub field: IdentifierField,
     /// Whether a shared value of this slot merges contacts (a unify key).
     pub merges: bool,
-    /// Whether a profile may hold only one value of this field (reported as a conflict).
+    /// Whether a profile may hold only one value of this field: a merge that would give it a
+    /// second is refused (see `constrained`).
     pub unique: bool,
 }
 

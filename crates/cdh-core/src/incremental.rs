@@ -1,9 +1,10 @@
 //! Incremental resolution: add or update one contact against an existing partition and learn
 //! what happened (a new profile, a join, or a merge of several profiles into the oldest).
 
+use crate::constrained::{Carriers, Refusal, UniqueSets, UniqueTexts};
 use crate::graph::{ContactIdx, Slot};
 use crate::interner::{ScopeId, ValueId, ValueInterner};
-use crate::resolve::{Partition, UnionFind};
+use crate::resolve::Partition;
 
 /// What adding or updating one contact did to the profiles. Profiles are named by their
 /// oldest contact, as in [`Partition::root`].
@@ -47,27 +48,37 @@ impl Resolution {
     }
 }
 
-/// A partition kept up to date one contact at a time.
+/// A partition kept up to date one contact at a time, by the rule of [`crate::constrained`]:
+/// a new contact joins the profiles holding its values oldest first, each it does not clash
+/// with on a unique slot, so adding contacts in order gives what batch resolution gives.
 #[derive(Clone, Debug)]
 pub struct IncrementalResolver {
     slots: Vec<Slot>,
     interner: ValueInterner,
-    /// For each value, the oldest contact that carries it.
-    first_with: Vec<ContactIdx>,
-    uf: UnionFind,
+    texts: UniqueTexts,
+    carriers: Carriers,
+    sets: UniqueSets,
     /// Scratch space reused between calls, so the hot path does not allocate.
-    scratch: Vec<(ContactIdx, ValueId)>,
+    merging: Vec<ValueId>,
+    unique: Vec<(u8, u32, ValueId)>,
+    candidates: Vec<(ContactIdx, ValueId)>,
+    refusals: Vec<Refusal>,
 }
 
 impl IncrementalResolver {
-    /// An empty resolver over `slots`; only slots that merge are used.
+    /// An empty resolver over `slots`; only slots that merge tie contacts, and unique slots
+    /// refuse merges.
     pub fn new(slots: Vec<Slot>) -> Self {
         Self {
             slots,
             interner: ValueInterner::default(),
-            first_with: Vec::new(),
-            uf: UnionFind::default(),
-            scratch: Vec::new(),
+            texts: UniqueTexts::default(),
+            carriers: Carriers::new(0),
+            sets: UniqueSets::default(),
+            merging: Vec::new(),
+            unique: Vec::new(),
+            candidates: Vec::new(),
+            refusals: Vec::new(),
         }
     }
 
@@ -75,14 +86,14 @@ impl IncrementalResolver {
     pub fn with_capacity(slots: Vec<Slot>, n_contacts: usize, n_values: usize) -> Self {
         let mut r = Self::new(slots);
         r.interner = ValueInterner::with_capacity(n_values);
-        r.first_with.reserve(n_values);
-        r.uf = UnionFind::with_capacity(n_contacts);
+        r.carriers = Carriers::new(n_values);
+        r.sets = UniqueSets::with_capacity(n_contacts);
         r
     }
 
     /// How many contacts.
     pub fn n_contacts(&self) -> usize {
-        self.uf.len()
+        self.sets.uf.len()
     }
 
     /// Adds a new contact (the youngest) with its `(slot, normalised value)` pairs.
@@ -91,79 +102,93 @@ impl IncrementalResolver {
         scope: ScopeId,
         values: impl IntoIterator<Item = (u8, &'a str)>,
     ) -> (ContactIdx, Resolution) {
-        let c = self.uf.push();
-        let resolution = self.tie(c, scope, values, false);
+        self.intern(scope, values);
+        let c = self.sets.push(self.unique.drain(..));
+        let resolution = self.tie(c, false);
         (c, resolution)
     }
 
-    /// Updates contact `c` with its current values. Values it no longer has are not untied:
-    /// merges are permanent.
+    /// Updates contact `c` with its current values. Values it no longer has are not untied
+    /// (merges are permanent), and the unique values its profile held stay held.
     pub fn update_contact<'a>(
         &mut self,
         c: ContactIdx,
         scope: ScopeId,
         values: impl IntoIterator<Item = (u8, &'a str)>,
     ) -> Resolution {
-        self.tie(c, scope, values, true)
+        self.intern(scope, values);
+        self.sets.add_held(c, self.unique.drain(..));
+        self.tie(c, true)
     }
 
-    fn tie<'a>(
-        &mut self,
-        c: ContactIdx,
-        scope: ScopeId,
-        values: impl IntoIterator<Item = (u8, &'a str)>,
-        existing: bool,
-    ) -> Resolution {
-        self.scratch.clear();
-        let own_root = self.uf.find(c);
+    /// The ties the last add or update refused, by value.
+    pub fn refusals(&self) -> &[Refusal] {
+        &self.refusals
+    }
+
+    fn intern<'a>(&mut self, scope: ScopeId, values: impl IntoIterator<Item = (u8, &'a str)>) {
+        self.merging.clear();
+        self.unique.clear();
         for (slot, value) in values {
-            if !self.slots[slot as usize].merges {
+            let s = &self.slots[slot as usize];
+            if !s.merges && !s.unique {
                 continue;
             }
-            let (v, new) = self.interner.intern(scope, slot, value);
-            if new {
-                self.first_with.push(c);
-                continue;
+            let (merges, unique) = (s.merges, s.unique);
+            let (v, _) = self.interner.intern(scope, slot, value);
+            self.carriers.grow_to(v as usize + 1);
+            if merges && !self.merging.contains(&v) {
+                self.merging.push(v);
             }
-            let root = self.uf.find(self.first_with[v as usize]);
-            if root != own_root && !self.scratch.iter().any(|&(r, _)| r == root) {
-                self.scratch.push((root, v));
+            if unique {
+                self.unique.push((slot, self.texts.id(slot, value), v));
             }
         }
-        if self.scratch.is_empty() {
+    }
+
+    fn tie(&mut self, c: ContactIdx, existing: bool) -> Resolution {
+        let own_root = self.sets.find(c);
+        self.candidates.clear();
+        for &v in &self.merging {
+            self.carriers
+                .holders(v, &mut self.sets, &mut self.candidates);
+        }
+        self.sets.join_oldest_first(c, &mut self.candidates);
+        self.refusals.clear();
+        for &v in &self.merging {
+            self.refusals
+                .extend(self.carriers.place(c, v, &mut self.sets));
+        }
+        let joined = &self.candidates;
+        if joined.is_empty() {
             return if existing {
                 Resolution::Unchanged { profile: own_root }
             } else {
                 Resolution::Created { profile: c }
             };
         }
-        if !existing && self.scratch.len() == 1 {
-            let (profile, via) = self.scratch[0];
-            self.uf.union(profile, c);
+        if !existing && joined.len() == 1 {
+            let (profile, via) = joined[0];
             return Resolution::Joined { profile, via };
         }
-        for i in 0..self.scratch.len() {
-            self.uf.union(own_root, self.scratch[i].0);
-        }
-        let survivor = self.uf.find(c);
-        let mut absorbed: Vec<(ContactIdx, ValueId)> = Vec::with_capacity(self.scratch.len());
+        let survivor = self.sets.find(c);
+        let mut absorbed: Vec<(ContactIdx, ValueId)> = Vec::with_capacity(joined.len());
         if existing && own_root != survivor {
             // The contact's own profile was absorbed; say which value tied it to the survivor.
-            let via = self
-                .scratch
+            let via = joined
                 .iter()
                 .find(|&&(r, _)| r == survivor)
                 .map(|&(_, v)| v);
             absorbed.extend(via.map(|v| (own_root, v)));
         }
-        absorbed.extend(self.scratch.iter().copied().filter(|&(r, _)| r != survivor));
+        absorbed.extend(joined.iter().copied().filter(|&(r, _)| r != survivor));
         absorbed.sort_unstable();
         Resolution::Merged { survivor, absorbed }
     }
 
     /// The profile (oldest contact) of contact `c`.
     pub fn profile_of(&mut self, c: ContactIdx) -> ContactIdx {
-        self.uf.find(c)
+        self.sets.find(c)
     }
 
     /// The slot and text of a value.
@@ -174,6 +199,6 @@ impl IncrementalResolver {
 
     /// The current partition of all contacts.
     pub fn partition(&mut self) -> Partition {
-        Partition::from_union_find(&mut self.uf)
+        Partition::from_union_find(&mut self.sets.uf)
     }
 }

@@ -5,6 +5,7 @@
 //! Every function is a plain synchronous function over plain types.
 
 pub mod blocklist;
+pub mod constrained;
 pub mod explain;
 pub mod field;
 pub mod golden;
@@ -20,6 +21,7 @@ pub mod unify_keys;
 pub mod why;
 
 pub use blocklist::{BlockReason, Blocklist};
+pub use constrained::{Clash, Refusal, Resolved, resolve_refusing};
 pub use explain::{Chain, Tie, TieGraph};
 pub use field::{FieldKind, IdentifierField, UnknownField};
 pub use golden::{GoldenRecord, MemberRecord, Timestamp, golden_record};
@@ -28,7 +30,7 @@ pub use incremental::{IncrementalResolver, Resolution};
 pub use interner::{ScopeId, ValueId, ValueInterner};
 pub use normalize::{Email, InvalidReason, LineUid, Normalizer, Outcome};
 pub use phone::{Phone, PhoneError, Region};
-pub use preview::{Preview, PreviewOptions, preview};
+pub use preview::{Preview, PreviewOptions, RefusedMerge, preview};
 pub use resolve::{Partition, UnionFind, resolve};
 pub use scope::{Product, ScopeGroup, Scopes};
 pub use unify_keys::{UnifyKeys, UnifyKeysError};

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::constrained::{Refusal, resolve_refusing};
 use crate::explain::{Chain, TieGraph};
 use crate::graph::{ContactIdx, KeyGraph};
 use crate::interner::ValueId;
@@ -76,6 +77,15 @@ pub struct Conflict {
     pub chain: Chain,
 }
 
+/// A refused merge with the chain of shared values that would have made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedMerge {
+    /// What was refused and why.
+    pub refusal: Refusal,
+    /// The chain from the refused contact to the value's first carrier.
+    pub chain: Chain,
+}
+
 /// What applying a key set would do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Preview {
@@ -99,6 +109,10 @@ pub struct Preview {
     pub conflicts: Vec<Conflict>,
     /// How many profiles have a conflict in all.
     pub n_conflicts: usize,
+    /// Merges refused because they would break a unique slot (evenly spaced samples).
+    pub refused: Vec<RefusedMerge>,
+    /// How many refusals in all (a contact and a value it was kept from).
+    pub n_refused: usize,
     /// The resulting partition.
     pub after: Partition,
 }
@@ -113,7 +127,12 @@ pub fn preview(graph: &KeyGraph, prior: Option<&Partition>, options: &PreviewOpt
             &singletons
         }
     };
-    let after = resolve(graph, Some(before));
+    let (after, refusals) = if graph.slots().iter().any(|s| s.unique) {
+        let resolved = resolve_refusing(graph, Some(before));
+        (resolved.partition, resolved.refusals)
+    } else {
+        (resolve(graph, Some(before)), Vec::new())
+    };
     let members = after.members();
     let before_members = before.members();
     let index = graph.contacts_by_value();
@@ -160,7 +179,7 @@ pub fn preview(graph: &KeyGraph, prior: Option<&Partition>, options: &PreviewOpt
         .into_iter()
         .map(|p| {
             let m = members.of(p);
-            let search = ties.search(m[0], None);
+            let search = ties.search_where(m[0], None, |c| after.profile_of(c) == p);
             let farthest = *search.order().last().unwrap_or(&m[0]);
             SampleMerge {
                 contacts: m.iter().copied().take(50).collect(),
@@ -175,6 +194,22 @@ pub fn preview(graph: &KeyGraph, prior: Option<&Partition>, options: &PreviewOpt
 
     let (conflicts, n_conflicts) =
         find_conflicts(graph, &after, &members, &ties, options.n_conflicts);
+    let picks: Vec<u32> = (0..refusals.len() as u32).collect();
+    let refused = pick_samples(&picks, options.n_conflicts)
+        .into_iter()
+        .map(|i| {
+            let refusal = refusals[i as usize];
+            RefusedMerge {
+                refusal,
+                chain: ties
+                    .explain(refusal.contact, refusal.holder)
+                    .unwrap_or(Chain {
+                        start: refusal.contact,
+                        hops: Vec::new(),
+                    }),
+            }
+        })
+        .collect();
 
     Preview {
         n_contacts: graph.n_contacts(),
@@ -187,6 +222,8 @@ pub fn preview(graph: &KeyGraph, prior: Option<&Partition>, options: &PreviewOpt
         samples,
         conflicts,
         n_conflicts,
+        refused,
+        n_refused: refusals.len(),
         after,
     }
 }

@@ -179,13 +179,18 @@ impl Members {
 }
 
 /// Resolves a key graph from scratch, optionally on top of a prior partition whose merges
-/// are permanent (re-unifying with new keys only adds merges, never splits).
+/// are permanent (re-unifying with new keys only adds merges, never splits). With a unique
+/// slot, merges that would put two of its values into one profile are refused by the rule of
+/// [`crate::constrained`].
 pub fn resolve(graph: &KeyGraph, prior: Option<&Partition>) -> Partition {
+    if graph.slots().iter().any(|s| s.unique) {
+        return crate::constrained::resolve_refusing(graph, prior).partition;
+    }
     let mut uf = union_find(graph, prior);
     Partition::from_union_find(&mut uf)
 }
 
-/// The union-find after applying every tie of `graph` (and `prior`).
+/// The union-find after applying every tie of `graph` (and `prior`), unique slots ignored.
 pub fn union_find(graph: &KeyGraph, prior: Option<&Partition>) -> UnionFind {
     let n = graph.n_contacts();
     let mut uf = UnionFind::new(n);

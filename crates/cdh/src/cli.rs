@@ -50,8 +50,8 @@ pub struct UnifyArgs {
     /// Values that must never merge, as FIELD=VALUE (normalised like the field); repeatable.
     #[arg(long = "exclude", value_name = "FIELD=VALUE")]
     pub excluded: Vec<String>,
-    /// Fields a profile may hold only one value of; a profile with two is reported as a
-    /// conflict.
+    /// Fields a profile may hold only one value of: a merge that would give it a second is
+    /// refused and reported as a conflict.
     #[arg(
         long,
         env = "CDH_UNIQUE_FIELDS",

@@ -194,19 +194,32 @@ pub fn preview_text(
     }
     let _ = writeln!(
         out,
-        "\nConflicts (a profile with two values of a unique field): {}",
-        preview.n_conflicts
+        "\nConflicts (merges refused: they would give a profile two values of a unique field): {}",
+        preview.n_refused
     );
-    for c in &preview.conflicts {
+    for r in &preview.refused {
+        let c = r.refusal.clash;
         let slot = &graph.slots()[c.slot as usize];
-        let values: Vec<&str> = c.values.iter().map(|&v| graph.value(v).1).collect();
         let _ = writeln!(
             out,
-            "  profile {}: {} {}\n    via {}",
-            names.name(c.root),
+            "  {} kept out of profile {}: {} {} against {}\n    via {}",
+            names.name(r.refusal.contact),
+            names.name(
+                preview
+                    .after
+                    .root(preview.after.profile_of(r.refusal.holder))
+            ),
             slot.field,
-            values.join(", "),
-            chain_text(&c.chain, graph, &names)
+            graph.value(c.ours).1,
+            graph.value(c.theirs).1,
+            chain_text(&r.chain, graph, &names)
+        );
+    }
+    if preview.n_conflicts > 0 {
+        let _ = writeln!(
+            out,
+            "  Profiles that already hold two values of a unique field: {}",
+            preview.n_conflicts
         );
     }
     let _ = writeln!(out, "\nSample merges");

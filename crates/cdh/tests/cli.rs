@@ -70,8 +70,13 @@ fn unify_writes_assignments_and_golden_profiles() {
     insta::assert_snapshot!("small_profiles", profiles);
     let summary = stderr(&o);
     assert!(
-        summary.contains("unified 5 contacts into 3 profiles (2 merges)"),
+        summary.contains("unified 5 contacts into 4 profiles (1 merges)"),
         "{summary}"
+    );
+    assert!(
+        summary
+            .contains("1 merges refused: they would give a profile two values of a unique field"),
+        "c3's customer id M2 keeps it out of c1's profile (M1): {summary}"
     );
     assert!(
         summary.contains("2 invalid and 2 blocked values"),
@@ -104,6 +109,8 @@ fn a_custom_column_can_be_a_key() {
         "unify",
         "--keys",
         "vip_no",
+        "--unique-fields",
+        "connect_id",
         input.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
@@ -113,6 +120,21 @@ fn a_custom_column_can_be_a_key() {
     assert!(
         assignments.contains("c3,c1"),
         "c1 and c3 share vip_no V1:\n{assignments}"
+    );
+    // By default customer_id is unique, and c1 (M1) and c3 (M2) are kept apart.
+    let o = cdh(&[
+        "unify",
+        "--keys",
+        "vip_no",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let assignments = std::fs::read_to_string(out.join("assignments.csv")).unwrap();
+    assert!(
+        assignments.contains("c3,c3"),
+        "customer ids M1 and M2 refuse the merge:\n{assignments}"
     );
 }
 
@@ -404,7 +426,9 @@ fn sequential_partition(input: &Path, keys: &[&str]) -> std::collections::BTreeM
         .iter()
         .map(|k| header.iter().position(|h| h == *k).unwrap())
         .collect();
-    let slots = fields
+    // customer_id is unique by default: a merge that would give a profile two is refused.
+    let customer_id = header.iter().position(|h| h == "customer_id");
+    let mut slots: Vec<Slot> = fields
         .iter()
         .map(|f| Slot {
             field: f.clone(),
@@ -412,6 +436,13 @@ fn sequential_partition(input: &Path, keys: &[&str]) -> std::collections::BTreeM
             unique: false,
         })
         .collect();
+    if customer_id.is_some() {
+        slots.push(Slot {
+            field: IdentifierField::CustomerId,
+            merges: false,
+            unique: true,
+        });
+    }
     let mut graph = KeyGraph::new(slots);
     let mut normalizer = Normalizer::new(Region::parse("TW").unwrap(), Blocklist::built_in());
     let mut ids = Vec::new();
@@ -420,6 +451,11 @@ fn sequential_partition(input: &Path, keys: &[&str]) -> std::collections::BTreeM
         let values: Vec<(u8, String)> = fields
             .iter()
             .zip(&cols)
+            .chain(
+                customer_id
+                    .iter()
+                    .map(|c| (&IdentifierField::CustomerId, c)),
+            )
             .enumerate()
             .filter_map(|(s, (f, &c))| match normalizer.normalize(f, &row[c]) {
                 Ok(v) => Some((s as u8, v)),

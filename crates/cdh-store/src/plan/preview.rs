@@ -57,23 +57,14 @@ pub(crate) fn preview_report(
             ),
         );
     }
-    // line_uid is unique per person: a profile with two is reported as a conflict, and it is
-    // carried (without merging) when it is not a key.
-    let mut slots: Vec<Slot> = keys
+    let slots: Vec<Slot> = keys
         .iter()
         .map(|f| Slot {
             field: f.clone(),
             merges: true,
-            unique: *f == IdentifierField::LineUid,
+            unique: false,
         })
         .collect();
-    if !line_is_key {
-        slots.push(Slot {
-            field: IdentifierField::LineUid,
-            merges: false,
-            unique: true,
-        });
-    }
     let slot_of = |field: &str| slots.iter().position(|s| s.field.name() == field);
     let slot_index: Vec<(String, u8)> = slots
         .iter()
@@ -269,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_phone_merges_and_two_line_uids_conflict() {
+    fn a_shared_phone_merges_and_two_line_uids_do_not_refuse_it() {
         let uid = |n: u8| format!("U{}", format!("{n:x}").repeat(32));
         let input = PreviewInput {
             cross_product: false,
@@ -301,8 +292,7 @@ mod tests {
             report.largest_profiles[0].contact_ids,
             [ContactId(10), ContactId(11)]
         );
-        assert_eq!(report.conflicts.len(), 1);
-        assert_eq!(report.conflicts[0].field, "line_uid");
+        assert!(report.conflicts.is_empty(), "line_uid is not unique");
         let sample = &report.samples[0];
         assert_eq!(sample.chain[0].tie, "start");
         assert_eq!(sample.chain[1].field.as_deref(), Some("display_mobile"));

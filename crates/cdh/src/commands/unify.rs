@@ -89,7 +89,12 @@ fn run_in_pool(args: &UnifyArgs, threads: usize, started: Instant) -> anyhow::Re
     }
 
     progress.stage("resolving");
-    let partition = resolve(&loaded.graph, None);
+    let (partition, n_refused) = if loaded.graph.slots().iter().any(|s| s.unique) {
+        let resolved = cdh_core::resolve_refusing(&loaded.graph, None);
+        (resolved.partition, resolved.refusals.len())
+    } else {
+        (resolve(&loaded.graph, None), 0)
+    };
     let Some(out) = &args.out else {
         bail!("--out is required unless --preview is given")
     };
@@ -120,6 +125,12 @@ fn run_in_pool(args: &UnifyArgs, threads: usize, started: Instant) -> anyhow::Re
         thousands(n_suspicious as u64),
         args.suspicious_threshold
     );
+    if n_refused > 0 {
+        eprintln!(
+            "  {} merges refused: they would give a profile two values of a unique field (see --preview)",
+            thousands(n_refused as u64)
+        );
+    }
     eprintln!(
         "  wrote {} and {}",
         out.join("assignments.csv").display(),
