@@ -61,6 +61,26 @@ pub struct Resolved {
 /// Resolves `graph` on top of `prior`, refusing every merge that would put two different
 /// values of a unique slot into one profile (see the module's rule).
 pub fn resolve_refusing(graph: &KeyGraph, prior: Option<&Partition>) -> Resolved {
+    resolve_inner(graph, prior, &[])
+}
+
+/// [`resolve_refusing`]'s partition where the prior's profiles hold more unique values than
+/// their contacts carry now, `(a contact of the profile, slot, text)`: a profile keeps the
+/// unique values its contacts had when they joined until its setting is applied again (the
+/// store's upsert works so, and its invariant check resolves so).
+pub fn resolve_holding(
+    graph: &KeyGraph,
+    prior: &Partition,
+    held: &[(ContactIdx, u8, &str)],
+) -> Partition {
+    resolve_inner(graph, Some(prior), held).partition
+}
+
+fn resolve_inner(
+    graph: &KeyGraph,
+    prior: Option<&Partition>,
+    held: &[(ContactIdx, u8, &str)],
+) -> Resolved {
     let n = graph.n_contacts();
     let mut texts = UniqueTexts::default();
     let mut sets = UniqueSets::with_capacity(n);
@@ -84,6 +104,12 @@ pub fn resolve_refusing(graph: &KeyGraph, prior: Option<&Partition>) -> Resolved
                 sets.union(root, c);
             }
         }
+    }
+    for &(c, slot, text) in held {
+        // No value id names a value no contact carries: such a clash is reported with the
+        // contact's own values only, and `resolve_holding` reports none.
+        let id = texts.id(slot, text);
+        sets.add_held(c, std::iter::once((slot, id, ValueId::MAX)));
     }
     let mut carriers = Carriers::new(graph.n_values());
     let mut refusals = Vec::new();

@@ -21,7 +21,7 @@ pub mod unify_keys;
 pub mod why;
 
 pub use blocklist::{BlockReason, Blocklist};
-pub use constrained::{Clash, Refusal, Resolved, resolve_refusing};
+pub use constrained::{Clash, Refusal, Resolved, resolve_holding, resolve_refusing};
 pub use explain::{Chain, Tie, TieGraph};
 pub use field::{FieldKind, IdentifierField, UnknownField};
 pub use golden::{GoldenRecord, MemberRecord, Timestamp, golden_record};

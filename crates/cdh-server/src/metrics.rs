@@ -36,14 +36,18 @@ pub enum Counter {
     WebhookDeliveries,
     /// Tasks ended, by `kind` and `status`.
     TasksFinished,
+    /// Merges refused on a unique field (conflicts recorded), by `source` (`upsert`,
+    /// `apply`: the conflicts an apply leaves).
+    ConflictsRefused,
 }
 
 impl Counter {
-    const ALL: [Counter; 4] = [
+    const ALL: [Counter; 5] = [
         Counter::ContactsWritten,
         Counter::Merges,
         Counter::WebhookDeliveries,
         Counter::TasksFinished,
+        Counter::ConflictsRefused,
     ];
 
     fn name(self) -> &'static str {
@@ -52,6 +56,7 @@ impl Counter {
             Self::Merges => "cdh_merges_total",
             Self::WebhookDeliveries => "cdh_webhook_deliveries_total",
             Self::TasksFinished => "cdh_tasks_finished_total",
+            Self::ConflictsRefused => "cdh_conflicts_refused_total",
         }
     }
 
@@ -61,6 +66,7 @@ impl Counter {
             Self::Merges => "Profiles merged into another, by source.",
             Self::WebhookDeliveries => "Webhook delivery attempts, by outcome.",
             Self::TasksFinished => "Tasks ended, by kind and status.",
+            Self::ConflictsRefused => "Merges refused on a unique field, by source.",
         }
     }
 
@@ -70,6 +76,7 @@ impl Counter {
             Self::Merges => &["source"],
             Self::WebhookDeliveries => &["outcome"],
             Self::TasksFinished => &["kind", "status"],
+            Self::ConflictsRefused => &["source"],
         }
     }
 }

@@ -13,6 +13,8 @@ mod browser;
 
 #[path = "api/bootstrap.rs"]
 mod bootstrap;
+#[path = "api/conflicts.rs"]
+mod conflicts;
 #[path = "api/console.rs"]
 mod console;
 #[path = "api/console_browser.rs"]

@@ -120,6 +120,7 @@ async fn main() {
     );
 
     let keys = UnifySetting {
+        unique_fields: cdh_store::model::default_unique_fields(),
         keys: vec![
             "display_email".into(),
             "display_mobile".into(),
@@ -346,6 +347,7 @@ fn seed_normalizer() -> cdh_core::Normalizer {
     normalizer(
         "TW",
         &UnifySetting {
+            unique_fields: cdh_store::model::default_unique_fields(),
             keys: vec![],
             excluded: vec![],
         },

@@ -54,6 +54,7 @@ async fn main() {
         .await
         .expect("channel");
     let setting = UnifySetting {
+        unique_fields: cdh_store::model::default_unique_fields(),
         keys: vec!["customer_id".into(), "display_email".into()],
         excluded: Vec::new(),
     };

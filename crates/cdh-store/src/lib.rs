@@ -74,6 +74,7 @@ mod sql;
 pub use any::{AnyStore, open, open_with_clock};
 pub use clock::Clock;
 pub use error::{Rejection, Resource, StoreError, StoreResult};
+pub use ops::conflicts::MAX_CONFLICTS_PAGE;
 pub use port::{
     Access, ApplyOptions, Contacts, Diagnostics, Events, ExportSink, ProfileRecord, Profiles,
     ProgressHook, Setup, Store, Tasks, Transfers, Unification,

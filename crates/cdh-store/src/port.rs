@@ -13,12 +13,12 @@ use cdh_core::GoldenRecord;
 
 use crate::error::StoreResult;
 use crate::model::{
-    AppliedSetting, Channel, ChannelId, Connection, ConsoleUser, Contact, ContactId, ContactInput,
-    Delivery, DeliveryLog, Event, EventsPage, ExportRow, HubId, ImportChunk, ImportOutcome,
-    ImportRows, IssuedToken, LedgerEntry, Millis, NewChannel, Organization, OrganizationId, Page,
-    PreviewId, Profile, ProfileId, RealmSettings, Role, StoredPreview, Task, TaskId, TaskKind,
-    TimelineEntry, TimelineEntryId, TokenGrant, TokenId, TokenInfo, UnifySetting, Upserted,
-    UserChange, UserId, WebhookEndpoint, WebhookId,
+    AppliedSetting, Channel, ChannelId, ConflictRecord, Connection, ConsoleUser, Contact,
+    ContactId, ContactInput, Delivery, DeliveryLog, Event, EventsPage, ExportRow, HubId,
+    ImportChunk, ImportOutcome, ImportRows, IssuedToken, LedgerEntry, Millis, NewChannel,
+    Organization, OrganizationId, Page, PreviewId, Profile, ProfileId, RealmSettings, Role,
+    StoredPreview, Task, TaskId, TaskKind, TimelineEntry, TimelineEntryId, TokenGrant, TokenId,
+    TokenInfo, UnifySetting, Upserted, UserChange, UserId, WebhookEndpoint, WebhookId,
 };
 
 /// Where an export writes each row; an `Err` stops the export with that message.
@@ -268,6 +268,15 @@ pub trait Unification: Send + Sync {
         task: TaskId,
         options: &ApplyOptions,
     ) -> StoreResult<Task>;
+    /// A page (at most `limit`, capped at 1,000) of the merges refused in the organization's
+    /// realm for its own contacts (unique fields), after the cursor `(contact, field)`.
+    async fn conflicts(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        after: Option<(ContactId, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConflictRecord>>;
 }
 
 /// Long-running tasks: their queue, progress and outcome (`ops/tasks.rs`).

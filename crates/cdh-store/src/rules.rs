@@ -55,6 +55,34 @@ pub fn parse_keys(names: &[String]) -> StoreResult<Vec<IdentifierField>> {
     Ok(fields)
 }
 
+/// The unique fields of a setting: distinct built-in identifier fields (the identifiers every
+/// contact stores), none to all of them.
+pub fn parse_unique_fields(names: &[String]) -> StoreResult<Vec<IdentifierField>> {
+    let mut fields: Vec<IdentifierField> = Vec::with_capacity(names.len());
+    for name in names {
+        let field = IdentifierField::built_in(name).ok_or_else(|| {
+            StoreError::rejected(
+                crate::error::Rejection::UnknownField,
+                format!(
+                    "unique field {name:?} is not a built-in identifier field ({})",
+                    cdh_core::field::BUILT_IN_FIELDS
+                        .iter()
+                        .map(|f| f.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+        if fields.contains(&field) {
+            return Err(StoreError::Invalid(format!(
+                "unique field {name} is named twice"
+            )));
+        }
+        fields.push(field);
+    }
+    Ok(fields)
+}
+
 /// A normaliser for an organization's region with the setting's exclusions.
 pub fn normalizer(region: &str, setting: &UnifySetting) -> StoreResult<Normalizer> {
     let region = Region::parse(region)

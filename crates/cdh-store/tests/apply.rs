@@ -105,6 +105,7 @@ async fn apply_body(t: TestStore) {
 
     // Bad settings are refused before any task runs.
     let too_many = cdh_store::model::UnifySetting {
+        unique_fields: cdh_store::model::default_unique_fields(),
         keys: ["line_uid", "display_email", "display_mobile", "customer_id"]
             .map(String::from)
             .to_vec(),
@@ -122,6 +123,7 @@ async fn excluded_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
     let setting = cdh_store::model::UnifySetting {
+        unique_fields: cdh_store::model::default_unique_fields(),
         keys: vec!["display_mobile".into()],
         excluded: vec![("display_mobile".into(), "02-2345-6789".into())],
     };

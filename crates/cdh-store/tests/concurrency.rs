@@ -9,19 +9,21 @@ conformance!(concurrent_bridges_end_in_one_profile, concurrency_body);
 async fn concurrency_body(t: TestStore) {
     let s = &t.store;
     let h = hub(s).await;
-    apply_keys(s, h.id, h.org, &["customer_id", "connect_id"]).await;
+    // Email, not customer_id: customer ids are unique by default, and a bridge of two would be
+    // refused (tests/conflicts.rs).
+    apply_keys(s, h.id, h.org, &["display_email", "connect_id"]).await;
     for round in 0..3 {
-        // Seeds: seed i holds customer k<i> and connect c<i-1>; writer i holds k<i> and c<i>,
+        // Seeds: seed i holds email k<i> and connect c<i-1>; writer i holds k<i> and c<i>,
         // so it bridges seed i and seed i+1, and only all writers together chain every seed.
         for i in 0..=WRITERS {
-            let k = format!("r{round}k{i}");
+            let k = format!("r{round}k{i}@x.io");
             let c = format!("r{round}c{}", i.wrapping_sub(1));
             upsert(
                 s,
                 h.id,
                 h.email_caac,
                 &format!("r{round}seed{i}"),
-                &[("customer_id", &k), ("connect_id", &c)],
+                &[("display_email", &k), ("connect_id", &c)],
             )
             .await;
         }
@@ -31,14 +33,14 @@ async fn concurrency_body(t: TestStore) {
             let hub = h.id;
             let channel = h.email_caac;
             writers.push(tokio::spawn(async move {
-                let k = format!("r{round}k{i}");
+                let k = format!("r{round}k{i}@x.io");
                 let c = format!("r{round}c{i}");
                 upsert(
                     &store,
                     hub,
                     channel,
                     &format!("r{round}w{i}"),
-                    &[("customer_id", &k), ("connect_id", &c)],
+                    &[("display_email", &k), ("connect_id", &c)],
                 )
                 .await
             }));

@@ -8,6 +8,7 @@ mod batches;
 mod catalog;
 mod checker;
 mod concurrency;
+mod conflicts;
 mod connections;
 mod crash;
 mod exports;

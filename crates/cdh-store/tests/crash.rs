@@ -81,6 +81,7 @@ async fn killed_apply_is_all_or_nothing(name: &str, pause: bool) {
         );
     }
     let setting = cdh_store::model::UnifySetting {
+        unique_fields: cdh_store::model::default_unique_fields(),
         keys: vec!["display_email".into(), "display_mobile".into()],
         excluded: vec![],
     };

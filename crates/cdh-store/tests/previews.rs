@@ -12,6 +12,7 @@ use crate::support::{TestStore, hub, upsert};
 
 fn setting(keys: &[&str], excluded: &[(&str, &str)]) -> UnifySetting {
     UnifySetting {
+        unique_fields: cdh_store::model::default_unique_fields(),
         keys: keys.iter().map(|k| (*k).to_owned()).collect(),
         excluded: excluded
             .iter()

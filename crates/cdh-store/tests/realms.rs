@@ -13,6 +13,7 @@ use crate::support::{TestStore, apply_keys, channel, hub, upsert};
 
 fn setting(keys: &[&str]) -> UnifySetting {
     UnifySetting {
+        unique_fields: cdh_store::model::default_unique_fields(),
         keys: keys.iter().map(|k| (*k).to_owned()).collect(),
         excluded: Vec::new(),
     }

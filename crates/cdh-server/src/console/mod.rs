@@ -53,6 +53,10 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/settings/unification", get(unification::settings)),
         ("/settings/unification/edit", get(unification::edit)),
         (
+            "/settings/unification/conflicts.csv",
+            get(unification::conflicts_csv),
+        ),
+        (
             "/settings/unification/previews",
             post(unification::create_preview),
         ),

@@ -39,6 +39,19 @@ struct HistoryRow {
     at: String,
 }
 
+struct ConflictRow {
+    profile_id: String,
+    external_id: String,
+    channel: String,
+    shares: String,
+    ours: String,
+    theirs: String,
+    reason: String,
+}
+
+/// How many conflicts the page lists (all are in the CSV).
+const LISTED_CONFLICTS: u32 = 50;
+
 #[derive(Template)]
 #[template(path = "console/unification.html")]
 struct SettingsPage {
@@ -48,6 +61,9 @@ struct SettingsPage {
     version: i64,
     cross_product: bool,
     history: Vec<HistoryRow>,
+    unique_fields: String,
+    conflicts: Vec<ConflictRow>,
+    more_conflicts: bool,
 }
 
 /// `GET /settings/unification`.
@@ -68,8 +84,31 @@ pub async fn settings(
         .store
         .realm_settings(viewer.hub, viewer.user.organization_id)
         .await?;
+    let conflicts = state
+        .store
+        .conflicts(
+            viewer.hub,
+            viewer.user.organization_id,
+            None,
+            LISTED_CONFLICTS,
+        )
+        .await?;
     let page = SettingsPage {
         l: Layout::new(&viewer, "unification", "Profile unification"),
+        unique_fields: unique_labels(&current.setting.unique_fields),
+        more_conflicts: conflicts.len() == LISTED_CONFLICTS as usize,
+        conflicts: conflicts
+            .into_iter()
+            .map(|c| ConflictRow {
+                profile_id: wire::id(c.profile_id),
+                external_id: c.external_id,
+                channel: format!("{} {}", c.channel_type, c.channel_name),
+                shares: format!("{} {}", field_label(&c.field), c.value),
+                ours: c.ours,
+                theirs: c.theirs,
+                reason: c.reason,
+            })
+            .collect(),
         keys: labelled(&current.setting.keys),
         excluded: current.setting.excluded.clone(),
         version: current.version,
@@ -93,6 +132,34 @@ pub async fn settings(
             .collect(),
     };
     Ok(render(&page))
+}
+
+/// `GET /settings/unification/conflicts.csv`: the conflicts list as the API exports it.
+pub async fn conflicts_csv(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> Result<Response, PageError> {
+    viewer.admin()?;
+    let (body, next) = crate::routes::conflicts::conflicts_csv(
+        &state,
+        viewer.hub,
+        viewer.user.organization_id,
+        None,
+    )
+    .await?;
+    Ok(crate::routes::conflicts::csv_response(body, next))
+}
+
+/// "Customer ID" or "Customer ID or Connect ID"; "no field" when none is unique.
+fn unique_labels(fields: &[String]) -> String {
+    if fields.is_empty() {
+        return "no field".to_owned();
+    }
+    fields
+        .iter()
+        .map(|f| field_label(f))
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 fn labelled(keys: &[String]) -> Vec<(String, String)> {
@@ -171,6 +238,7 @@ pub async fn create_preview(
         return Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page));
     }
     let setting = UnifySetting {
+        unique_fields: cdh_store::model::default_unique_fields(),
         keys: form.keys.clone(),
         excluded: form
             .exclude
@@ -230,6 +298,8 @@ struct PreviewPage {
     largest: Vec<(u32, String)>,
     suspicious: Vec<Suspicious>,
     samples: Vec<Vec<ChainStep>>,
+    n_conflicts: u64,
+    unique_fields: String,
     conflicts: Vec<(String, String, Vec<ChainStep>)>,
     notes: Vec<String>,
     created_at: String,
@@ -312,6 +382,8 @@ pub async fn preview(
             .collect(),
         suspicious,
         samples: r.samples.into_iter().map(|s| steps(s.chain)).collect(),
+        n_conflicts: r.n_conflicts.max(r.conflicts.len() as u64),
+        unique_fields: unique_labels(&p.unique_fields),
         conflicts: r
             .conflicts
             .into_iter()

@@ -143,6 +143,9 @@ pub struct UpsertOutcomeView {
     pub outcome: String,
     /// Profiles merged into `profile_id` by this write.
     pub merged_profile_ids: Vec<String>,
+    /// Profiles this contact shares a key value with but was kept out of, because together
+    /// they would hold two values of a unique field (`GET /v1/unification/conflicts`).
+    pub refused_merges: usize,
 }
 
 /// A contact as answered.
@@ -245,11 +248,17 @@ async fn upsert_contact(
     state
         .metrics
         .count(Counter::Merges, &["upsert"], merged.len() as u64);
+    state.metrics.count(
+        Counter::ConflictsRefused,
+        &["upsert"],
+        upserted.n_refused as u64,
+    );
     Ok(axum::Json(UpsertedView {
         contact: view(upserted.contact),
         unification: UpsertOutcomeView {
             outcome: outcome.into(),
             merged_profile_ids: merged.into_iter().map(wire::id).collect(),
+            refused_merges: upserted.n_refused,
         },
     }))
 }

@@ -23,6 +23,7 @@ use crate::state::AppState;
 
 pub(crate) mod bootstrap;
 pub(crate) mod channels;
+pub(crate) mod conflicts;
 pub(crate) mod contacts;
 pub(crate) mod events;
 pub(crate) mod exports;
@@ -71,6 +72,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(contacts::router())
         .merge(profiles::router())
         .merge(unification::router())
+        .merge(conflicts::router())
         .merge(hub::router())
         .merge(events::router())
         .merge(tasks::router())

@@ -46,6 +46,8 @@ pub struct SettingView {
     pub keys: Vec<String>,
     /// The values excluded from merging.
     pub excluded_values: Vec<ExcludedValue>,
+    /// The fields a profile may hold only one value of.
+    pub unique_fields: Vec<String>,
     /// Who applied it.
     pub actor: String,
     /// When.
@@ -59,6 +61,9 @@ pub struct UnificationView {
     pub keys: Vec<String>,
     /// The values excluded from merging.
     pub excluded_values: Vec<ExcludedValue>,
+    /// The fields a profile may hold only one value of: a merge that would give it a second
+    /// is refused and listed at `GET /v1/unification/conflicts`.
+    pub unique_fields: Vec<String>,
     /// The version in force.
     pub version: i64,
     /// Which contacts may merge with each other.
@@ -79,6 +84,7 @@ pub(crate) fn setting_view(s: AppliedSetting) -> SettingView {
         version: s.version,
         keys: s.setting.keys,
         excluded_values: excluded(s.setting.excluded),
+        unique_fields: s.setting.unique_fields,
         actor: s.actor,
         applied_at: wire::time(s.applied_at),
     }
@@ -99,6 +105,7 @@ async fn get_unification(
     Ok(axum::Json(UnificationView {
         keys: current.setting.keys,
         excluded_values: excluded(current.setting.excluded),
+        unique_fields: current.setting.unique_fields,
         version: current.version,
         scope: scope_view(settings, caller.hub),
         history: history.into_iter().map(setting_view).collect(),
@@ -117,6 +124,11 @@ pub struct PreviewRequest {
     /// A value on more contacts than this is flagged as suspicious (default 20).
     #[serde(default)]
     pub suspicious_threshold: Option<u32>,
+    /// Fields a profile may hold only one value of (built-in identifier fields): a merge that
+    /// would give it a second is refused. The setting in force's when absent
+    /// (`["customer_id"]` at first).
+    #[serde(default)]
+    pub unique_fields: Option<Vec<String>>,
 }
 
 /// A resulting profile, by size.
@@ -161,16 +173,18 @@ pub struct SampleView {
     pub chain: Vec<ChainLinkView>,
 }
 
-/// A resulting profile holding two values of a field that should be unique.
+/// A merge the setting would refuse: it would give a profile two values of a unique field.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConflictView {
-    /// The field.
+    /// `customer_id_multiple` and the like.
+    pub conflict_reason: String,
+    /// The unique field.
     pub field: String,
-    /// Its distinct values.
+    /// The refused contact's side's value, then the other side's.
     pub values: Vec<String>,
-    /// The contacts along the chain.
+    /// The contacts along the chain, from the refused contact.
     pub contact_ids: Vec<String>,
-    /// A chain between two contacts with different values.
+    /// The chain of shared values that would have merged them.
     pub chain: Vec<ChainLinkView>,
 }
 
@@ -183,6 +197,8 @@ pub struct PreviewView {
     pub keys: Vec<String>,
     /// The values excluded.
     pub excluded_values: Vec<ExcludedValue>,
+    /// The unique fields previewed.
+    pub unique_fields: Vec<String>,
     /// Profiles now.
     pub profiles_before: u64,
     /// Profiles after applying.
@@ -195,7 +211,9 @@ pub struct PreviewView {
     pub suspicious_values: Vec<SuspiciousView>,
     /// Sample merges with their chains.
     pub samples: Vec<SampleView>,
-    /// Profiles that would hold two customer ids.
+    /// How many merges the setting would refuse (unique fields).
+    pub n_conflicts: u64,
+    /// Some of them, evenly spaced (at most 20).
     pub conflicts: Vec<ConflictView>,
     /// Remarks (for example, cross-product LINE contacts need `line_uid` as a key).
     pub notes: Vec<String>,
@@ -225,6 +243,7 @@ pub(crate) fn preview_view(p: StoredPreview) -> PreviewView {
         preview_id: wire::id(p.id),
         keys: p.keys,
         excluded_values: excluded(p.excluded),
+        unique_fields: p.unique_fields,
         profiles_before: r.profiles_before,
         profiles_after: r.profiles_after,
         contacts_merged: r.contacts_merged,
@@ -257,12 +276,14 @@ pub(crate) fn preview_view(p: StoredPreview) -> PreviewView {
             .conflicts
             .into_iter()
             .map(|c| ConflictView {
+                conflict_reason: c.reason,
                 field: c.field,
                 values: c.values,
                 contact_ids: ids(c.contact_ids),
                 chain: chain(c.chain),
             })
             .collect(),
+        n_conflicts: r.n_conflicts,
         notes: r.notes,
         created_at: wire::time(p.created_at),
     }
@@ -290,7 +311,24 @@ async fn create_preview(
         )
         .with_details(serde_json::json!({ "field": "keys", "max": MAX_KEYS })));
     }
+    let unique_fields = match body.unique_fields {
+        Some(fields) => {
+            let fields: Vec<String> = fields.iter().map(|f| f.trim().to_owned()).collect();
+            cdh_store::rules::parse_unique_fields(&fields)
+                .map_err(|e| ApiError::from(e).with_field("unique_fields"))?;
+            fields
+        }
+        None => {
+            state
+                .store
+                .unify_setting(caller.hub, caller.org)
+                .await?
+                .setting
+                .unique_fields
+        }
+    };
     let setting = UnifySetting {
+        unique_fields,
         keys: body.keys.iter().map(|k| k.trim().to_owned()).collect(),
         excluded: body
             .excluded_values

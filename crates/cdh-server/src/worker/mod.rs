@@ -256,6 +256,14 @@ async fn count_finished(state: &AppState, hub: HubId, id: TaskId) {
             .and_then(|r| r["merges"].as_u64())
             .unwrap_or(0);
         state.metrics.count(Counter::Merges, &["apply"], merges);
+        let conflicts = task
+            .result
+            .as_ref()
+            .and_then(|r| r["conflicts"].as_u64())
+            .unwrap_or(0);
+        state
+            .metrics
+            .count(Counter::ConflictsRefused, &["apply"], conflicts);
     }
 }
 

@@ -109,7 +109,13 @@ fn row(method: &str, path: &str) -> Option<(Access, Owner)> {
         ) => (Token(Read), Organization),
         ("PATCH", "/v1/profiles/{id}") => (Token(Admin), Organization),
         ("GET", "/v1/events") => (Token(Read), Caller),
-        ("GET", "/v1/hub" | "/v1/unification") => (Token(Read), Caller),
+        (
+            "GET",
+            "/v1/hub"
+            | "/v1/unification"
+            | "/v1/unification/conflicts"
+            | "/v1/unification/conflicts/export",
+        ) => (Token(Read), Caller),
         ("PUT", "/v1/hub") => (Token(Admin), Caller),
         ("POST", "/v1/unification/previews") => (Token(Admin), Caller),
         ("POST", "/v1/unification/apply") => (Token(Admin), Realm),

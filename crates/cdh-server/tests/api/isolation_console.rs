@@ -70,7 +70,9 @@ fn row(path: &str) -> Option<(&'static [&'static str], Access, Owner)> {
         "/profiles/{id}" => (&["GET"], User, Organization),
         "/profiles/{id}/notes" => (&["POST"], User, Organization),
         "/profiles/{id}/fields" => (&["POST"], Admin, Organization),
-        "/settings/unification" | "/settings/unification/edit" => (&["GET"], Admin, Caller),
+        "/settings/unification"
+        | "/settings/unification/edit"
+        | "/settings/unification/conflicts.csv" => (&["GET"], Admin, Caller),
         "/settings/unification/previews" => (&["POST"], Admin, Caller),
         "/settings/unification/previews/{id}" => (&["GET"], Admin, Realm),
         "/settings/unification/previews/{id}/apply" => (&["POST"], Admin, Realm),

@@ -92,6 +92,9 @@ pub struct Upserted {
     pub contact: Contact,
     /// What happened to profiles.
     pub unification: Unification,
+    /// How many profiles the contact was kept out of: merges refused because they would have
+    /// given a profile two values of a unique field (listed as conflicts).
+    pub n_refused: usize,
 }
 
 /// A note or a conversation record.

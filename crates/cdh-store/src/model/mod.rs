@@ -30,6 +30,6 @@ pub use tasks::{
     ImportRowsWriter, Task, TaskKind, TaskStatus,
 };
 pub use unification::{
-    AppliedSetting, ChainLink, PreviewConflict, PreviewProfile, PreviewReport, PreviewSample,
-    StoredPreview, SuspiciousValue, UnifySetting,
+    AppliedSetting, ChainLink, ConflictRecord, PreviewConflict, PreviewProfile, PreviewReport,
+    PreviewSample, StoredPreview, SuspiciousValue, UnifySetting, default_unique_fields,
 };

@@ -5,12 +5,32 @@ use serde::{Deserialize, Serialize};
 use super::{ContactId, Millis, PreviewId};
 
 /// A unify setting: the keys and the values excluded from merging.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnifySetting {
     /// 0 (nothing merges) to 3 identifier field names.
     pub keys: Vec<String>,
     /// `(field, value)` pairs that never merge, normalised like their field.
     pub excluded: Vec<(String, String)>,
+    /// Fields a profile may hold only one value of: a merge that would give it a second is
+    /// refused and recorded as a conflict.
+    pub unique_fields: Vec<String>,
+}
+
+impl Default for UnifySetting {
+    /// No keys, nothing excluded, the default unique fields: a realm before any apply.
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            excluded: Vec::new(),
+            unique_fields: default_unique_fields(),
+        }
+    }
+}
+
+/// The unique fields of a setting that names none: `customer_id`, as the vendor refuses
+/// merges of contacts whose customer ids differ.
+pub fn default_unique_fields() -> Vec<String> {
+    vec!["customer_id".to_owned()]
 }
 
 /// A unify setting as applied, with its version.
@@ -69,16 +89,20 @@ pub struct PreviewSample {
     pub chain: Vec<ChainLink>,
 }
 
-/// A resulting profile that would hold two values of a field marked unique.
+/// A merge the setting would refuse: it would give a profile two values of a unique field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviewConflict {
-    /// The field.
+    /// Why, as the conflicts list names it (`customer_id_multiple`).
+    #[serde(default)]
+    pub reason: String,
+    /// The unique field.
     pub field: String,
-    /// The distinct values (at most 10).
+    /// The refused contact's side's value, then the other side's.
     pub values: Vec<String>,
-    /// The contacts along the chain.
+    /// The contacts along the chain, from the refused contact to the one it shares a value
+    /// with.
     pub contact_ids: Vec<ContactId>,
-    /// A chain between two contacts holding different values.
+    /// The chain of shared values that would have merged them.
     pub chain: Vec<ChainLink>,
 }
 
@@ -97,10 +121,47 @@ pub struct PreviewReport {
     pub suspicious_values: Vec<SuspiciousValue>,
     /// Sample merges.
     pub samples: Vec<PreviewSample>,
-    /// Conflicts on unique fields.
+    /// How many merges the setting would refuse in all (unique fields).
+    #[serde(default)]
+    pub n_conflicts: u64,
+    /// Some of them, evenly spaced.
     pub conflicts: Vec<PreviewConflict>,
     /// Remarks for the admin (for example cross-product without `line_uid`).
     pub notes: Vec<String>,
+}
+
+/// A merge refused because it would have given a profile two values of a unique field: a
+/// contact kept out of the profile of a key value it carries.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConflictRecord {
+    /// The contact kept out.
+    pub contact_id: ContactId,
+    /// Its profile.
+    pub profile_id: super::ProfileId,
+    /// Its channel.
+    pub channel_id: super::ChannelId,
+    /// The channel's type (`line`, `email`, ...).
+    pub channel_type: String,
+    /// The channel's name.
+    pub channel_name: String,
+    /// The contact's id in its channel.
+    pub external_id: String,
+    /// The unify key through which the merge was asked.
+    pub field: String,
+    /// Its value (normalised).
+    pub value: String,
+    /// `customer_id_multiple` and the like.
+    pub reason: String,
+    /// The unique field whose values differ.
+    pub unique_field: String,
+    /// The contact's side's value of it.
+    pub ours: String,
+    /// The other profile's.
+    pub theirs: String,
+    /// The profile it was kept out of.
+    pub held_by: super::ProfileId,
+    /// When the merge was refused.
+    pub created_at: Millis,
 }
 
 /// A preview as stored, to be applied later exactly as shown.
@@ -112,6 +173,9 @@ pub struct StoredPreview {
     pub keys: Vec<String>,
     /// The `(field, value)` pairs excluded, as given.
     pub excluded: Vec<(String, String)>,
+    /// The fields a profile may hold only one value of.
+    #[serde(default = "default_unique_fields")]
+    pub unique_fields: Vec<String>,
     /// What it would do.
     pub report: PreviewReport,
     /// The state of the hub's contacts it was computed from.

@@ -49,8 +49,8 @@ impl<B: Adapter> Diagnostics for B {
         let profiles = B::fetch_all(
             &mut tx,
             query(
-                "SELECT id, origin_contact, oldest_contact, member_count, merged_into \
-                 FROM profiles WHERE hub_id = $1",
+                "SELECT id, origin_contact, oldest_contact, member_count, merged_into, \
+                 unique_values FROM profiles WHERE hub_id = $1",
             )
             .bind(hub),
         )
@@ -74,20 +74,26 @@ impl<B: Adapter> Diagnostics for B {
         )
         .await?;
         // Every realm's settings, oldest first: the last is in force.
-        let settings: Vec<(String, String, String)> = B::fetch_all(
+        let settings: Vec<(String, String, String, String)> = B::fetch_all(
             &mut tx,
             query(
-                "SELECT realm, keys, excluded FROM unify_settings WHERE hub_id = $1 \
-                 ORDER BY realm, version",
+                "SELECT realm, keys, excluded, unique_fields FROM unify_settings \
+                 WHERE hub_id = $1 ORDER BY realm, version",
             )
             .bind(hub),
         )
         .await?;
+        let conflicts = B::fetch_all(
+            &mut tx,
+            query("SELECT contact_id, field, value FROM conflicts WHERE hub_id = $1").bind(hub),
+        )
+        .await?;
         B::commit(tx).await?;
         let mut realms: HashMap<String, RealmCheck> = HashMap::new();
-        for (realm, keys, excluded) in settings {
+        for (realm, keys, excluded, unique_fields) in settings {
             let check = realms.entry(realm).or_default();
             check.setting = UnifySetting {
+                unique_fields: serde_json::from_str(&unique_fields)?,
                 keys: serde_json::from_str(&keys)?,
                 excluded: serde_json::from_str(&excluded)?,
             };
@@ -100,6 +106,7 @@ impl<B: Adapter> Diagnostics for B {
             identifiers,
             ledger,
             realms,
+            conflicts,
         })
     }
 

@@ -6,7 +6,7 @@
 //! | [`crate::port::Setup`] | [`setup`] |
 //! | [`crate::port::Contacts`] | [`contacts`] (the sqlx upsert path in [`upsert`]) |
 //! | [`crate::port::Profiles`] | [`profiles`] (merged records in [`golden`], names in [`name_search`], edits in [`profile_edits`]) |
-//! | [`crate::port::Unification`] | [`unification`] |
+//! | [`crate::port::Unification`] | [`unification`] (the conflicts list in [`conflicts`]) |
 //! | [`crate::port::Tasks`] | [`tasks`] |
 //! | [`crate::port::Transfers`] | [`transfers`] (import pieces in [`import`]) |
 //! | [`crate::port::Events`] | [`events`] (the feed in [`feed`]) |
@@ -17,6 +17,7 @@
 //! [`crate::plan`] where the decision is more than a line, and writes.
 
 pub(crate) mod access;
+pub(crate) mod conflicts;
 pub(crate) mod contacts;
 pub(crate) mod diagnostics;
 pub(crate) mod events;

@@ -302,6 +302,7 @@ async fn lookup_value<B: Adapter>(
         "TW".to_owned()
     };
     let empty = UnifySetting {
+        unique_fields: crate::model::default_unique_fields(),
         keys: Vec::new(),
         excluded: Vec::new(),
     };

@@ -289,6 +289,7 @@ struct SettingRow {
     version: i64,
     keys: String,
     excluded: String,
+    unique_fields: String,
     actor: String,
     applied_at: i64,
 }
@@ -298,6 +299,7 @@ impl SettingRow {
         Ok(AppliedSetting {
             version: self.version,
             setting: UnifySetting {
+                unique_fields: serde_json::from_str(&self.unique_fields)?,
                 keys: serde_json::from_str(&self.keys)?,
                 excluded: serde_json::from_str(&self.excluded)?,
             },
@@ -307,7 +309,7 @@ impl SettingRow {
     }
 }
 
-const SETTING_COLUMNS: &str = "version, keys, excluded, actor, applied_at";
+const SETTING_COLUMNS: &str = "version, keys, excluded, unique_fields, actor, applied_at";
 
 /// The unify setting in force in a realm: version 0 with no keys before any apply.
 pub(crate) async fn load_setting<B: Adapter>(
@@ -330,6 +332,7 @@ pub(crate) async fn load_setting<B: Adapter>(
         None => Ok(AppliedSetting {
             version: 0,
             setting: UnifySetting {
+                unique_fields: crate::model::default_unique_fields(),
                 keys: Vec::new(),
                 excluded: Vec::new(),
             },

@@ -59,6 +59,7 @@ impl<B: Adapter> Transfers for B {
             IdentifierField::built_in(import_key).ok_or(StoreError::NotFound(Resource::Field))?;
         let organization = self.get_organization(hub, org).await?;
         let empty = UnifySetting {
+            unique_fields: crate::model::default_unique_fields(),
             keys: Vec::new(),
             excluded: Vec::new(),
         };

@@ -17,17 +17,18 @@ use cdh_core::IdentifierField;
 
 use crate::error::{Rejection, Resource, StoreError, StoreResult};
 use crate::model::{
-    AppliedSetting, ChannelId, ContactId, HubId, OrganizationId, PreviewId, ProfileId, Realm,
-    RealmSettings, StoredPreview, Task, TaskId, TaskKind, UnifySetting,
+    AppliedSetting, ChannelId, ConflictRecord, ContactId, HubId, OrganizationId, PreviewId,
+    ProfileId, Realm, RealmSettings, StoredPreview, Task, TaskId, TaskKind, UnifySetting,
 };
 use crate::ops::realms::{covered_realms, load_realm, realm_written, settings_of_realm};
 use crate::ops::setup::{load_history, load_setting};
 use crate::plan::apply::{
     ApplyInput, ApplyPlan, ScopedChannelRow, plan_apply, realm_channels, retain_realm_contacts,
 };
+use crate::plan::apply_unique::UniqueInput;
 use crate::plan::preview::{PreviewInput, preview_report};
 use crate::port::{ApplyOptions, Tasks, Unification};
-use crate::rules::{normalizer, parse_keys};
+use crate::rules::{normalizer, parse_keys, parse_unique_fields};
 use crate::sql::text::{CHANNEL_SCOPES_SQL, to_live_profile};
 use crate::sql::{Adapter, fetch_one, query};
 
@@ -63,7 +64,13 @@ impl<B: Adapter> Unification for B {
         let realm = load_realm::<B>(&mut tx, hub, org).await?;
         let fingerprint = realm_fingerprint::<B>(&mut tx, hub, &realm).await?;
         check_preview_setting::<B>(&mut tx, hub, &realm.organizations, setting).await?;
+        parse_unique_fields(&setting.unique_fields)?;
         let setting = UnifySetting {
+            unique_fields: setting
+                .unique_fields
+                .iter()
+                .map(|f| f.trim().to_owned())
+                .collect(),
             keys: setting.keys.iter().map(|k| k.trim().to_owned()).collect(),
             excluded: setting.excluded.clone(),
         };
@@ -78,7 +85,7 @@ impl<B: Adapter> Unification for B {
             &mut tx,
             query(
                 "INSERT INTO unify_previews (hub_id, id, keys, excluded, report, fingerprint, \
-                 created_at, realm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 created_at, realm, unique_fields) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(hub)
             .bind(id)
@@ -87,7 +94,8 @@ impl<B: Adapter> Unification for B {
             .bind(serde_json::to_string(&report)?)
             .bind(fingerprint.as_str())
             .bind(created_at)
-            .bind(realm.realm.key()),
+            .bind(realm.realm.key())
+            .bind(serde_json::to_string(&setting.unique_fields)?),
         )
         .await?;
         B::commit(tx).await?;
@@ -95,6 +103,7 @@ impl<B: Adapter> Unification for B {
             id,
             keys: setting.keys,
             excluded: setting.excluded,
+            unique_fields: setting.unique_fields,
             report,
             fingerprint,
             created_at,
@@ -128,6 +137,7 @@ impl<B: Adapter> Unification for B {
             return Err(StoreError::PreviewStale { preview_id: id });
         }
         let setting = UnifySetting {
+            unique_fields: preview.unique_fields,
             keys: preview.keys,
             excluded: preview.excluded,
         };
@@ -142,10 +152,12 @@ impl<B: Adapter> Unification for B {
         actor: &str,
     ) -> StoreResult<TaskId> {
         parse_keys(&setting.keys)?;
+        parse_unique_fields(&setting.unique_fields)?;
         normalizer("TW", setting)?;
         let params = serde_json::json!({
             "keys": setting.keys,
             "excluded": setting.excluded,
+            "unique_fields": setting.unique_fields,
             "actor": actor,
         });
         let mut tx = self.begin_write().await?;
@@ -171,6 +183,16 @@ impl<B: Adapter> Unification for B {
         Ok(id)
     }
 
+    async fn conflicts(
+        &self,
+        hub: HubId,
+        org: OrganizationId,
+        after: Option<(ContactId, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConflictRecord>> {
+        crate::ops::conflicts::conflicts_page(self, hub, org, after, limit).await
+    }
+
     async fn run_apply(
         &self,
         hub: HubId,
@@ -187,6 +209,11 @@ impl<B: Adapter> Unification for B {
             return Ok(task);
         }
         let setting = UnifySetting {
+            // Applies queued before unique fields existed take the default.
+            unique_fields: match task.params.get("unique_fields") {
+                Some(fields) => serde_json::from_value(fields.clone())?,
+                None => crate::model::default_unique_fields(),
+            },
             keys: serde_json::from_value(task.params["keys"].clone())?,
             excluded: serde_json::from_value(task.params["excluded"].clone())?,
         };
@@ -274,10 +301,15 @@ async fn read_and_plan<B: Adapter>(
     let (mut contacts, mut key_values) = store
         .read_contacts_and_keys(&mut tx, hub, [key_names[0], key_names[1], key_names[2]])
         .await?;
+    let mut unique = read_unique_input::<B>(&mut tx, hub, &setting.unique_fields).await?;
     B::commit(tx).await?;
     // A hub of one organization (the common case) has nothing to leave out.
     if channels.len() < n_channels {
         retain_realm_contacts(&mut contacts, &mut key_values, &channels);
+        let kept: HashSet<ContactId> = contacts.iter().map(|c| c.contact_id).collect();
+        unique.values.retain(|(c, _, _)| kept.contains(c));
+        let profiles: HashSet<ProfileId> = contacts.iter().filter_map(|c| c.profile_id).collect();
+        unique.held.retain(|p, _| profiles.contains(p));
     }
     plan_apply(
         setting,
@@ -289,8 +321,41 @@ async fn read_and_plan<B: Adapter>(
             channels,
             contacts,
             key_values,
+            unique,
         },
     )
+}
+
+/// The values of the unique fields (contact order) and what live profiles hold: read over the
+/// hub and kept to the realm by the caller, as the contacts and keys are.
+async fn read_unique_input<B: Adapter>(
+    tx: &mut B::Conn,
+    hub: HubId,
+    unique_fields: &[String],
+) -> StoreResult<UniqueInput> {
+    let mut input = UniqueInput::default();
+    if !unique_fields.is_empty() {
+        let sql = format!(
+            "SELECT contact_id, field, value FROM identifiers WHERE hub_id = $1 \
+             AND field IN ({}) ORDER BY contact_id, field",
+            crate::sql::batch::placeholders(2, unique_fields.len())
+        );
+        let q = unique_fields
+            .iter()
+            .fold(query(sql).bind(hub), |q, f| q.bind(f.as_str()));
+        input.values = B::fetch_all(tx, q).await?;
+    }
+    let held: Vec<(ProfileId, String)> = B::fetch_all(
+        tx,
+        query(
+            "SELECT id, unique_values FROM profiles WHERE hub_id = $1 \
+             AND merged_into IS NULL AND unique_values <> '[]'",
+        )
+        .bind(hub),
+    )
+    .await?;
+    input.held = held.into_iter().collect();
+    Ok(input)
 }
 
 /// What a preview of the realm reads: its channels, contacts, identifiers and profiles.
@@ -443,6 +508,7 @@ async fn check_preview_setting<B: Adapter>(
 struct PreviewRow {
     keys: String,
     excluded: String,
+    unique_fields: String,
     report: String,
     fingerprint: String,
     created_at: i64,
@@ -458,7 +524,8 @@ async fn load_preview<B: Adapter>(
     let row: PreviewRow = fetch_one::<B, _>(
         conn,
         query(
-            "SELECT keys, excluded, report, fingerprint, created_at FROM unify_previews \
+            "SELECT keys, excluded, unique_fields, report, fingerprint, created_at \
+             FROM unify_previews \
              WHERE hub_id = $1 AND id = $2 AND realm = $3",
         )
         .bind(hub)
@@ -471,6 +538,7 @@ async fn load_preview<B: Adapter>(
         id,
         keys: serde_json::from_str(&row.keys)?,
         excluded: serde_json::from_str(&row.excluded)?,
+        unique_fields: serde_json::from_str(&row.unique_fields)?,
         report: serde_json::from_str(&row.report)?,
         fingerprint: row.fingerprint,
         created_at: row.created_at,

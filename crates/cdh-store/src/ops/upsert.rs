@@ -15,7 +15,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::{ContactId, ContactInput, HubId, Millis, ProfileId, Upserted};
 use crate::plan::contact::{IdBlock, UpsertContext, plan_contact, reject_nul};
 use crate::plan::unify::{
-    ProfileRow, TieRow, TiedProfiles, ids_needed, one_writer_rows, plan_unification,
+    ProfileRow, TieRow, TiedProfiles, ids_needed, main_profiles, one_writer_rows, plan_unification,
     split_tie_rows, tie_list, upserted,
 };
 use crate::rules::{contact_lock_key, realm_of_scope};
@@ -101,6 +101,7 @@ pub(crate) async fn upsert_locked<B: Adapter>(
     let TiedProfiles {
         tied,
         own,
+        mut main,
         locked: tied_locked,
     } = B::lock_values_and_tie(
         conn,
@@ -155,6 +156,9 @@ pub(crate) async fn upsert_locked<B: Adapter>(
                 for t in ties.iter_mut().filter(|t| t.profile_id == from) {
                     t.profile_id = to;
                 }
+                for m in main.iter_mut().filter(|m| **m == Some(from)) {
+                    *m = Some(to);
+                }
                 // The contact's own profile too: left unmapped, a merged one would be locked
                 // again and again.
                 if current == Some(from) {
@@ -164,7 +168,9 @@ pub(crate) async fn upsert_locked<B: Adapter>(
         }
     };
     let fresh_ids = take_ids::<B>(&mut plan.ids, conn, hub, ids_needed(locked.len())).await?;
-    let settled = plan_unification(hub, &mut plan, locked, &ties, fresh_ids, actor)?;
+    let settled = plan_unification(
+        hub, &mut plan, locked, &ties, &main, current, fresh_ids, actor,
+    )?;
     B::finish_upsert(
         conn,
         hub,
@@ -227,7 +233,7 @@ pub(crate) async fn lock_profiles<B: Adapter>(
     ids: &[ProfileId],
 ) -> StoreResult<Vec<ProfileRow>> {
     let sql = format!(
-        "SELECT id, oldest_contact, member_count, merged_into FROM profiles \
+        "SELECT id, oldest_contact, member_count, unique_values, merged_into FROM profiles \
          WHERE hub_id = $1 AND id IN ({}) ORDER BY id{}",
         placeholders(2, ids.len()),
         B::FOR_UPDATE
@@ -257,11 +263,14 @@ pub(crate) async fn tied_profiles<B: Adapter>(
     for (f, v) in key_values {
         q = q.bind(f.as_str()).bind(v.as_str());
     }
-    let rows: Vec<(i64, i64, i64, i64)> = B::fetch_all(conn, q).await?;
-    let (tied, own) = split_tie_rows(rows.into_iter().map(TieRow::unlocked).collect(), key_values);
+    let rows: Vec<(i64, i64, i64, i64, i64, String)> = B::fetch_all(conn, q).await?;
+    let rows: Vec<TieRow> = rows.into_iter().map(TieRow::unlocked).collect();
+    let main = main_profiles(&rows, key_values.len());
+    let (tied, own) = split_tie_rows(rows, key_values);
     Ok(TiedProfiles {
         tied,
         own,
+        main,
         locked: false,
     })
 }

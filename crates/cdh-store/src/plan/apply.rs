@@ -10,13 +10,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 
-use cdh_core::{IdentifierField, KeyGraph, Normalizer, Partition, Slot, UnionFind, resolve};
+use cdh_core::{
+    IdentifierField, KeyGraph, Normalizer, Partition, Resolved, Slot, UnionFind, resolve_refusing,
+};
 
 use crate::error::{Resource, StoreError, StoreResult};
 use crate::model::{
     ChannelId, ConnectionId, ContactId, OrganizationId, ProfileId, Realm, UnifySetting,
 };
-use crate::rules::{is_excluded, normalizer, parse_keys, scope_name};
+use crate::plan::apply_unique::{UniqueInput, UniqueWrites, unique_writes};
+use crate::rules::{is_excluded, normalizer, parse_keys, parse_unique_fields, scope_name};
 
 /// A channel with what decides its contacts' scope (`sql::text::CHANNEL_SCOPES_SQL`).
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -109,6 +112,8 @@ pub(crate) struct ApplyInput {
     pub contacts: Vec<ContactProfileRow>,
     /// The contacts that hold a key value, in id order.
     pub key_values: Vec<KeyValuesRow>,
+    /// The unique fields' values and what profiles hold.
+    pub unique: UniqueInput,
 }
 
 /// A contact whose scope the apply changes.
@@ -157,6 +162,9 @@ pub(crate) struct ApplyPlan {
     pub contacts_moved: usize,
     pub profiles_before: usize,
     pub profiles_after: usize,
+    /// The setting's unique fields as stored, what profiles hold, the conflicts.
+    pub unique_fields: String,
+    pub unique: UniqueWrites,
 }
 
 /// A stored profile as the apply sees it.
@@ -206,6 +214,7 @@ pub(crate) fn retain_realm_contacts(
 /// The plan for applying `setting` over the snapshot `input`.
 pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResult<ApplyPlan> {
     let keys = parse_keys(&setting.keys)?;
+    let unique_fields = parse_unique_fields(&setting.unique_fields)?;
     let line_is_key = keys.contains(&IdentifierField::LineUid);
     // Per channel: its scope's name and number, and its region's normalizer.
     let mut channel_scope: HashMap<ChannelId, (String, u32, usize)> = HashMap::new();
@@ -249,14 +258,37 @@ pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResu
     }
 
     // The key graph over contacts in age order, on top of the stored partition.
-    let slots: Vec<Slot> = keys
+    // Keys merge; unique fields refuse merges (a unique field that is no key is carried for
+    // that alone, after the keys).
+    let mut slots: Vec<Slot> = keys
         .iter()
         .map(|f| Slot {
             field: f.clone(),
             merges: true,
-            unique: false,
+            unique: unique_fields.contains(f),
         })
         .collect();
+    slots.extend(
+        unique_fields
+            .iter()
+            .filter(|f| !keys.contains(f))
+            .map(|f| Slot {
+                field: f.clone(),
+                merges: false,
+                unique: true,
+            }),
+    );
+    let unique_slot = |field: &str| {
+        slots
+            .iter()
+            .position(|s| !s.merges && s.field.name() == field)
+            .map(|s| s as u8)
+    };
+    let unique_slots: Vec<(String, u8)> = unique_fields
+        .iter()
+        .filter_map(|f| unique_slot(f.name()).map(|s| (f.name().to_owned(), s)))
+        .collect();
+    let mut unique_values = input.unique.values.iter().peekable();
     let mut graph = KeyGraph::with_capacity(
         slots,
         input.contacts.len(),
@@ -289,6 +321,15 @@ pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResu
                 }
             }
         }
+        while let Some((_, field, value)) =
+            unique_values.next_if(|(c, _, _)| *c <= contact.contact_id)
+        {
+            if let Some((_, slot)) = unique_slots.iter().find(|(f, _)| f == field)
+                && !is_excluded(normalizer, field, value)
+            {
+                values.push((*slot, value.as_str()));
+            }
+        }
         graph.add_contact(*scope_id, values.iter().copied());
         if *scope != contact.scope {
             staged.push(StagedRow {
@@ -304,7 +345,10 @@ pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResu
         prior_uf.union(first, i as u32);
     }
     let prior = Partition::from_union_find(&mut prior_uf);
-    let resolved = resolve(&graph, Some(&prior));
+    let Resolved {
+        partition: resolved,
+        refusals,
+    } = resolve_refusing(&graph, Some(&prior));
 
     // Group contacts of each resolved profile; more than one stored profile means a merge.
     let members = resolved.members();
@@ -351,6 +395,35 @@ pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResu
             by_value,
         });
     }
+    // A resolved profile keeps the id of its oldest stored profile (a merge's survivor).
+    let mut survivor_of: Vec<ProfileId> = Vec::with_capacity(members.n_profiles());
+    for p in 0..members.n_profiles() as u32 {
+        let group = members.of(p);
+        let survivor = group
+            .iter()
+            .map(|&c| stored[c as usize])
+            .min_by_key(|s| (s.oldest, s.id))
+            .expect("a profile has a member");
+        survivor_of.push(survivor.id);
+    }
+    let staged_scope: HashMap<ContactId, &str> = staged
+        .iter()
+        .map(|s| (s.contact_id, s.scope.as_str()))
+        .collect();
+    let unique = unique_writes(
+        &graph,
+        &resolved,
+        &refusals,
+        &input.unique,
+        |c| survivor_of[resolved.profile_of(c) as usize],
+        |c| input.contacts[c as usize].contact_id,
+        |c| {
+            let row = &input.contacts[c as usize];
+            staged_scope
+                .get(&row.contact_id)
+                .map_or_else(|| row.scope.clone(), |s| (*s).to_owned())
+        },
+    )?;
     Ok(ApplyPlan {
         realm: input.realm,
         cross_product: input.cross_product,
@@ -362,6 +435,8 @@ pub(crate) fn plan_apply(setting: &UnifySetting, input: ApplyInput) -> StoreResu
         contacts_moved,
         profiles_before: prior.n_profiles(),
         profiles_after: resolved.n_profiles(),
+        unique_fields: serde_json::to_string(&setting.unique_fields)?,
+        unique,
     })
 }
 
@@ -450,6 +525,7 @@ impl ApplyPlan {
             "contacts_moved": self.contacts_moved,
             "profiles_before": self.profiles_before,
             "profiles_after": self.profiles_after,
+            "conflicts": self.unique.conflicts.len(),
         })
     }
 }
@@ -488,9 +564,56 @@ mod tests {
 
     fn setting(keys: &[&str]) -> UnifySetting {
         UnifySetting {
+            unique_fields: crate::model::default_unique_fields(),
             keys: keys.iter().map(|k| (*k).to_owned()).collect(),
             excluded: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_merge_that_would_give_a_profile_two_customer_ids_is_refused_and_listed() {
+        let customer = |c: i64, v: &str| (ContactId(c), "customer_id".to_owned(), v.to_owned());
+        let input = ApplyInput {
+            realm: Realm::Organization(OrganizationId(1)),
+            covered: vec![Realm::Organization(OrganizationId(1))],
+            marker: 9,
+            cross_product: false,
+            channels: vec![channel(1, "caac")],
+            contacts: vec![
+                contact(10, 1, 100),
+                contact(11, 1, 101),
+                contact(12, 1, 102),
+            ],
+            key_values: vec![
+                email(10, "a@x.io"),
+                email(11, "a@x.io"),
+                email(12, "a@x.io"),
+            ],
+            unique: UniqueInput {
+                values: vec![customer(10, "M-1"), customer(11, "M-2")],
+                held: HashMap::from([(ProfileId(100), r#"[["customer_id","M-1"]]"#.to_owned())]),
+            },
+        };
+        let plan = plan_apply(&setting(&["display_email"]), input).unwrap();
+        // 12 joins the oldest profile (10's); 11 is kept out of it.
+        assert_eq!((plan.profiles_before, plan.profiles_after), (3, 2));
+        assert_eq!(plan.merges.len(), 1);
+        assert_eq!(plan.merges[0].survivor, ProfileId(100));
+        let conflicts = &plan.unique.conflicts;
+        assert_eq!(conflicts.len(), 1);
+        let c = &conflicts[0];
+        assert_eq!(c.contact_id, ContactId(11));
+        assert_eq!(
+            (c.field.as_str(), c.value.as_str()),
+            ("display_email", "a@x.io")
+        );
+        assert_eq!((c.ours.as_str(), c.theirs.as_str()), ("M-2", "M-1"));
+        assert_eq!(c.held_by, ProfileId(100));
+        // 100 already held M-1; 101 now holds M-2.
+        assert_eq!(
+            plan.unique.held,
+            [(ProfileId(101), r#"[["customer_id","M-2"]]"#.to_owned())]
+        );
     }
 
     #[test]
@@ -507,6 +630,7 @@ mod tests {
                 contact(12, 1, 102),
             ],
             key_values: vec![email(10, "a@x.io"), email(11, "a@x.io")],
+            unique: UniqueInput::default(),
         };
         let plan = plan_apply(&setting(&["display_email"]), input).unwrap();
         assert_eq!(plan.marker, 9);
@@ -549,6 +673,7 @@ mod tests {
             channels: vec![channel(1, "caac"), channel(2, "maac")],
             contacts: vec![contact(10, 1, 100), maac],
             key_values: vec![email(10, "a@x.io"), email(11, "a@x.io")],
+            unique: UniqueInput::default(),
         };
         let plan = plan_apply(&setting(&["display_email"]), input).unwrap();
         assert_eq!(plan.staged.len(), 2, "both contacts move to scope o1");
@@ -604,6 +729,7 @@ mod tests {
             channels: vec![channel(1, "caac")],
             contacts: vec![lost],
             key_values: Vec::new(),
+            unique: UniqueInput::default(),
         };
         assert!(matches!(
             plan_apply(&setting(&["display_email"]), input),

@@ -4,11 +4,14 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use cdh_core::{IdentifierField, KeyGraph, Normalizer, Partition, Slot, UnionFind, resolve};
+use cdh_core::{
+    IdentifierField, KeyGraph, Normalizer, Partition, Slot, UnionFind, resolve_holding,
+};
 
 use crate::error::StoreResult;
 use crate::model::{ContactId, ProfileId, UnifySetting};
-use crate::rules::{is_excluded, normalizer, parse_keys, realm_of_scope};
+use crate::plan::conflicts::parse_held;
+use crate::rules::{is_excluded, normalizer, parse_keys, parse_unique_fields, realm_of_scope};
 
 /// A contact as the checker reads it: its scope and its organization's region.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -26,6 +29,8 @@ pub(crate) struct CheckedProfile {
     pub oldest_contact: ContactId,
     pub member_count: i64,
     pub merged_into: Option<ProfileId>,
+    /// The unique values it holds, as stored.
+    pub unique_values: String,
 }
 
 /// An identifier row as the checker reads it.
@@ -51,6 +56,8 @@ pub(crate) struct CheckInput {
     pub ledger: Vec<(ProfileId, String)>,
     /// Each realm's settings, by realm key.
     pub realms: HashMap<String, RealmCheck>,
+    /// `(contact, field, value)` of every `conflicts` row.
+    pub conflicts: Vec<(ContactId, String, String)>,
 }
 
 /// What the checker needs of a realm's settings.
@@ -65,6 +72,7 @@ pub(crate) struct RealmCheck {
 /// A realm's keys in force, normaliser per region, and every field its settings ever used.
 struct RealmRules {
     keys: Vec<IdentifierField>,
+    unique: Vec<IdentifierField>,
     setting: UnifySetting,
     normalizers: HashMap<String, Normalizer>,
     fields: Vec<IdentifierField>,
@@ -84,6 +92,7 @@ impl RealmRules {
         }
         Ok(Self {
             keys,
+            unique: parse_unique_fields(&check.setting.unique_fields)?,
             setting: check.setting.clone(),
             normalizers: HashMap::new(),
             fields,
@@ -185,8 +194,31 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
             rules.insert(realm, RealmRules::of(check)?);
         }
     }
+    // A refused carrier (a `conflicts` row) is the exception: the carriers of a value without
+    // one are in one profile. Each row names a value its contact carries.
+    let refused: HashSet<(ContactId, &str)> = input
+        .conflicts
+        .iter()
+        .map(|(c, f, _)| (*c, f.as_str()))
+        .collect();
+    let carried: HashSet<(ContactId, &str, &str)> = input
+        .identifiers
+        .iter()
+        .map(|i| (i.contact_id, i.field.as_str(), i.value.as_str()))
+        .collect();
+    for (c, f, v) in &input.conflicts {
+        if !carried.contains(&(*c, f.as_str(), v.as_str())) {
+            problems.push(format!(
+                "contact {c}: a conflict names {f}={v}, which it does not carry"
+            ));
+        }
+    }
     let mut owners: HashMap<(&str, &str, &str), BTreeSet<i64>> = HashMap::new();
-    for i in &input.identifiers {
+    for i in input
+        .identifiers
+        .iter()
+        .filter(|i| !refused.contains(&(i.contact_id, i.field.as_str())))
+    {
         let (Some(region), Some(realm)) = (
             regions.get(&i.contact_id),
             rules.get_mut(realm_of_scope(&i.scope)),
@@ -242,6 +274,16 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
             }
         }
     }
+    // Unique fields are slots of their own that never merge, filled for the contacts of the
+    // realms that make them unique; a key that is also unique has both.
+    let mut unique_fields: Vec<IdentifierField> = Vec::new();
+    for realm in rules.values() {
+        for f in &realm.unique {
+            if !unique_fields.contains(f) {
+                unique_fields.push(f.clone());
+            }
+        }
+    }
     let slots: Vec<Slot> = fields
         .iter()
         .map(|f| Slot {
@@ -249,7 +291,18 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
             merges: true,
             unique: false,
         })
+        .chain(unique_fields.iter().map(|f| Slot {
+            field: f.clone(),
+            merges: false,
+            unique: true,
+        }))
         .collect();
+    let unique_slot = |field: &str| {
+        unique_fields
+            .iter()
+            .position(|f| f.name() == field)
+            .map(|i| (fields.len() + i) as u8)
+    };
     let index_of: HashMap<ContactId, u32> = input
         .contacts
         .iter()
@@ -257,6 +310,7 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
         .map(|(i, c)| (c.id, i as u32))
         .collect();
     let mut graph = KeyGraph::new(slots);
+    let mut unique_now: HashMap<Option<ProfileId>, BTreeSet<(&str, &str)>> = HashMap::new();
     let mut scope_ids: HashMap<&str, u32> = HashMap::new();
     let mut ids = input.identifiers.iter().peekable();
     for contact in &input.contacts {
@@ -267,11 +321,22 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
             .expect("every contact's realm has its rules");
         let mut values = Vec::new();
         while let Some(i) = ids.next_if(|i| i.contact_id == contact.id) {
+            if realm.excluded(&contact.region, &i.field, &i.value)? {
+                continue;
+            }
             if realm.fields.iter().any(|f| f.name() == i.field)
-                && !realm.excluded(&contact.region, &i.field, &i.value)?
                 && let Some(slot) = fields.iter().position(|f| f.name() == i.field)
             {
                 values.push((slot as u8, i.value.as_str()));
+            }
+            if realm.unique.iter().any(|f| f.name() == i.field)
+                && let Some(slot) = unique_slot(&i.field)
+            {
+                values.push((slot, i.value.as_str()));
+                unique_now
+                    .entry(profile_of.get(&contact.id).copied())
+                    .or_default()
+                    .insert((i.field.as_str(), i.value.as_str()));
             }
         }
         graph.add_contact(scope_id, values);
@@ -293,7 +358,36 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
             )),
         }
     }
-    let resolved = resolve(&graph, Some(&Partition::from_union_find(&mut prior)));
+    // A profile holds its contacts' unique values, and may hold more: an upsert adds to them
+    // and never takes away (`plan::conflicts`); the resolution counts all it holds.
+    let mut held_stored: Vec<(u32, u8, String)> = Vec::new();
+    for p in input.profiles.iter().filter(|p| p.merged_into.is_none()) {
+        let held = parse_held(&p.unique_values)?;
+        for (field, value) in unique_now.get(&Some(p.id)).into_iter().flatten() {
+            if !held.contains(&((*field).to_owned(), (*value).to_owned())) {
+                problems.push(format!(
+                    "profile {}: its contacts carry {field}={value}, which it does not hold",
+                    p.id
+                ));
+            }
+        }
+        let member = members_of
+            .get(&p.id)
+            .and_then(|m| m.first())
+            .and_then(|c| index_of.get(c));
+        if let Some(&member) = member {
+            for (field, value) in held {
+                if let Some(slot) = unique_slot(&field) {
+                    held_stored.push((member, slot, value));
+                }
+            }
+        }
+    }
+    let held: Vec<(u32, u8, &str)> = held_stored
+        .iter()
+        .map(|(c, s, v)| (*c, *s, v.as_str()))
+        .collect();
+    let resolved = resolve_holding(&graph, &Partition::from_union_find(&mut prior), &held);
     let mut stored_of_resolved: HashMap<u32, ProfileId> = HashMap::new();
     let mut resolved_of_stored: HashMap<ProfileId, u32> = HashMap::new();
     for (i, contact) in input.contacts.iter().enumerate() {
@@ -323,6 +417,7 @@ mod tests {
             oldest_contact: ContactId(id),
             member_count: count,
             merged_into: merged_into.map(ProfileId),
+            unique_values: "[]".into(),
         }
     }
 
@@ -351,12 +446,14 @@ mod tests {
                 "o1".to_owned(),
                 RealmCheck {
                     setting: UnifySetting {
+                        unique_fields: crate::model::default_unique_fields(),
                         keys: vec!["display_email".into()],
                         excluded: Vec::new(),
                     },
                     history: vec![r#"["display_email"]"#.into()],
                 },
             )]),
+            conflicts: Vec::new(),
         }
     }
 

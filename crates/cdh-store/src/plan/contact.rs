@@ -29,6 +29,7 @@ pub(crate) struct ContextRow {
     pub first_id: i64,
     pub setting_keys: Option<String>,
     pub setting_excluded: Option<String>,
+    pub setting_unique: Option<String>,
     pub contact_id: Option<ContactId>,
     pub fields: Option<String>,
     pub tags: Option<String>,
@@ -111,6 +112,10 @@ impl UpsertContext {
     pub fn from_row(row: Option<ContextRow>, id_block_len: i64) -> StoreResult<Self> {
         let row = row.ok_or(StoreError::NotFound(Resource::Channel))?;
         let setting = UnifySetting {
+            unique_fields: match row.setting_unique {
+                Some(fields) => serde_json::from_str(&fields)?,
+                None => crate::model::default_unique_fields(),
+            },
             keys: row
                 .setting_keys
                 .map(|k| serde_json::from_str(&k))
@@ -169,6 +174,9 @@ pub(crate) struct ContactPlan {
     /// The contact's unify-key values, `(field, value)`, in key order: the ones that tie it to
     /// profiles (excluded values left out).
     pub key_values: Vec<(String, String)>,
+    /// The contact's values of the setting's unique fields, `(field, value)` (excluded values
+    /// left out).
+    pub unique_values: Vec<(String, String)>,
     /// The advisory lock key of each of `key_values`.
     pub value_locks: Vec<i64>,
     pub fields: BTreeMap<String, FieldValue>,
@@ -244,6 +252,13 @@ pub(crate) fn plan_contact(
     let key_values: Vec<(String, String)> = values
         .iter()
         .filter(|(f, v)| keys.iter().any(|k| k.name() == f) && !is_excluded(&normalizer, f, v))
+        .cloned()
+        .collect();
+    let unique_values: Vec<(String, String)> = values
+        .iter()
+        .filter(|(f, v)| {
+            context.setting.unique_fields.iter().any(|u| u == f) && !is_excluded(&normalizer, f, v)
+        })
         .cloned()
         .collect();
     let value_locks: Vec<i64> = key_values
@@ -322,6 +337,7 @@ pub(crate) fn plan_contact(
         is_new: existing.is_none(),
         scope,
         key_values,
+        unique_values,
         value_locks,
         fields,
         tags,
@@ -423,6 +439,7 @@ mod tests {
                 cross_product: false,
             },
             setting: UnifySetting {
+                unique_fields: crate::model::default_unique_fields(),
                 keys: keys.iter().map(|k| (*k).to_owned()).collect(),
                 excluded: Vec::new(),
             },

@@ -12,7 +12,8 @@ use crate::model::{
     ProfileId, SuspiciousValue, UnifySetting,
 };
 use crate::plan::apply::ScopedChannelRow;
-use crate::rules::{is_excluded, normalizer, parse_keys};
+use crate::plan::conflicts::reason_code;
+use crate::rules::{is_excluded, normalizer, parse_keys, parse_unique_fields};
 
 /// How many contacts of a large profile a preview lists.
 const LISTED_CONTACTS: usize = 20;
@@ -57,6 +58,9 @@ pub(crate) fn preview_report(
             ),
         );
     }
+    // Keys merge; each unique field is a slot of its own that refuses merges (a key that is
+    // also unique has both).
+    let unique_fields = parse_unique_fields(&setting.unique_fields)?;
     let slots: Vec<Slot> = keys
         .iter()
         .map(|f| Slot {
@@ -64,16 +68,16 @@ pub(crate) fn preview_report(
             merges: true,
             unique: false,
         })
+        .chain(unique_fields.iter().map(|f| Slot {
+            field: f.clone(),
+            merges: false,
+            unique: true,
+        }))
         .collect();
-    let slot_of = |field: &str| slots.iter().position(|s| s.field.name() == field);
     let slot_index: Vec<(String, u8)> = slots
         .iter()
-        .map(|s| {
-            (
-                s.field.name().to_owned(),
-                slot_of(s.field.name()).unwrap_or(0) as u8,
-            )
-        })
+        .enumerate()
+        .map(|(i, s)| (s.field.name().to_owned(), i as u8))
         .collect();
     let mut graph =
         KeyGraph::with_capacity(slots.clone(), input.contacts.len(), input.identifiers.len());
@@ -92,10 +96,10 @@ pub(crate) fn preview_report(
             if c != contact {
                 break;
             }
-            if let Some((_, slot)) = slot_index.iter().find(|(f, _)| f == field)
-                && !is_excluded(normalizer, field, value)
-            {
-                values.push((*slot, value.as_str()));
+            if !is_excluded(normalizer, field, value) {
+                for (_, slot) in slot_index.iter().filter(|(f, _)| f == field) {
+                    values.push((*slot, value.as_str()));
+                }
             }
             ids.next();
         }
@@ -162,23 +166,28 @@ pub(crate) fn preview_report(
                 chain: chain_links(&s.chain, &graph, &contact_ids),
             })
             .collect(),
+        n_conflicts: preview.n_refused as u64,
         conflicts: preview
-            .conflicts
+            .refused
             .iter()
-            .map(|c| PreviewConflict {
-                field: slots[c.slot as usize].field.name().to_owned(),
-                values: c
-                    .values
-                    .iter()
-                    .map(|&v| graph.value(v).1.to_owned())
-                    .collect(),
-                contact_ids: c
-                    .chain
-                    .contacts()
-                    .iter()
-                    .map(|&i| contact_ids[i as usize])
-                    .collect(),
-                chain: chain_links(&c.chain, &graph, &contact_ids),
+            .map(|r| {
+                let clash = r.refusal.clash;
+                let field = slots[clash.slot as usize].field.name();
+                PreviewConflict {
+                    reason: reason_code(field),
+                    field: field.to_owned(),
+                    values: vec![
+                        graph.value(clash.ours).1.to_owned(),
+                        graph.value(clash.theirs).1.to_owned(),
+                    ],
+                    contact_ids: r
+                        .chain
+                        .contacts()
+                        .iter()
+                        .map(|&i| contact_ids[i as usize])
+                        .collect(),
+                    chain: chain_links(&r.chain, &graph, &contact_ids),
+                }
             })
             .collect(),
         notes: preview_notes(input.cross_product, line_is_key, &preview),
@@ -235,10 +244,10 @@ fn preview_notes(
             preview.n_suspicious_values
         ));
     }
-    if preview.n_conflicts > preview.conflicts.len() {
+    if preview.n_refused > preview.refused.len() {
         notes.push(format!(
-            "{} profiles would hold conflicting values in all; some are listed",
-            preview.n_conflicts
+            "{} merges refused in all (unique fields); some are listed",
+            preview.n_refused
         ));
     }
     notes
@@ -282,6 +291,7 @@ mod tests {
                 .to_vec(),
         };
         let setting = UnifySetting {
+            unique_fields: crate::model::default_unique_fields(),
             keys: vec!["display_mobile".into()],
             excluded: Vec::new(),
         };

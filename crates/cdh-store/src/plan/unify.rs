@@ -9,6 +9,7 @@ use crate::model::{
     Cause, Contact, ContactId, ContactInput, HubId, LedgerEntry, Millis, ProfileId, Unification,
     Upserted,
 };
+use crate::plan::conflicts::{choose_joins, queue_conflicts};
 use crate::plan::contact::ContactPlan;
 use crate::sql::WriteBatch;
 use crate::sql::batch::queue_ledger;
@@ -19,30 +20,46 @@ pub(crate) struct ProfileRow {
     pub id: ProfileId,
     pub oldest_contact: ContactId,
     pub member_count: i64,
+    /// The unique values it holds, `[[field, value], ...]` (see `plan::conflicts`).
+    pub unique_values: String,
     /// Set when the profile was merged away (read under a row lock, by a concurrent writer).
     pub merged_into: Option<ProfileId>,
 }
 
 /// A row of the tie query: the tying value's index among the contact's key values (-1 for
-/// the contact's own profile), then the profile. Sorted, rows come by value, then profile.
+/// the contact's own profile), whether a refused carrier holds it there, then the profile.
+/// Sorted, rows come by value, then profile.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct TieRow {
     pub k: i64,
+    pub refused: bool,
     pub id: ProfileId,
     pub oldest_contact: ContactId,
     pub member_count: i64,
+    pub unique_values: String,
     pub merged_into: Option<ProfileId>,
 }
 
 impl TieRow {
     /// A row of the tie query as `sql::text::tie_query_sql` returns it (no lock, so nothing
     /// merged).
-    pub fn unlocked((k, id, oldest_contact, member_count): (i64, i64, i64, i64)) -> Self {
+    pub fn unlocked(
+        (k, refused, id, oldest_contact, member_count, unique_values): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            String,
+        ),
+    ) -> Self {
         Self {
             k,
+            refused: refused != 0,
             id: ProfileId(id),
             oldest_contact: ContactId(oldest_contact),
             member_count,
+            unique_values,
             merged_into: None,
         }
     }
@@ -52,9 +69,20 @@ impl TieRow {
             id: self.id,
             oldest_contact: self.oldest_contact,
             member_count: self.member_count,
+            unique_values: self.unique_values,
             merged_into: self.merged_into,
         }
     }
+}
+
+/// For each of `n` key values, the profile of its carriers without a `conflicts` row (the one
+/// a contact that carries it joins unless they clash), from tie rows.
+pub(crate) fn main_profiles(rows: &[TieRow], n: usize) -> Vec<Option<ProfileId>> {
+    let mut main = vec![None; n];
+    for row in rows.iter().filter(|r| !r.refused && r.k >= 0) {
+        main[row.k as usize] = Some(row.id);
+    }
+    main
 }
 
 /// A live profile a contact's value ties it to, with that value.
@@ -66,11 +94,13 @@ pub(crate) struct TiedProfile {
 }
 
 /// What the tie query found: the tied profiles, the contact's own profile when asked for,
-/// and whether the tied profiles' rows are locked (`FOR UPDATE`) already.
+/// each key value's main profile (`main_profiles`), and whether the tied profiles' rows are
+/// locked (`FOR UPDATE`) already.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TiedProfiles {
     pub tied: Vec<TiedProfile>,
     pub own: Option<ProfileRow>,
+    pub main: Vec<Option<ProfileId>>,
     pub locked: bool,
 }
 
@@ -95,6 +125,8 @@ pub(crate) struct NewEvent {
 #[derive(Clone, Debug)]
 pub(crate) struct Settled {
     pub profile_id: ProfileId,
+    /// How many profiles the contact was kept out of (unique fields).
+    pub n_refused: usize,
     pub unification: Unification,
     pub events: Vec<NewEvent>,
 }
@@ -168,15 +200,28 @@ pub(crate) fn ids_needed(n_locked: usize) -> usize {
 /// Queues what happens to the locked, live profiles the contact ties to (`locked`, by id;
 /// `ties` says through which value): a new profile, a join, or a merge with its ledger rows.
 /// `fresh_ids` holds `ids_needed(locked.len())` ids.
+///
+/// Which of them it joins is `plan::conflicts::choose_joins`'s decision; `main` is each key
+/// value's main profile (`main_profiles`) and `own` the contact's profile, when stored.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan_unification(
     hub: HubId,
     plan: &mut ContactPlan,
-    mut locked: Vec<ProfileRow>,
+    locked: Vec<ProfileRow>,
     ties: &[Tie],
+    main: &[Option<ProfileId>],
+    own: Option<ProfileId>,
     fresh_ids: Vec<i64>,
     actor: &str,
 ) -> StoreResult<Settled> {
     let (contact_id, is_new, now) = (plan.contact_id, plan.is_new, plan.now);
+    let joins = choose_joins(&plan.unique_values, own, locked)?;
+    let mut batch = std::mem::take(&mut plan.batch);
+    queue_conflicts(&mut batch, hub, plan, main, &joins, now);
+    plan.batch = batch;
+    let held = joins.held_json()?;
+    let n_refused = joins.refused.len();
+    let mut locked = joins.joined;
     let batch = &mut plan.batch;
     let mut fresh_ids = fresh_ids.into_iter();
     let mut take_id = move || {
@@ -188,13 +233,20 @@ pub(crate) fn plan_unification(
         let pid = ProfileId(take_id()?);
         batch.push(
             "INSERT INTO profiles (hub_id, id, origin_contact, oldest_contact, \
-             member_count, merged_into, created_at, updated_at) \
-             VALUES ($1, $2, $3, $3, 1, NULL, $4, $4)",
-            vec![hub.into(), pid.into(), contact_id.into(), now.into()],
+             member_count, merged_into, created_at, updated_at, unique_values) \
+             VALUES ($1, $2, $3, $3, 1, NULL, $4, $4, $5)",
+            vec![
+                hub.into(),
+                pid.into(),
+                contact_id.into(),
+                now.into(),
+                held.into(),
+            ],
         );
         queue_membership(batch, hub, contact_id, pid);
         return Ok(Settled {
             profile_id: pid,
+            n_refused,
             unification: Unification::Created,
             events: vec![NewEvent {
                 kind: "profile.created",
@@ -212,18 +264,20 @@ pub(crate) fn plan_unification(
         // concurrent writers take ids in blocks and may commit in either order.
         batch.push(
             "UPDATE profiles SET member_count = member_count + $3, updated_at = $4, \
-             oldest_contact = CASE WHEN oldest_contact > $5 THEN $5 ELSE oldest_contact END \
-             WHERE hub_id = $1 AND id = $2",
+             oldest_contact = CASE WHEN oldest_contact > $5 THEN $5 ELSE oldest_contact END, \
+             unique_values = $6 WHERE hub_id = $1 AND id = $2",
             vec![
                 hub.into(),
                 p.id.into(),
                 i64::from(is_new).into(),
                 now.into(),
                 contact_id.into(),
+                held.into(),
             ],
         );
         return Ok(Settled {
             profile_id: p.id,
+            n_refused,
             unification: if is_new {
                 Unification::Joined
             } else {
@@ -236,7 +290,7 @@ pub(crate) fn plan_unification(
             }],
         });
     }
-    let survivor = merge_profiles(batch, hub, &locked, is_new.then_some(contact_id), now);
+    let survivor = merge_profiles(batch, hub, &locked, is_new.then_some(contact_id), now, held);
     if is_new {
         queue_membership(batch, hub, contact_id, survivor.id);
     }
@@ -280,6 +334,7 @@ pub(crate) fn plan_unification(
     }
     Ok(Settled {
         profile_id: survivor.id,
+        n_refused,
         unification: Unification::Merged {
             survivor: survivor.id,
             absorbed,
@@ -317,6 +372,7 @@ fn merge_profiles(
     profiles: &[ProfileRow],
     new_member: Option<ContactId>,
     at: Millis,
+    held: String,
 ) -> ProfileRow {
     let survivor = profiles
         .iter()
@@ -329,14 +385,15 @@ fn merge_profiles(
     // still (see the join in `plan_unification`).
     let oldest = new_member.map_or(survivor.oldest_contact, |c| c.min(survivor.oldest_contact));
     batch.push(
-        "UPDATE profiles SET member_count = $3, updated_at = $4, oldest_contact = $5 \
-         WHERE hub_id = $1 AND id = $2",
+        "UPDATE profiles SET member_count = $3, updated_at = $4, oldest_contact = $5, \
+         unique_values = $6 WHERE hub_id = $1 AND id = $2",
         vec![
             hub.into(),
             survivor.id.into(),
             member_count.into(),
             at.into(),
             oldest.into(),
+            held.into(),
         ],
     );
     for p in profiles.iter().filter(|p| p.id != survivor.id) {
@@ -382,6 +439,7 @@ pub(crate) fn upserted(plan: ContactPlan, input: &ContactInput, settled: Settled
             updated_at: plan.now,
         },
         unification: settled.unification,
+        n_refused: settled.n_refused,
     }
 }
 
@@ -395,6 +453,7 @@ mod tests {
             id: ProfileId(id),
             oldest_contact: ContactId(oldest_contact),
             member_count,
+            unique_values: "[]".into(),
             merged_into: None,
         }
     }
@@ -405,6 +464,7 @@ mod tests {
             is_new,
             scope: "o1:caac".into(),
             key_values: Vec::new(),
+            unique_values: Vec::new(),
             value_locks: Vec::new(),
             fields: BTreeMap::new(),
             tags: Vec::new(),
@@ -429,7 +489,17 @@ mod tests {
     #[test]
     fn no_tie_creates_a_profile_with_a_fresh_id() {
         let mut p = plan(7, true);
-        let settled = plan_unification(HubId(1), &mut p, Vec::new(), &[], vec![90], "api").unwrap();
+        let settled = plan_unification(
+            HubId(1),
+            &mut p,
+            Vec::new(),
+            &[],
+            &[],
+            None,
+            vec![90],
+            "api",
+        )
+        .unwrap();
         assert_eq!(settled.profile_id, ProfileId(90));
         assert_eq!(settled.unification, Unification::Created);
         assert_eq!(settled.events[0].kind, "profile.created");
@@ -440,8 +510,17 @@ mod tests {
         let mut p = plan(50, true);
         let locked = vec![profile(20, 5, 2), profile(30, 3, 1), profile(40, 8, 4)];
         let ties = [tie(20, "a@x.io"), tie(30, "b@x.io"), tie(40, "b@x.io")];
-        let settled =
-            plan_unification(HubId(1), &mut p, locked, &ties, vec![91, 92, 93], "api").unwrap();
+        let settled = plan_unification(
+            HubId(1),
+            &mut p,
+            locked,
+            &ties,
+            &[],
+            None,
+            vec![91, 92, 93],
+            "api",
+        )
+        .unwrap();
         assert_eq!(
             settled.unification,
             Unification::Merged {
@@ -475,9 +554,9 @@ mod tests {
         let kv = ("display_email".to_owned(), "a@x.io".to_owned());
         let kv2 = ("display_mobile".to_owned(), "+886912345678".to_owned());
         let rows = vec![
-            TieRow::unlocked((1, 20, 5, 1)),
-            TieRow::unlocked((-1, 30, 3, 1)),
-            TieRow::unlocked((0, 20, 5, 1)),
+            TieRow::unlocked((1, 0, 20, 5, 1, "[]".into())),
+            TieRow::unlocked((-1, 0, 30, 3, 1, "[]".into())),
+            TieRow::unlocked((0, 0, 20, 5, 1, "[]".into())),
         ];
         let (tied, own) = split_tie_rows(rows, &[&kv, &kv2]);
         assert_eq!(own.map(|o| o.id), Some(ProfileId(30)));

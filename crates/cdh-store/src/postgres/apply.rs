@@ -147,8 +147,10 @@ impl ApplyWrites for PgStore {
             .bind(now)
             .bind(plan.realm.key())
             .bind(i64::from(plan.cross_product))
+            .bind(plan.unique_fields.as_str())
             .execute(&mut *conn)
             .await?;
+        PgStore::run_batch(conn, plan.unique.batch(hub, &plan.realm.key(), now)).await?;
         if let Realm::Connection(connection) = plan.realm {
             sqlx::query(UNIFY_CONNECTION_SQL)
                 .bind(hub)

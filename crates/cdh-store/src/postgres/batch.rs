@@ -31,7 +31,8 @@ use crate::model::{ContactInput, HubId, Upserted};
 use crate::ops::upsert::{take_ids, with_retries};
 use crate::plan::contact::{ContactPlan, UpsertContext, plan_contact, reject_nul};
 use crate::plan::unify::{
-    NewEvent, Settled, ids_needed, one_writer_rows, plan_unification, tie_list, tied_rows, upserted,
+    NewEvent, Settled, ids_needed, main_profiles, one_writer_rows, plan_unification, tie_list,
+    tied_rows, upserted,
 };
 use crate::rules::{contact_lock_key, realm_of_scope};
 use crate::sql::gates::ApplyGates;
@@ -354,6 +355,7 @@ async fn batch_in(
     let mut done = Vec::new();
     for ((i, mut plan), rows) in plans.into_iter().zip(ties) {
         let key_values: Vec<&(String, String)> = plan.key_values.iter().collect();
+        let main = main_profiles(&rows, key_values.len());
         let tied = tied_rows(rows, &key_values);
         // A profile merged while the tie query waited for it is followed by a lone upsert;
         // one an earlier upsert of the batch changes is read again by one.
@@ -368,8 +370,16 @@ async fn batch_in(
         let locked = one_writer_rows(tied, None);
         let fresh_ids =
             take_ids::<PgStore>(&mut plan.ids, conn, hub, ids_needed(locked.len())).await?;
-        let settled: Settled =
-            plan_unification(hub, &mut plan, locked, &ties, fresh_ids, &requests[i].actor)?;
+        let settled: Settled = plan_unification(
+            hub,
+            &mut plan,
+            locked,
+            &ties,
+            &main,
+            None,
+            fresh_ids,
+            &requests[i].actor,
+        )?;
         writes.push(std::mem::take(&mut plan.batch));
         let realm = realm_of_scope(&plan.scope);
         match events.last_mut() {

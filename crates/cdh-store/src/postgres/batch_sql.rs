@@ -13,7 +13,7 @@ use crate::plan::contact::{ContactPlan, ContextRow};
 use crate::plan::unify::TieRow;
 use crate::rules::contact_lock_key;
 use crate::sql::batch::{for_each_placeholder, placeholders};
-use crate::sql::text::upsert_context_sql;
+use crate::sql::text::{MAX_REFUSED_READ, upsert_context_sql};
 use crate::sql::{Arg, WriteBatch};
 
 /// The batch's first round trip: the hub lock (shared) and the contacts' key locks, in
@@ -87,18 +87,28 @@ pub(super) fn prepare_contexts_sql() -> String {
 /// (`$3`), the contact (`$4`), the scope, field and value (`$5` to `$7`). Locks the profiles it
 /// finds, by id, as `cdh_tie_<n>` does.
 pub(super) fn prepare_ties_sql() -> String {
-    "PREPARE cdh_ties (bigint, integer[], integer[], bigint[], text[], text[], text[]) AS \
-     SELECT v.n, v.k, p.id, p.oldest_contact, p.member_count, p.merged_into \
+    format!(
+        "PREPARE cdh_ties (bigint, integer[], integer[], bigint[], text[], text[], text[]) AS \
+     SELECT v.n, v.k, t.refused, p.id, p.oldest_contact, p.member_count, p.unique_values, \
+     p.merged_into \
      FROM unnest($2, $3, $4, $5, $6, $7) AS v (n, k, contact, scope, field, value) \
-     CROSS JOIN LATERAL (SELECT q.id FROM identifiers i \
+     CROSS JOIN LATERAL ((SELECT 0 AS refused, q.id FROM identifiers i \
        JOIN memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
        JOIN profiles o ON o.hub_id = m.hub_id AND o.id = m.bucket_id \
        JOIN profiles q ON q.hub_id = o.hub_id AND q.id = COALESCE(o.merged_into, o.id) \
        WHERE i.hub_id = $1 AND i.scope = v.scope AND i.field = v.field \
-         AND i.value = v.value AND i.contact_id <> v.contact LIMIT 1) AS t \
+         AND i.value = v.value AND i.contact_id <> v.contact \
+         AND NOT EXISTS (SELECT 1 FROM conflicts x WHERE x.hub_id = i.hub_id \
+           AND x.contact_id = i.contact_id AND x.field = i.field) LIMIT 1) \
+       UNION ALL (SELECT 1 AS refused, q.id FROM conflicts i \
+       JOIN memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id \
+       JOIN profiles o ON o.hub_id = m.hub_id AND o.id = m.bucket_id \
+       JOIN profiles q ON q.hub_id = o.hub_id AND q.id = COALESCE(o.merged_into, o.id) \
+       WHERE i.hub_id = $1 AND i.scope = v.scope AND i.field = v.field \
+         AND i.value = v.value AND i.contact_id <> v.contact LIMIT {MAX_REFUSED_READ})) AS t \
      JOIN profiles p ON p.hub_id = $1 AND p.id = t.id \
      ORDER BY p.id, v.n, v.k FOR UPDATE OF p"
-        .to_owned()
+    )
 }
 
 /// `ARRAY[...]::<element>[]`, each item written by `write`.
@@ -195,16 +205,18 @@ pub(super) async fn lock_values_and_tie_batch(
     sql.push(')');
     // A query without arguments goes out as a simple query, both statements in one message.
     let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str()).await?;
-    // The lock statement's rows have one column; the tie query's six.
-    for row in rows.iter().filter(|r| r.len() == 6) {
+    // The lock statement's rows have one column; the tie query's eight.
+    for row in rows.iter().filter(|r| r.len() == 8) {
         let n: i32 = row.try_get(0)?;
         let k: i32 = row.try_get(1)?;
         ties[n as usize].push(TieRow {
             k: i64::from(k),
-            id: row.try_get(2)?,
-            oldest_contact: row.try_get(3)?,
-            member_count: row.try_get(4)?,
-            merged_into: row.try_get(5)?,
+            refused: row.try_get::<i32, _>(2)? != 0,
+            id: row.try_get(3)?,
+            oldest_contact: row.try_get(4)?,
+            member_count: row.try_get(5)?,
+            unique_values: row.try_get(6)?,
+            merged_into: row.try_get(7)?,
         });
     }
     for rows in &mut ties {

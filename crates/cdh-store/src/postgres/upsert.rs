@@ -10,7 +10,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::{ContactId, ContactInput, HubId, Upserted};
 use crate::ops::upsert::{tied_profiles, upsert_locked};
 use crate::plan::contact::{ContextRow, UpsertContext, reject_nul};
-use crate::plan::unify::{NewEvent, TieRow, TiedProfiles, tied_rows};
+use crate::plan::unify::{NewEvent, TieRow, TiedProfiles, main_profiles, tied_rows};
 use crate::rules::contact_lock_key;
 use crate::sql::batch::for_each_placeholder;
 use crate::sql::text::{tie_query_sql, upsert_context_sql};
@@ -212,7 +212,8 @@ fn prepare_tie_sql(n: usize) -> String {
     let types = vec!["text, text"; n].join(", ");
     format!(
         "PREPARE cdh_tie_{n} (bigint, text, bigint, {types}) AS \
-         SELECT t.k, p.id, p.oldest_contact, p.member_count, p.merged_into \
+         SELECT t.k, t.refused, p.id, p.oldest_contact, p.member_count, p.unique_values, \
+         p.merged_into \
          FROM ({}) AS t JOIN profiles p ON p.hub_id = $1 AND p.id = t.id \
          ORDER BY p.id, t.k FOR UPDATE OF p",
         tie_query_sql::<PgStore>(n, false)
@@ -257,24 +258,28 @@ async fn lock_values_and_tie_prepared(
     sql.push(')');
     // A query without arguments goes out as a simple query, both statements in one message.
     let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str()).await?;
-    // The lock statement's rows have one column; the tie query's have five.
+    // The lock statement's rows have one column; the tie query's have seven.
     let mut tie: Vec<TieRow> = rows
         .iter()
-        .filter(|r| r.len() == 5)
+        .filter(|r| r.len() == 7)
         .map(|r| {
             Ok(TieRow {
                 k: r.try_get(0)?,
-                id: r.try_get(1)?,
-                oldest_contact: r.try_get(2)?,
-                member_count: r.try_get(3)?,
-                merged_into: r.try_get(4)?,
+                refused: r.try_get::<i64, _>(1)? != 0,
+                id: r.try_get(2)?,
+                oldest_contact: r.try_get(3)?,
+                member_count: r.try_get(4)?,
+                unique_values: r.try_get(5)?,
+                merged_into: r.try_get(6)?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
     tie.sort_unstable();
+    let main = main_profiles(&tie, key_values.len());
     Ok(TiedProfiles {
         tied: tied_rows(tie, key_values),
         own: None,
+        main,
         locked: true,
     })
 }

@@ -43,36 +43,57 @@ pub(crate) fn explain<D: Dialect>(sql: &str) -> String {
 
 /// The tie query over `n` values (`$4`/`$5` the first field and value, and so on), with
 /// `own` an arm for the contact's own profile (`$3`). Rows: the tying value's index (-1 for
-/// the contact's own profile), the profile's id, oldest contact and member count. Within a
-/// scope every value is in exactly one profile, so one identifier row per value is enough,
-/// however many contacts share it: the cost of an upsert does not grow with the profiles it
-/// touches.
+/// the contact's own profile), whether the row comes from a refused carrier (1) or not (0),
+/// the profile's id, oldest contact, member count and unique values.
+///
+/// Within a scope the carriers of a value without a `conflicts` row are all in one profile
+/// (`cdh_core::constrained`), so one of them is enough, however many contacts share it: the
+/// cost of an upsert does not grow with the profiles it touches. The refused carriers' rows
+/// name the value's other profiles; a value has at most `MAX_REFUSED_READ` of them read (a
+/// value refused that often is one to exclude, and the preview lists it as suspicious).
 pub(crate) fn tie_query_sql<D: Dialect>(n: usize, own: bool) -> String {
     let live = to_live_profile::<D>();
+    let columns = "p.id, p.oldest_contact, p.member_count, p.unique_values";
     let own_arm = own.then(|| {
         format!(
-            "SELECT * FROM (SELECT CAST(-1 AS BIGINT) AS k, p.id, p.oldest_contact, \
-             p.member_count FROM memberships m {live} \
+            "SELECT * FROM (SELECT CAST(-1 AS BIGINT) AS k, CAST(0 AS BIGINT) AS refused, \
+             {columns} FROM memberships m {live} \
              WHERE m.hub_id = $1 AND m.contact_id = $3 LIMIT 1) AS own"
         )
     });
     (0..n)
-        .map(|k| {
-            format!(
-                "SELECT * FROM (SELECT CAST({k} AS BIGINT) AS k, p.id, p.oldest_contact, \
-                 p.member_count FROM identifiers i \
-                 {} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id {live} \
-                 WHERE i.hub_id = $1 AND i.scope = $2 AND i.field = ${} AND i.value = ${} \
-                   AND i.contact_id <> $3 LIMIT 1) AS t{k}",
-                D::ORDERED_JOIN,
-                4 + 2 * k,
-                5 + 2 * k
-            )
+        .flat_map(|k| {
+            let (field, value) = (4 + 2 * k, 5 + 2 * k);
+            [
+                format!(
+                    "SELECT * FROM (SELECT CAST({k} AS BIGINT) AS k, CAST(0 AS BIGINT) AS refused, \
+                     {columns} FROM identifiers i \
+                     {} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id {live} \
+                     WHERE i.hub_id = $1 AND i.scope = $2 AND i.field = ${field} \
+                       AND i.value = ${value} AND i.contact_id <> $3 \
+                       AND NOT EXISTS (SELECT 1 FROM conflicts x WHERE x.hub_id = i.hub_id \
+                         AND x.contact_id = i.contact_id AND x.field = i.field) \
+                     LIMIT 1) AS t{k}",
+                    D::ORDERED_JOIN,
+                ),
+                format!(
+                    "SELECT * FROM (SELECT CAST({k} AS BIGINT) AS k, CAST(1 AS BIGINT) AS refused, \
+                     {columns} FROM conflicts i \
+                     {} memberships m ON m.hub_id = i.hub_id AND m.contact_id = i.contact_id {live} \
+                     WHERE i.hub_id = $1 AND i.scope = $2 AND i.field = ${field} \
+                       AND i.value = ${value} AND i.contact_id <> $3 \
+                     LIMIT {MAX_REFUSED_READ}) AS r{k}",
+                    D::ORDERED_JOIN,
+                ),
+            ]
         })
         .chain(own_arm)
         .collect::<Vec<_>>()
         .join(" UNION ALL ")
 }
+
+/// At most this many refused carriers of one value are read by an upsert.
+pub(crate) const MAX_REFUSED_READ: usize = 200;
 
 /// The upsert's first read, over the hub (`$1`), the channel (`$2`) and the contact's
 /// external id (`$3`): one `plan::contact::ContextRow` (its columns in that struct's order),
@@ -96,6 +117,8 @@ pub(crate) fn upsert_context_sql<D: Dialect>() -> String {
           ORDER BY s.version DESC LIMIT 1) AS setting_keys, \
          (SELECT s.excluded FROM unify_settings s WHERE s.hub_id = $1 AND s.realm = {realm} \
           ORDER BY s.version DESC LIMIT 1) AS setting_excluded, \
+         (SELECT s.unique_fields FROM unify_settings s WHERE s.hub_id = $1 \
+          AND s.realm = {realm} ORDER BY s.version DESC LIMIT 1) AS setting_unique, \
          c.id AS contact_id, c.fields AS fields, c.tags AS tags, \
          c.custom_fields AS custom_fields, c.created_at AS created_at, h.event_seq AS event_seq \
          FROM channels ch \
@@ -180,8 +203,8 @@ pub(crate) fn realm_keys_sql(contact: &str) -> String {
 /// The unify-settings row an apply adds (`$1` hub .. `$7` applied at, `$8` the realm, `$9` the
 /// cross-product switch it applied, 0 or 1).
 pub(crate) const INSERT_SETTING_SQL: &str = "INSERT INTO unify_settings (hub_id, version, keys, \
-     excluded, actor, task_id, applied_at, realm, cross_product) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+     excluded, actor, task_id, applied_at, realm, cross_product, unique_fields) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Marks connection `$2` of hub `$1` unified at `$3` by its realm's first apply: from then on
 /// its organizations' contacts unify in its scopes.

@@ -289,8 +289,12 @@ fn swap(
             now.into(),
             realm.as_str().into(),
             i64::from(plan.cross_product).into(),
+            plan.unique_fields.as_str().into(),
         ],
     )?;
+    for (sql, args) in &plan.unique.batch(hub, &realm, now).statements {
+        execute(conn, sql, args)?;
+    }
     if let Realm::Connection(connection) = plan.realm {
         execute(
             conn,

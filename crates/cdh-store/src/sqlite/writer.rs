@@ -38,8 +38,8 @@ use crate::model::{ContactId, ContactInput, HubId, Millis, Upserted};
 use crate::ops::upsert::{no_live_profile, tied_profiles, with_retries};
 use crate::plan::contact::{ContextRow, UpsertContext, plan_contact, reject_nul};
 use crate::plan::unify::{
-    NewEvent, ProfileRow, TieRow, TiedProfiles, ids_needed, one_writer_rows, plan_unification,
-    split_tie_rows, tie_list, upserted,
+    NewEvent, ProfileRow, TieRow, TiedProfiles, ids_needed, main_profiles, one_writer_rows,
+    plan_unification, split_tie_rows, tie_list, upserted,
 };
 use crate::rules::realm_of_scope;
 use crate::sql::text::{tie_query_sql, upsert_context_sql};
@@ -232,6 +232,7 @@ fn upsert_in_transaction(
     // One writer: the tie query reads the stored contact's own profile too, and the rows it
     // reads stay current until the commit.
     let own = !plan.is_new;
+    let mut main = Vec::new();
     let (tied, own_row) = if key_values.is_empty() && !own {
         (Vec::new(), None)
     } else {
@@ -251,8 +252,11 @@ fn upsert_in_transaction(
                 r.get(1)?,
                 r.get(2)?,
                 r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
             )))
         })?;
+        main = main_profiles(&rows, key_values.len());
         split_tie_rows(rows, &key_values)
     };
     let current = match &own_row {
@@ -263,7 +267,9 @@ fn upsert_in_transaction(
     let ties = tie_list(&tied, current);
     let locked: Vec<ProfileRow> = one_writer_rows(tied, own_row);
     let fresh_ids = plan.ids.take_local(ids_needed(locked.len()))?;
-    let settled = plan_unification(hub, &mut plan, locked, &ties, fresh_ids, actor)?;
+    let settled = plan_unification(
+        hub, &mut plan, locked, &ties, &main, current, fresh_ids, actor,
+    )?;
     let counters = UpsertCounters {
         next_free_id: plan.ids.next,
         event_seq: plan.event_seq,
@@ -304,12 +310,13 @@ fn read_context(
             first_id: r.get(6)?,
             setting_keys: r.get(7)?,
             setting_excluded: r.get(8)?,
-            contact_id: r.get(9)?,
-            fields: r.get(10)?,
-            tags: r.get(11)?,
-            custom_fields: r.get(12)?,
-            created_at: r.get(13)?,
-            event_seq: r.get(14)?,
+            setting_unique: r.get(9)?,
+            contact_id: r.get(10)?,
+            fields: r.get(11)?,
+            tags: r.get(12)?,
+            custom_fields: r.get(13)?,
+            created_at: r.get(14)?,
+            event_seq: r.get(15)?,
         })
     })?;
     Ok(rows.pop())

@@ -207,6 +207,7 @@ pub async fn apply_keys(
     keys: &[&str],
 ) -> serde_json::Value {
     let setting = UnifySetting {
+        unique_fields: cdh_store::model::default_unique_fields(),
         keys: keys.iter().map(|k| (*k).to_owned()).collect(),
         excluded: Vec::new(),
     };

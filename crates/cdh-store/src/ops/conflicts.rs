@@ -1,0 +1,53 @@
+//! The conflicts list: merges refused because they would have given a profile two values of
+//! a unique field, one row per kept-out contact and key value, as the vendor's export lists
+//! them. Rows whose two sides have merged since (an apply after a corrected customer id) are
+//! left out.
+
+use crate::error::StoreResult;
+use crate::model::{ConflictRecord, ContactId, HubId, OrganizationId};
+use crate::ops::realms::load_realm;
+use crate::sql::text::to_live_profile;
+use crate::sql::{Adapter, query};
+
+/// At most this many conflicts a page.
+pub const MAX_CONFLICTS_PAGE: u32 = 1000;
+
+/// A page of the organization's conflicts (its own contacts, in its realm), after the
+/// cursor `(contact, field)`, in that order.
+pub(crate) async fn conflicts_page<B: Adapter>(
+    store: &B,
+    hub: HubId,
+    org: OrganizationId,
+    after: Option<(ContactId, String)>,
+    limit: u32,
+) -> StoreResult<Vec<ConflictRecord>> {
+    let mut conn = store.acquire().await?;
+    let realm = load_realm::<B>(&mut conn, hub, org).await?.realm;
+    let (after_contact, after_field) = after.unwrap_or((ContactId(0), String::new()));
+    let sql = format!(
+        "SELECT x.contact_id, p.id AS profile_id, c.channel_id, ch.channel_type, \
+         ch.name AS channel_name, c.external_id, x.field, x.value, x.reason, x.unique_field, \
+         x.ours, x.theirs, COALESCE(h.merged_into, h.id) AS held_by, x.created_at \
+         FROM conflicts x \
+         JOIN contacts c ON c.hub_id = x.hub_id AND c.id = x.contact_id \
+         JOIN channels ch ON ch.hub_id = c.hub_id AND ch.id = c.channel_id \
+         JOIN memberships m ON m.hub_id = x.hub_id AND m.contact_id = x.contact_id {} \
+         JOIN profiles h ON h.hub_id = x.hub_id AND h.id = x.held_by \
+         WHERE x.hub_id = $1 AND x.realm = $2 AND ch.organization_id = $3 \
+           AND (x.contact_id > $4 OR (x.contact_id = $4 AND x.field > $5)) \
+           AND p.id <> COALESCE(h.merged_into, h.id) \
+         ORDER BY x.contact_id, x.field LIMIT $6",
+        to_live_profile::<B>()
+    );
+    B::fetch_all(
+        &mut conn,
+        query(sql)
+            .bind(hub)
+            .bind(realm.key())
+            .bind(org)
+            .bind(after_contact)
+            .bind(after_field)
+            .bind(i64::from(limit.clamp(1, MAX_CONFLICTS_PAGE))),
+    )
+    .await
+}
