@@ -51,7 +51,8 @@ fn raw_fields(i: usize) -> [(&'static str, String); 4] {
             "display_mobile",
             format!("09{:08}", 10_000_000 + i / 4 * 3 + i % 3),
         ),
-        ("customer_id", format!("M{}", i / 2)),
+        // One customer id per group of four: a profile holds one (customer ids are unique).
+        ("customer_id", format!("M{}", i / 4)),
         ("display_name", format!("User {i}")),
     ]
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cdh_core::{
     IdentifierField, IncrementalResolver, KeyGraph, Partition, PreviewOptions, Slot, preview,
-    resolve, resolve_refusing,
+    resolve, resolve_holding, resolve_refusing,
 };
 use proptest::prelude::*;
 
@@ -217,6 +217,50 @@ proptest! {
             prop_assert_eq!(got, mine);
         }
         prop_assert_eq!(inc.partition(), resolved.partition);
+    }
+
+    #[test]
+    fn held_values_only_refuse_more_and_leave_a_fixpoint(
+        cs in contacts(25),
+        extra in proptest::collection::vec((0usize..25, 0u8..4), 0..6),
+    ) {
+        let graph = graph_of(&cs);
+        let prior = prior_of(&cs);
+        prop_assert_eq!(
+            resolve_holding(&graph, &prior, &[]),
+            resolve_refusing(&graph, Some(&prior)).partition
+        );
+        prop_assume!(!cs.is_empty());
+        // Profiles of the prior hold customer ids their contacts no longer carry.
+        let texts: Vec<(u32, String)> = extra
+            .iter()
+            .map(|&(c, v)| ((c % cs.len()) as u32, format!("v{v}")))
+            .collect();
+        let held: Vec<(u32, u8, &str)> = texts.iter().map(|(c, t)| (*c, 2, t.as_str())).collect();
+        let with_held = resolve_holding(&graph, &prior, &held);
+        // Nothing the prior joined comes apart, and the result is a fixpoint under what its
+        // profiles hold: held values extend the contacts' own.
+        let mut holding = cs.clone();
+        for (c, t) in &texts {
+            let root = prior.root(prior.profile_of(*c)) as usize;
+            holding[root].values.push((2, t.clone()));
+        }
+        let members = with_held.members();
+        let groups: Vec<Vec<usize>> = (0..with_held.n_profiles() as u32)
+            .map(|p| members.of(p).iter().map(|&c| c as usize).collect())
+            .collect();
+        for c in 0..cs.len() as u32 {
+            let root = prior.root(prior.profile_of(c));
+            prop_assert_eq!(with_held.profile_of(c), with_held.profile_of(root));
+        }
+        for (i, a) in groups.iter().enumerate() {
+            for b in &groups[i + 1..] {
+                let tied = a.iter().any(|&x| b.iter().any(|&y| merging(&cs[x]).any(|v| shares(&cs[x], &cs[y], v))));
+                if tied {
+                    prop_assert!(clash(&holding, a, b), "two profiles that share a value could merge");
+                }
+            }
+        }
     }
 
     #[test]

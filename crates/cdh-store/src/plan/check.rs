@@ -467,6 +467,29 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_carrier_may_stay_apart_and_a_conflict_must_name_a_carried_value() {
+        let mut apart = input(vec![profile(1, 1, None), profile(2, 1, None)], Vec::new());
+        apart.profiles[0].unique_values = r#"[["customer_id","M-1"]]"#.into();
+        apart.profiles[1].unique_values = r#"[["customer_id","M-2"]]"#.into();
+        apart.conflicts = vec![(ContactId(2), "display_email".into(), "a@x.io".into())];
+        assert_eq!(broken_invariants(&apart).unwrap(), Vec::<String>::new());
+        // Without what the profiles hold, the two could merge: the store is no fixpoint.
+        let mut unheld = input(vec![profile(1, 1, None), profile(2, 1, None)], Vec::new());
+        unheld.conflicts = apart.conflicts.clone();
+        let problems = broken_invariants(&unheld).unwrap();
+        assert!(
+            problems.iter().any(|p| p.contains("differs from the core's resolution")),
+            "{problems:?}"
+        );
+        apart.conflicts = vec![(ContactId(2), "display_email".into(), "b@x.io".into())];
+        let problems = broken_invariants(&apart).unwrap();
+        assert!(
+            problems.iter().any(|p| p.contains("which it does not carry")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn a_shared_key_value_in_two_profiles_and_a_merge_without_ledger_are_reported() {
         let apart = input(vec![profile(1, 1, None), profile(2, 1, None)], Vec::new());
         let problems = broken_invariants(&apart).unwrap();
