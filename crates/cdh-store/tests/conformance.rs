@@ -16,6 +16,7 @@ mod import_crash;
 mod imports;
 mod lookups;
 mod migrations;
+mod model;
 mod name_search;
 mod previews;
 mod profiles_api;

@@ -97,7 +97,6 @@ impl<B: Adapter> Diagnostics for B {
                 keys: serde_json::from_str(&keys)?,
                 excluded: serde_json::from_str(&excluded)?,
             };
-            check.history.push(keys);
         }
         broken_invariants(&CheckInput {
             contacts,

@@ -65,37 +65,23 @@ pub(crate) struct CheckInput {
 pub(crate) struct RealmCheck {
     /// The setting in force (no keys before any apply).
     pub setting: UnifySetting,
-    /// The keys of every setting applied in the realm, as JSON lists.
-    pub history: Vec<String>,
 }
 
-/// A realm's keys in force, normaliser per region, and every field its settings ever used.
+/// A realm's keys and unique fields in force, and a normaliser per region.
 struct RealmRules {
     keys: Vec<IdentifierField>,
     unique: Vec<IdentifierField>,
     setting: UnifySetting,
     normalizers: HashMap<String, Normalizer>,
-    fields: Vec<IdentifierField>,
 }
 
 impl RealmRules {
     fn of(check: &RealmCheck) -> StoreResult<Self> {
-        let keys = parse_keys(&check.setting.keys)?;
-        let mut fields = keys.clone();
-        for names in &check.history {
-            let names: Vec<String> = serde_json::from_str(names)?;
-            for f in parse_keys(&names)? {
-                if !fields.contains(&f) {
-                    fields.push(f);
-                }
-            }
-        }
         Ok(Self {
-            keys,
+            keys: parse_keys(&check.setting.keys)?,
             unique: parse_unique_fields(&check.setting.unique_fields)?,
             setting: check.setting.clone(),
             normalizers: HashMap::new(),
-            fields,
         })
     }
 
@@ -262,13 +248,14 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
         }
     }
 
-    // Membership equals the core's resolution from scratch over the stored identifiers, on
-    // top of the merges the ledger records. Keys of a realm's earlier settings count too: the
-    // joins they made are permanent. Scopes never span realms, so one graph holds them all,
-    // each contact carrying the values of its realm's fields only.
+    // Membership equals the core's resolution from scratch over the stored identifiers by the
+    // keys in force, on top of what is permanent: each contact's join (its bucket) and the
+    // merges the ledger records, so what earlier settings joined stays joined. Scopes never
+    // span realms, so one graph holds them all, each contact carrying the values of its
+    // realm's keys only.
     let mut fields: Vec<IdentifierField> = Vec::new();
     for realm in rules.values() {
-        for f in &realm.fields {
+        for f in &realm.keys {
             if !fields.contains(f) {
                 fields.push(f.clone());
             }
@@ -324,7 +311,7 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
             if realm.excluded(&contact.region, &i.field, &i.value)? {
                 continue;
             }
-            if realm.fields.iter().any(|f| f.name() == i.field)
+            if realm.keys.iter().any(|f| f.name() == i.field)
                 && let Some(slot) = fields.iter().position(|f| f.name() == i.field)
             {
                 values.push((slot as u8, i.value.as_str()));
@@ -348,6 +335,13 @@ pub(crate) fn broken_invariants(input: &CheckInput) -> StoreResult<Vec<String>> 
             .and_then(|r| index_of.get(&r.origin_contact))
             .copied()
     };
+    // A contact joins a profile for good (its bucket) as merges are for good (the ledger):
+    // a contact that drops the value it joined by stays.
+    for (contact, bucket) in &input.memberships {
+        if let (Some(&c), Some(origin)) = (index_of.get(contact), origin(*bucket)) {
+            prior.union(origin, c);
+        }
+    }
     for (survivor, absorbed) in ledger_pairs {
         match (origin(survivor), origin(absorbed)) {
             (Some(a), Some(b)) => {
@@ -450,7 +444,6 @@ mod tests {
                         keys: vec!["display_email".into()],
                         excluded: Vec::new(),
                     },
-                    history: vec![r#"["display_email"]"#.into()],
                 },
             )]),
             conflicts: Vec::new(),
@@ -478,13 +471,17 @@ mod tests {
         unheld.conflicts = apart.conflicts.clone();
         let problems = broken_invariants(&unheld).unwrap();
         assert!(
-            problems.iter().any(|p| p.contains("differs from the core's resolution")),
+            problems
+                .iter()
+                .any(|p| p.contains("differs from the core's resolution")),
             "{problems:?}"
         );
         apart.conflicts = vec![(ContactId(2), "display_email".into(), "b@x.io".into())];
         let problems = broken_invariants(&apart).unwrap();
         assert!(
-            problems.iter().any(|p| p.contains("which it does not carry")),
+            problems
+                .iter()
+                .any(|p| p.contains("which it does not carry")),
             "{problems:?}"
         );
     }

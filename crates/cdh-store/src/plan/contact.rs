@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use cdh_core::{IdentifierField, Normalizer, Outcome};
+use cdh_core::{Blocklist, IdentifierField, Normalizer, Outcome};
 
 use crate::error::{Resource, StoreError, StoreResult};
 use crate::model::{
@@ -205,7 +205,11 @@ pub(crate) fn plan_contact(
     let scope = context
         .channel
         .scope(keys.contains(&IdentifierField::LineUid));
-    let mut normalizer = normalizer(&context.channel.region, &context.setting)?;
+    let normalizer = normalizer(&context.channel.region, &context.setting)?;
+    // Values are stored as identifiers with the built-in blocklist only: an excluded value is
+    // a value the contact carries (a lookup finds it, as it finds one stored before the
+    // exclusion); it only never ties contacts (`key_values` leaves it out).
+    let mut stored_normalizer = Normalizer::new(normalizer.region(), Blocklist::built_in());
     let existing = context.existing;
     let written_at = input.updated_at.unwrap_or(now);
     let (mut fields, mut tags, mut custom_fields, created_at) = match &existing {
@@ -248,7 +252,7 @@ pub(crate) fn plan_contact(
     if let Some(c) = &input.custom_fields {
         custom_fields = c.clone();
     }
-    let (values, invalid) = identifiers_of(&mut normalizer, &keys, &fields, &custom_fields);
+    let (values, invalid) = identifiers_of(&mut stored_normalizer, &keys, &fields, &custom_fields);
     let key_values: Vec<(String, String)> = values
         .iter()
         .filter(|(f, v)| keys.iter().any(|k| k.name() == f) && !is_excluded(&normalizer, f, v))
