@@ -67,10 +67,13 @@ fn customer(v: u8) -> String {
     format!("M-{v}")
 }
 
+/// A contact's current values, by field.
+type Carried = BTreeMap<&'static str, String>;
+
 /// What the model knows: each written contact's id and current values, by (product, n).
 #[derive(Default)]
 struct Model {
-    contacts: BTreeMap<(bool, u8), (ContactId, BTreeMap<&'static str, String>)>,
+    contacts: BTreeMap<(bool, u8), (ContactId, Carried)>,
 }
 
 async fn write(
