@@ -82,7 +82,7 @@ fn resolve_inner(
     held: &[(ContactIdx, u8, &str)],
 ) -> Resolved {
     let n = graph.n_contacts();
-    let mut texts = UniqueTexts::default();
+    let mut texts = BorrowedTexts::default();
     let mut sets = UniqueSets::with_capacity(n);
     for c in 0..n as u32 {
         sets.push(graph.values_of(c).iter().filter_map(|&v| {
@@ -134,6 +134,19 @@ fn resolve_inner(
     Resolved {
         partition: Partition::from_union_find(&mut sets.uf),
         refusals,
+    }
+}
+
+/// [`UniqueTexts`] over texts that outlive it (a graph's), without copying them.
+#[derive(Default)]
+struct BorrowedTexts<'a> {
+    ids: HashMap<(u8, &'a str), u32>,
+}
+
+impl<'a> BorrowedTexts<'a> {
+    fn id(&mut self, slot: u8, text: &'a str) -> u32 {
+        let next = self.ids.len() as u32;
+        *self.ids.entry((slot, text)).or_insert(next)
     }
 }
 

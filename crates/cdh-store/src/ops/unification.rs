@@ -301,7 +301,14 @@ async fn read_and_plan<B: Adapter>(
     let (mut contacts, mut key_values) = store
         .read_contacts_and_keys(&mut tx, hub, [key_names[0], key_names[1], key_names[2]])
         .await?;
-    let mut unique = read_unique_input::<B>(&mut tx, hub, &setting.unique_fields).await?;
+    // A unique field that is a key comes with the keys' values.
+    let unique_not_keys: Vec<String> = setting
+        .unique_fields
+        .iter()
+        .filter(|f| !setting.keys.contains(f))
+        .cloned()
+        .collect();
+    let mut unique = read_unique_input::<B>(&mut tx, hub, &unique_not_keys).await?;
     B::commit(tx).await?;
     // A hub of one organization (the common case) has nothing to leave out.
     if channels.len() < n_channels {
@@ -326,7 +333,7 @@ async fn read_and_plan<B: Adapter>(
     )
 }
 
-/// The values of the unique fields (contact order) and what live profiles hold: read over the
+/// The values of `unique_fields` (contact order) and what live profiles hold: read over the
 /// hub and kept to the realm by the caller, as the contacts and keys are.
 async fn read_unique_input<B: Adapter>(
     tx: &mut B::Conn,

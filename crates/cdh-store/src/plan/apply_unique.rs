@@ -9,7 +9,7 @@ use cdh_core::{KeyGraph, Partition, Refusal};
 use crate::error::StoreResult;
 use crate::model::{ContactId, HubId, Millis, ProfileId};
 use crate::plan::conflicts::{Held, parse_held, reason_code};
-use crate::sql::WriteBatch;
+use crate::sql::{Arg, WriteBatch};
 
 /// What an apply reads besides its contacts and keys: the values of the setting's unique
 /// fields (contact order) and what each live profile holds now (profiles holding none left
@@ -19,6 +19,9 @@ pub(crate) struct UniqueInput {
     pub values: Vec<(ContactId, String, String)>,
     pub held: HashMap<ProfileId, String>,
 }
+
+/// Profiles whose held values one statement of the swap writes.
+const HELD_CHUNK: usize = 200;
 
 /// A conflict row as the swap writes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,10 +99,26 @@ impl UniqueWrites {
     /// The statements of the swap: held values, then the realm's conflicts replaced.
     pub fn batch(&self, hub: HubId, realm: &str, now: Millis) -> WriteBatch {
         let mut batch = WriteBatch::default();
-        for (id, held) in &self.held {
+        // A statement per chunk of profiles: a first apply over a hub changes what most
+        // profiles hold, and a statement each cost more than the rest of the swap.
+        for chunk in self.held.chunks(HELD_CHUNK) {
+            let mut args: Vec<Arg> = Vec::with_capacity(1 + 2 * chunk.len());
+            args.push(hub.into());
+            let mut cases = String::new();
+            let mut ids = Vec::with_capacity(chunk.len());
+            for (i, (id, held)) in chunk.iter().enumerate() {
+                cases.push_str(&format!(" WHEN ${} THEN ${}", 2 + 2 * i, 3 + 2 * i));
+                ids.push(format!("${}", 2 + 2 * i));
+                args.push((*id).into());
+                args.push(held.as_str().into());
+            }
             batch.push(
-                "UPDATE profiles SET unique_values = $3 WHERE hub_id = $1 AND id = $2",
-                vec![hub.into(), (*id).into(), held.as_str().into()],
+                format!(
+                    "UPDATE profiles SET unique_values = CASE id{cases} END \
+                     WHERE hub_id = $1 AND id IN ({})",
+                    ids.join(", ")
+                ),
+                args,
             );
         }
         batch.push(
