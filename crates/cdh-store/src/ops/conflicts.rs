@@ -1,11 +1,12 @@
 //! The conflicts list: merges refused because they would have given a profile two values of
 //! a unique field, one row per kept-out contact and key value, as the vendor's export lists
 //! them. Rows whose two sides have merged since (an apply after a corrected customer id) are
-//! left out.
+//! left out. And what an apply reads of the unique fields.
 
 use crate::error::StoreResult;
-use crate::model::{ConflictRecord, ContactId, HubId, OrganizationId};
+use crate::model::{ConflictRecord, ContactId, HubId, OrganizationId, ProfileId};
 use crate::ops::realms::load_realm;
+use crate::plan::apply_unique::UniqueInput;
 use crate::sql::text::to_live_profile;
 use crate::sql::{Adapter, query};
 
@@ -50,4 +51,36 @@ pub(crate) async fn conflicts_page<B: Adapter>(
             .bind(i64::from(limit.clamp(1, MAX_CONFLICTS_PAGE))),
     )
     .await
+}
+
+/// The values of `unique_fields` (contact order) and what live profiles hold: read over the
+/// hub and kept to the realm by the caller, as the contacts and keys are.
+pub(crate) async fn read_unique_input<B: Adapter>(
+    tx: &mut B::Conn,
+    hub: HubId,
+    unique_fields: &[String],
+) -> StoreResult<UniqueInput> {
+    let mut input = UniqueInput::default();
+    if !unique_fields.is_empty() {
+        let sql = format!(
+            "SELECT contact_id, field, value FROM identifiers WHERE hub_id = $1 \
+             AND field IN ({}) ORDER BY contact_id, field",
+            crate::sql::batch::placeholders(2, unique_fields.len())
+        );
+        let q = unique_fields
+            .iter()
+            .fold(query(sql).bind(hub), |q, f| q.bind(f.as_str()));
+        input.values = B::fetch_all(tx, q).await?;
+    }
+    let held: Vec<(ProfileId, String)> = B::fetch_all(
+        tx,
+        query(
+            "SELECT id, unique_values FROM profiles WHERE hub_id = $1 \
+             AND merged_into IS NULL AND unique_values <> '[]'",
+        )
+        .bind(hub),
+    )
+    .await?;
+    input.held = held.into_iter().collect();
+    Ok(input)
 }

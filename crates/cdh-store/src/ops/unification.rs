@@ -25,7 +25,6 @@ use crate::ops::setup::{load_history, load_setting};
 use crate::plan::apply::{
     ApplyInput, ApplyPlan, ScopedChannelRow, plan_apply, realm_channels, retain_realm_contacts,
 };
-use crate::plan::apply_unique::UniqueInput;
 use crate::plan::preview::{PreviewInput, preview_report};
 use crate::port::{ApplyOptions, Tasks, Unification};
 use crate::rules::{normalizer, parse_keys, parse_unique_fields};
@@ -308,7 +307,8 @@ async fn read_and_plan<B: Adapter>(
         .filter(|f| !setting.keys.contains(f))
         .cloned()
         .collect();
-    let mut unique = read_unique_input::<B>(&mut tx, hub, &unique_not_keys).await?;
+    let mut unique =
+        crate::ops::conflicts::read_unique_input::<B>(&mut tx, hub, &unique_not_keys).await?;
     B::commit(tx).await?;
     // A hub of one organization (the common case) has nothing to leave out.
     if channels.len() < n_channels {
@@ -331,38 +331,6 @@ async fn read_and_plan<B: Adapter>(
             unique,
         },
     )
-}
-
-/// The values of `unique_fields` (contact order) and what live profiles hold: read over the
-/// hub and kept to the realm by the caller, as the contacts and keys are.
-async fn read_unique_input<B: Adapter>(
-    tx: &mut B::Conn,
-    hub: HubId,
-    unique_fields: &[String],
-) -> StoreResult<UniqueInput> {
-    let mut input = UniqueInput::default();
-    if !unique_fields.is_empty() {
-        let sql = format!(
-            "SELECT contact_id, field, value FROM identifiers WHERE hub_id = $1 \
-             AND field IN ({}) ORDER BY contact_id, field",
-            crate::sql::batch::placeholders(2, unique_fields.len())
-        );
-        let q = unique_fields
-            .iter()
-            .fold(query(sql).bind(hub), |q, f| q.bind(f.as_str()));
-        input.values = B::fetch_all(tx, q).await?;
-    }
-    let held: Vec<(ProfileId, String)> = B::fetch_all(
-        tx,
-        query(
-            "SELECT id, unique_values FROM profiles WHERE hub_id = $1 \
-             AND merged_into IS NULL AND unique_values <> '[]'",
-        )
-        .bind(hub),
-    )
-    .await?;
-    input.held = held.into_iter().collect();
-    Ok(input)
 }
 
 /// What a preview of the realm reads: its channels, contacts, identifiers and profiles.
