@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use crate::graph::{ContactIdx, KeyGraph};
 use crate::interner::ValueId;
-use crate::resolve::{Partition, UnionFind};
+use crate::resolve::{Partition, UnionFind, union_find};
 
 const NONE: u32 = u32::MAX;
 
@@ -82,39 +82,78 @@ fn resolve_inner(
     held: &[(ContactIdx, u8, &str)],
 ) -> Resolved {
     let n = graph.n_contacts();
-    let mut texts = BorrowedTexts::default();
-    let mut sets = UniqueSets::with_capacity(n);
-    for c in 0..n as u32 {
-        sets.push(graph.values_of(c).iter().filter_map(|&v| {
-            let (_, slot, text) = graph.raw_value(v);
-            graph.slots()[slot as usize]
-                .unique
-                .then(|| (slot, texts.id(slot, text), v))
-        }));
-    }
     if let Some(prior) = prior {
         assert_eq!(
             prior.n_contacts(),
             n,
             "the prior must cover the same contacts"
         );
-        for c in 0..n as u32 {
-            let root = prior.root(prior.profile_of(c));
-            if root != c {
-                sets.union(root, c);
+    }
+    // The rule refuses a merge only where two values of a unique slot meet, so it can differ
+    // from the plain partition only inside a plain component that holds two; and it never
+    // looks outside a component (a contact's candidates share its values). So: the plain
+    // union-find first, and the rule inside those components alone.
+    let mut plain = union_find(graph, prior);
+    let root_of: Vec<u32> = (0..n as u32).map(|c| plain.find(c)).collect();
+    let mut texts = BorrowedTexts::default();
+    let mut unique: Vec<(u32, u8, u32, ValueId)> = Vec::new();
+    for c in 0..n as u32 {
+        for &v in graph.values_of(c) {
+            let (_, slot, text) = graph.raw_value(v);
+            if graph.slots()[slot as usize].unique {
+                unique.push((c, slot, texts.id(slot, text), v));
             }
         }
     }
     for &(c, slot, text) in held {
         // No value id names a value no contact carries: such a clash is reported with the
         // contact's own values only, and `resolve_holding` reports none.
-        let id = texts.id(slot, text);
-        sets.add_held(c, std::iter::once((slot, id, ValueId::MAX)));
+        unique.push((c, slot, texts.id(slot, text), ValueId::MAX));
+    }
+    let mut first_text: HashMap<(u32, u8), u32> = HashMap::new();
+    let mut in_rule = vec![false; n];
+    for &(c, slot, text, _) in &unique {
+        let root = root_of[c as usize];
+        if *first_text.entry((root, slot)).or_insert(text) != text {
+            in_rule[root as usize] = true;
+        }
+    }
+    let in_rule: Vec<bool> = root_of.iter().map(|&r| in_rule[r as usize]).collect();
+    if !in_rule.contains(&true) {
+        return Resolved {
+            partition: Partition::from_union_find(&mut plain),
+            refusals: Vec::new(),
+        };
+    }
+
+    let mut sets = UniqueSets::with_capacity(n);
+    let mut own = unique.iter().filter(|u| u.3 != ValueId::MAX).peekable();
+    for c in 0..n as u32 {
+        let mine = std::iter::from_fn(|| own.next_if(|u| u.0 == c)).map(|u| (u.1, u.2, u.3));
+        if in_rule[c as usize] {
+            sets.push(mine);
+        } else {
+            mine.for_each(drop);
+            sets.push(std::iter::empty());
+        }
+    }
+    if let Some(prior) = prior {
+        for c in (0..n as u32).filter(|&c| in_rule[c as usize]) {
+            let root = prior.root(prior.profile_of(c));
+            if root != c {
+                sets.union(root, c);
+            }
+        }
+    }
+    for &(c, slot, text, v) in unique.iter().filter(|u| u.3 == ValueId::MAX) {
+        if in_rule[c as usize] {
+            sets.add_held(c, std::iter::once((slot, text, v)));
+        }
     }
     let mut carriers = Carriers::new(graph.n_values());
     let mut refusals = Vec::new();
     let mut candidates = Vec::new();
-    for c in 0..n as u32 {
+    for c in (0..n as u32).filter(|&c| in_rule[c as usize]) {
         let values = || {
             graph
                 .values_of(c)
@@ -130,6 +169,10 @@ fn resolve_inner(
         for v in values() {
             refusals.extend(carriers.place(c, v, &mut sets));
         }
+    }
+    // Components without two values of a unique slot are as the plain union-find made them.
+    for c in (0..n as u32).filter(|&c| !in_rule[c as usize]) {
+        sets.union(c, root_of[c as usize]);
     }
     Resolved {
         partition: Partition::from_union_find(&mut sets.uf),
