@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use cdh_store::model::{ContactId, HubId, ProfileId, Unification, UnifySetting};
-use cdh_store::port::ApplyOptions;
+use cdh_store::model::{ContactId, ProfileId, Unification, UnifySetting};
 
 use crate::conformance;
-use crate::support::{Hub, TestStore, apply_keys, hub, upsert};
+use crate::support::{Hub, TestStore, apply_keys, apply_setting, hub, upsert};
 
 /// The contacts of the scenario, in the order written: an email shared by everyone, and
 /// customer ids that disagree.
@@ -187,7 +186,12 @@ async fn apply_body(t: TestStore) {
 
     // With no unique field, the same keys merge everyone who shares the email, and the
     // conflicts go.
-    apply_setting(s, h.id, h.org, Vec::new()).await;
+    let setting = UnifySetting {
+        keys: vec!["display_email".into(), "display_mobile".into()],
+        excluded: Vec::new(),
+        unique_fields: Vec::new(),
+    };
+    apply_setting(s, h.id, h.org, &setting).await;
     let merged = partition(&t, &h, &ids).await;
     assert_eq!(
         ["a", "b", "c", "d"].map(|c| merged[c].as_str()),
@@ -247,30 +251,4 @@ async fn dropped_body(t: TestStore) {
     assert!(s.conflicts(h.id, h.org, None, 10).await.unwrap().is_empty());
     crate::support::assert_invariants(s, h.id).await;
     t.finish(h.id).await;
-}
-
-async fn apply_setting(
-    s: &cdh_store::AnyStore,
-    hub: HubId,
-    org: cdh_store::model::OrganizationId,
-    unique_fields: Vec<String>,
-) {
-    let setting = UnifySetting {
-        keys: vec!["display_email".into(), "display_mobile".into()],
-        excluded: Vec::new(),
-        unique_fields,
-    };
-    let task = s.start_apply(hub, org, &setting, "admin").await.unwrap();
-    let task = s
-        .run_apply(
-            hub,
-            task,
-            &ApplyOptions {
-                batch_size: 7,
-                on_batch: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert!(task.error.is_none(), "{:?}", task.error);
 }

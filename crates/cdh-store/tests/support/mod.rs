@@ -198,8 +198,8 @@ pub async fn channel(
         .expect("channel")
 }
 
-/// Applies unify keys in the organization's realm and waits for the task; panics unless it
-/// succeeds.
+/// Applies unify keys in the organization's realm (customer ids unique, the default) and
+/// waits for the task; panics unless it succeeds.
 pub async fn apply_keys(
     store: &AnyStore,
     hub: HubId,
@@ -211,8 +211,19 @@ pub async fn apply_keys(
         keys: keys.iter().map(|k| (*k).to_owned()).collect(),
         excluded: Vec::new(),
     };
+    apply_setting(store, hub, org, &setting).await
+}
+
+/// Applies a setting in the organization's realm and waits for the task; panics unless it
+/// succeeds. Returns the task's result.
+pub async fn apply_setting(
+    store: &AnyStore,
+    hub: HubId,
+    org: OrganizationId,
+    setting: &UnifySetting,
+) -> serde_json::Value {
     let task = store
-        .start_apply(hub, org, &setting, "admin")
+        .start_apply(hub, org, setting, "admin")
         .await
         .expect("start apply");
     let task = store
